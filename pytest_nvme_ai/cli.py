@@ -1,0 +1,79 @@
+"""`nvme-ai` console script: report / compare / baseline / tune / devices.
+
+Only argument parsing lives here; each subcommand is implemented by the module
+that owns the concern (report/, baseline.py, tune.py, device.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nvme-ai", description="pytest-nvme-ai companion commands")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("report", help="render index.html from a results.json")
+    r.add_argument("results", help="path to results.json (or a run directory)")
+    r.add_argument("-o", "--output", help="output HTML file (default: index.html next to results.json)")
+
+    c = sub.add_parser("compare", help="side-by-side HTML page for two runs")
+    c.add_argument("a", help="first results.json (or run directory)")
+    c.add_argument("b", help="second results.json (or run directory)")
+    c.add_argument("--labels", nargs=2, metavar=("A", "B"), help="column labels (default: run ids)")
+    c.add_argument("-o", "--output", default="compare.html", help="output HTML file (default: compare.html)")
+
+    b = sub.add_parser("baseline", help="manage stored baselines")
+    bsub = b.add_subparsers(dest="baseline_command", required=True)
+    bp = bsub.add_parser("promote", help="accept a reviewed run as the baseline without rerunning it")
+    bp.add_argument("results", help="results.json of the reviewed run (e.g. reports/latest/results.json)")
+    bp.add_argument("--name", help="baseline name (default: each target's device fingerprint slug)")
+    bp.add_argument("--baseline-dir", default="baselines", help="directory of baselines (default: baselines/)")
+    bp.add_argument("--include-failed", action="store_true",
+                    help="also accept tests that failed the gate (a reviewed, intended change)")
+    bs = bsub.add_parser("show", help="list what a baseline holds")
+    bs.add_argument("name", nargs="?", help="baseline name or file (default: list all baselines)")
+    bs.add_argument("--baseline-dir", default="baselines", help="directory of baselines (default: baselines/)")
+
+    t = sub.add_parser("tune", help="find the aio settings with the best read bandwidth on a target directory")
+    t.add_argument("target", help="directory on the drive to tune for")
+    t.add_argument("--budget", type=float, default=120.0, help="time budget in seconds (default 120)")
+    t.add_argument("--file-size", default="1G", help="size of the test file (default 1G)")
+    t.add_argument("--json", action="store_true", help="print machine-readable JSON only")
+
+    d = sub.add_parser("devices", help="show the drive identity behind directories")
+    d.add_argument("paths", nargs="*", default=["."], help="directories (default: .)")
+    d.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    if args.command == "report":
+        from .report import cli_report
+        return cli_report
+    if args.command == "compare":
+        from .report import cli_compare
+        return cli_compare
+    if args.command == "baseline":
+        from . import baseline
+        return baseline.cli_promote if args.baseline_command == "promote" else baseline.cli_show
+    if args.command == "tune":
+        from .tune import cli_tune
+        return cli_tune
+    from .device import cli_devices
+    return cli_devices
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)(args)
+    except (FileNotFoundError, ValueError, PermissionError) as exc:
+        # Bad input: one line that says what is wrong, no traceback.
+        print(f"nvme-ai {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The plugin's fixtures. Each one is thin: the work is in the module that owns the concern."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .session import Recorder, get_session
+
+if TYPE_CHECKING:
+    from .targets import Target
+
+
+@pytest.fixture(scope="session")
+def offload_target(request: pytest.FixtureRequest) -> "Target":
+    """A target directory on the device under test (parametrized over --nvme-ai-target)."""
+    param = getattr(request, "param", None)
+    if param is None:
+        targets = get_session(request.config).targets
+        if not targets:
+            pytest.skip("no nvme-ai target configured")
+        return targets[0]
+    return param
+
+
+@pytest.fixture
+def nvme_ai(request: pytest.FixtureRequest) -> Recorder:
+    """Record metrics, params and artifacts for this test; they are gated against the baseline."""
+    return get_session(request.config).recorder(request.node)
+
+
+@pytest.fixture
+def ssd_device(offload_target: "Target") -> Any:
+    """The drive identity (device.DeviceIdentity) behind the target."""
+    return offload_target.device
+
+
+@pytest.fixture
+def fio(offload_target: "Target", nvme_ai: Recorder) -> Any:
+    """Run fio jobs in the target; each run's metrics are recorded into this test."""
+    from .fio import FioRunner, fio_missing_reason
+
+    reason = fio_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return FioRunner(offload_target, nvme_ai)
+
+
+@pytest.fixture
+def ds_aio(offload_target: "Target", nvme_ai: Recorder) -> Any:
+    """DeepSpeed's aio read path (ds_io equivalent) on the target."""
+    from .aio import AioRunner, aio_missing_reason
+
+    reason = aio_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return AioRunner(offload_target, nvme_ai)
+
+
+@pytest.fixture
+def zero_inference(offload_target: "Target", nvme_ai: Recorder) -> Any:
+    """Run ZeRO-Inference specs in a child process; results are typed and recorded."""
+    from .zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
+
+    reason = inference_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return ZeroInferenceRunner(offload_target, nvme_ai)

@@ -1,0 +1,146 @@
+"""pytest entry point: options, ini keys, markers and hooks. Thin: the work is in session.py."""
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any, Generator
+
+import pytest
+
+from . import settings
+from .session import RECORD_KEY, SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session, write_summary
+
+# Fixtures live in their own module; importing it here registers them with the plugin.
+from .fixtures import ds_aio, fio, nvme_ai, offload_target, ssd_device, zero_inference  # noqa: F401
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "nvme_ai(tolerance=PCT, metrics=[names], repeat=N, metric_tolerance={name: PCT}): per-test gate settings; "
+        "they override the command line, env and ini (precedence: marker > CLI > env > ini > profile).",
+    )
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with the reason when none is visible")
+    config.addinivalue_line("markers", "nvme: needs a target on a real NVMe device; skipped otherwise")
+    if config.option.help or config.option.version:
+        return
+    # The session is created here but targets need basetemp, set by pytest's tmpdir plugin at its
+    # configure; pytest_sessionstart below is guaranteed to run after every plugin's configure.
+    session = NvmeAiSession(config)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(_Hooks(session), "nvme_ai_session")
+
+
+class _Hooks:
+    def __init__(self, session: NvmeAiSession) -> None:
+        self.s = session
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from .environment import collect
+
+        self.s.setup_targets()
+        self.s.load_baselines()
+        self.s.smart_before = self.s.read_smart()
+        self.s.environment = collect()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        from .environment import fio_version
+
+        s = self.s
+        lines = [f"nvme-ai: profile {s.profile}, tolerance {s.tolerance:g}%, run {s.run_id}, "
+                 f"fio {fio_version() or 'not found (apt-get install fio)'}"]
+        for t in s.targets:
+            summary = t.device.summary() if t.device is not None else "device unknown"
+            lines.append(f"nvme-ai target {t.id}: {t.path}{' (embedded default)' if t.embedded else ''} -> {summary}")
+            bf = s.baselines.get(t.label)
+            lines.append(f"nvme-ai baseline for {t.id}: {s.baseline_paths[t.label]}"
+                         f" ({len(bf.entries)} entries)" if bf else
+                         f"nvme-ai baseline for {t.id}: none yet at {s.baseline_paths[t.label]}")
+        return lines
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "offload_target" in metafunc.fixturenames:
+            targets = self.s.targets
+            metafunc.parametrize("offload_target", targets, ids=[t.id for t in targets], indirect=True,
+                                 scope="session")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        result = yield
+        # The test body passed: gate its metrics now, so a regression fails exactly this test.
+        comps = self.s.gate(item)
+        rec = item.stash.get(RECORD_KEY, None)
+        if rec is not None:
+            for c in comps:
+                item.user_properties.append((f"nvme_ai.{c.metric}", c.now))
+                item.user_properties.append((f"nvme_ai.{c.metric}.verdict", c.verdict))
+            if rec.verdict:
+                item.user_properties.append(("nvme_ai.verdict", rec.verdict))
+        regressions = [c for c in comps if c.verdict == "regression" and c.gated]
+        if regressions:
+            pytest.fail("\n".join(c.message for c in regressions) + f"\nbaseline file: {rec.baseline_file}",
+                        pytrace=False)
+        for c in comps:
+            if c.verdict == "improvement" and c.gated:
+                warnings.warn(NvmeAiWarning(c.message + " — refresh the baseline with --nvme-ai-save-baseline"))
+            if c.verdict == "incomparable" and c.gated and self.s.strict:
+                pytest.fail(c.message + " (--nvme-ai-strict)", pytrace=False)
+        return result
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rec = self.s.records.get(report.nodeid)
+        if rec is None:
+            return
+        rec.duration += report.duration
+        if report.when == "call" or report.outcome != "passed":
+            if report.outcome == "failed" and report.when != "call":
+                rec.outcome = "error"
+            elif rec.outcome != "error":
+                rec.outcome = report.outcome
+            if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+                rec.longrepr = str(report.longrepr[2])
+            elif report.outcome == "failed":
+                rec.longrepr = str(report.longrepr)[-4000:]
+        if report.when == "teardown":
+            self.s.finalize_verdict(rec)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        fixturenames = getattr(item, "fixturenames", ())
+        if "nvme_ai" in fixturenames or "offload_target" in fixturenames:
+            self.s.record_for(item)
+        for mark, need in (("gpu", _cuda_missing), ("nvme", None)):
+            if item.get_closest_marker(mark) is None:
+                continue
+            if mark == "gpu":
+                reason = _cuda_missing()
+            else:
+                t = self.s.target_of(item)
+                reason = None if t is None or t.device is None or t.device.is_nvme else (
+                    f"needs a real NVMe device: target {t.path} is on {t.device.summary()}")
+            if reason:
+                pytest.skip(reason)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.s.finish(exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        write_summary(terminalreporter, self.s)
+
+
+def _cuda_missing() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "needs a CUDA GPU: torch is not installed"
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU: torch.cuda.is_available() is False on this machine"
+    return None
+
+
+__all__ = ["get_session", "pytest_addoption", "pytest_configure"]

@@ -1,0 +1,499 @@
+"""The run: targets, records, baselines, gate, results.json.
+
+plugin.py stays thin and hands everything to an `NvmeAiSession`, registered as
+a plugin named "nvme_ai_session" (the pytest-benchmark split, pytest-xdist's
+registration style). State lives in this object and a `pytest.StashKey`, never
+in private attributes on the config.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from . import SCHEMA_VERSION, settings
+from .metrics import Metric, format_value
+from .profiles import PROFILES, Profile
+from .targets import Target, TargetError, make_labels, strip_target_id, validate_target_dir
+
+SESSION_KEY = pytest.StashKey["NvmeAiSession"]()
+RECORD_KEY = pytest.StashKey["TestRecord"]()
+
+
+def get_session(config: pytest.Config) -> "NvmeAiSession":
+    try:
+        return config.stash[SESSION_KEY]
+    except KeyError:
+        raise RuntimeError("pytest-nvme-ai is not configured (is the plugin loaded?)") from None
+
+
+class NvmeAiWarning(UserWarning):
+    pass
+
+
+@dataclass
+class TestRecord:
+    """One measured test, filled while it runs (mutable on purpose: metrics arrive one by one)."""
+
+    nodeid: str
+    key: str                    # baseline key: nodeid without the target component
+    suite: str
+    target: Target | None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)   # label -> path relative to the run dir
+    extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    outcome: str = "not run"
+    longrepr: str | None = None
+    duration: float = 0.0
+    comparisons: list[Any] = field(default_factory=list)      # gate.Comparison
+    baseline_file: str | None = None
+    verdict: str | None = None
+    gated_metrics: tuple[str, ...] | None = None               # from the marker's metrics=
+    tolerance: float = 10.0
+
+    def to_dict(self) -> dict[str, Any]:
+        base = None
+        if self.comparisons:
+            base = {
+                "file": self.baseline_file,
+                "metrics": {c.metric: c.to_dict() for c in self.comparisons},
+            }
+        return {
+            "nodeid": self.nodeid,
+            "key": self.key,
+            "suite": self.suite,
+            "params": _jsonable(self.params),
+            "target": str(self.target.path) if self.target else None,
+            "target_label": self.target.label if self.target else None,
+            "outcome": self.outcome,
+            "longrepr": self.longrepr,
+            "duration": self.duration,
+            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "baseline": base,
+            "verdict": self.verdict,
+            "tolerance": self.tolerance,
+            "artifacts": self.artifacts,
+            "extra": _jsonable(self.extra),
+            "notes": self.notes,
+        }
+
+
+def _jsonable(v: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(v) and not isinstance(v, type):
+        return _jsonable(asdict(v))
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def _slug(text: str, limit: int = 120) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.@=-]+", "_", text).strip("_")
+    return s[:limit] or "test"
+
+
+class Recorder:
+    """The `nvme_ai` fixture: what a test uses to record metrics, params and artifacts."""
+
+    def __init__(self, session: "NvmeAiSession", item: pytest.Item, record: TestRecord) -> None:
+        self._session = session
+        self._item = item
+        self._record = record
+
+    @property
+    def nodeid(self) -> str:
+        return self._record.nodeid
+
+    @property
+    def target(self) -> Target | None:
+        return self._record.target
+
+    @property
+    def profile(self) -> Profile:
+        return self._session.profile_obj
+
+    @property
+    def repeat(self) -> int:
+        return self._session.repeat_for(self._item)
+
+    @property
+    def timeout(self) -> int:
+        return self._session.timeout or self.profile.child_timeout_s
+
+    @property
+    def tolerance(self) -> float:
+        return self._record.tolerance
+
+    @property
+    def artifact_dir(self) -> Path:
+        d = self._session.run_dir / "artifacts" / _slug(self._record.nodeid)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def record(self, metric: Metric) -> Metric:
+        """Record (or add samples to) a metric of this test."""
+        prev = self._record.metrics.get(metric.name)
+        merged = prev.merged(metric) if prev else metric
+        self._record.metrics[metric.name] = merged
+        return merged
+
+    def record_samples(self, name: str, samples: list[float] | tuple[float, ...], **kw: Any) -> Metric:
+        return self.record(Metric.of(name, samples, **kw))
+
+    def set_params(self, **params: Any) -> None:
+        self._record.params.update(params)
+
+    def set_extra(self, key: str, value: Any) -> None:
+        self._record.extra[key] = value
+
+    def note(self, text: str) -> None:
+        self._record.notes.append(text)
+
+    def add_artifact(self, label: str, path: Path | str) -> str:
+        """Keep a file with the run (copied into the run dir when it lives elsewhere); returns its relative path."""
+        p = Path(path)
+        run_dir = self._session.run_dir.resolve()
+        if run_dir not in p.resolve().parents:
+            dest = self.artifact_dir / p.name
+            shutil.copyfile(p, dest)
+            p = dest
+        rel = os.path.relpath(p.resolve(), run_dir)
+        self._record.artifacts[label] = rel
+        return rel
+
+    def metrics(self) -> dict[str, Metric]:
+        return dict(self._record.metrics)
+
+    @property
+    def session_cache(self) -> dict[str, Any]:
+        return self._session.cache
+
+    @property
+    def aio_setting(self) -> str:
+        return self._session.aio
+
+
+class NvmeAiSession:
+    """Session state and the hooks that need it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.profile: str = settings.resolve(config, "profile")
+        self.profile_obj: Profile = PROFILES[self.profile]
+        self.tolerance: float = settings.resolve(config, "tolerance")
+        self.repeat: int | None = settings.resolve(config, "repeat")
+        self.timeout: int | None = settings.resolve(config, "timeout")
+        self.save_baseline: bool = bool(settings.resolve(config, "save_baseline"))
+        self.strict: bool = bool(settings.resolve(config, "strict"))
+        self.baseline_name: str | None = settings.resolve(config, "baseline_name")
+        self.aio: str = settings.resolve(config, "aio")
+        root = config.rootpath
+        self.report_dir: Path = (root / settings.resolve(config, "report_dir")).resolve()
+        self.baseline_dir: Path = (root / settings.resolve(config, "baseline_dir")).resolve()
+        bj = settings.resolve(config, "benchmark_json")
+        self.benchmark_json: Path | None = (config.invocation_params.dir / bj).resolve() if bj else None
+        self.run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        self.started = datetime.now(timezone.utc)
+        self.targets: list[Target] = []
+        self.records: dict[str, TestRecord] = {}
+        self.baselines: dict[str, Any] = {}     # target label -> baseline.BaselineFile | None
+        self.baseline_paths: dict[str, Path] = {}
+        self.smart_before: dict[str, Any] = {}
+        self.environment: dict[str, Any] = {}
+        self._run_dir: Path | None = None
+        self.results_path: Path | None = None
+        self.report_path: Path | None = None
+        self.saved_baselines: list[Path] = []
+        # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
+        self.cache: dict[str, Any] = {}
+
+    # ---- configure -------------------------------------------------------------------------
+    def setup_targets(self) -> None:
+        raw = settings.resolve(self.config, "target")
+        paths: list[Path] = []
+        embedded = not raw
+        if embedded:
+            # The embedded default: a directory under pytest's basetemp, reported as whatever backs it.
+            factory = getattr(self.config, "_tmp_path_factory", None)  # set by pytest's tmpdir plugin
+            base = factory.getbasetemp() if factory is not None else Path(os.environ.get("TMPDIR", "/tmp"))
+            d = Path(base) / "nvme-ai-default-target"
+            d.mkdir(parents=True, exist_ok=True)
+            paths = [d.resolve()]
+        else:
+            seen: set[Path] = set()
+            for r in raw:
+                try:
+                    p = validate_target_dir(r)
+                except TargetError as exc:
+                    raise pytest.UsageError(f"pytest-nvme-ai: {exc}") from None
+                if p in seen:
+                    raise pytest.UsageError(f"pytest-nvme-ai: target {p} was given twice")
+                seen.add(p)
+                paths.append(p)
+        labels = ["default"] if embedded else make_labels(paths)
+        from .device import identify
+
+        for p, label in zip(paths, labels):
+            ident = identify(p)
+            self.targets.append(Target(path=p, label=label, run_id=self.run_id, embedded=embedded, device=ident))
+
+    def read_smart(self) -> dict[str, Any]:
+        from .device import read_smart
+
+        out: dict[str, Any] = {}
+        for t in self.targets:
+            out[t.label] = read_smart(t.device)
+        return out
+
+    def load_baselines(self) -> None:
+        from . import baseline
+
+        names: dict[str, str] = {}
+        for t in self.targets:
+            names[t.label] = self.baseline_name or baseline.slug(t.device.fingerprint())
+        if self.baseline_name and len({t.device.slug() for t in self.targets}) > 1:
+            raise pytest.UsageError(
+                "pytest-nvme-ai: --nvme-ai-baseline-name names one baseline, but the targets are on devices with "
+                "different fingerprints; run one target at a time, or drop the name to get one baseline per device"
+            )
+        for t in self.targets:
+            path = self.baseline_dir / f"{names[t.label]}.json"
+            self.baseline_paths[t.label] = path
+            try:
+                self.baselines[t.label] = baseline.load(path)
+            except baseline.BaselineError as exc:
+                raise pytest.UsageError(f"pytest-nvme-ai: {exc}") from None
+
+    @property
+    def run_dir(self) -> Path:
+        if self._run_dir is None:
+            d = self.report_dir / self.run_id
+            d.mkdir(parents=True, exist_ok=True)
+            self._run_dir = d
+        return self._run_dir
+
+    # ---- per test --------------------------------------------------------------------------
+    def marker_kwargs(self, item: pytest.Item) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        # closest marker wins (function over class over module), like pytest-timeout
+        for mark in reversed(list(item.iter_markers("nvme_ai"))):
+            kw.update(mark.kwargs)
+        return kw
+
+    def repeat_for(self, item: pytest.Item) -> int:
+        kw = self.marker_kwargs(item)
+        if "repeat" in kw:
+            return settings.parse_marker_value("repeat", kw["repeat"], item.nodeid)
+        return self.repeat or self.profile_obj.repeat
+
+    def target_of(self, item: pytest.Item) -> Target | None:
+        cs = getattr(item, "callspec", None)
+        if cs is not None:
+            t = cs.params.get("offload_target")
+            if isinstance(t, Target):
+                return t
+        return None
+
+    def record_for(self, item: pytest.Item) -> TestRecord:
+        rec = self.records.get(item.nodeid)
+        if rec is not None:
+            return rec
+        cs = getattr(item, "callspec", None)
+        params = {k: v for k, v in (cs.params.items() if cs else []) if k != "offload_target"}
+        key = item.nodeid
+        if cs is not None:
+            stripped = strip_target_id(cs.id)
+            key = item.nodeid.split("[", 1)[0] + (f"[{stripped}]" if stripped else "")
+        mod = getattr(item, "module", None)
+        suite = (mod.__name__.rsplit(".", 1)[-1] if mod else item.nodeid.split("::")[0]).removeprefix("test_")
+        kw = self.marker_kwargs(item)
+        tol = settings.parse_marker_value("tolerance", kw["tolerance"], item.nodeid) if "tolerance" in kw else self.tolerance
+        metrics = kw.get("metrics")
+        rec = TestRecord(
+            nodeid=item.nodeid, key=key, suite=suite, target=self.target_of(item), params=params,
+            tolerance=tol, gated_metrics=tuple(metrics) if metrics else None,
+        )
+        self.records[item.nodeid] = rec
+        item.stash[RECORD_KEY] = rec
+        return rec
+
+    def recorder(self, item: pytest.Item) -> Recorder:
+        return Recorder(self, item, self.record_for(item))
+
+    def gate(self, item: pytest.Item) -> list[Any]:
+        """Compare this test's metrics with its baseline; returns comparisons and sets the verdict."""
+        from . import gate
+
+        rec = item.stash.get(RECORD_KEY, None)
+        if rec is None or not rec.metrics:
+            return []
+        label = rec.target.label if rec.target else None
+        bfile = self.baselines.get(label) if label else None
+        entry = bfile.entries.get(rec.key) if bfile else None
+        incomparable = None
+        if bfile is not None and rec.target is not None and bfile.fingerprint != rec.target.device.fingerprint():
+            incomparable = gate.describe_fingerprint_change(bfile.fingerprint, rec.target.device.fingerprint())
+        per_metric_tol = self.marker_kwargs(item).get("metric_tolerance", {}) or {}
+        comps = []
+        for name, m in rec.metrics.items():
+            gated = (name in rec.gated_metrics) if rec.gated_metrics is not None else m.gated
+            base_m = entry.metrics.get(name) if entry else None
+            tol = float(per_metric_tol.get(name, rec.tolerance))
+            comps.append(gate.compare(m, base_m, tolerance_pct=tol, gated=gated, incomparable=incomparable))
+        rec.comparisons = comps
+        rec.baseline_file = str(self.baseline_paths.get(label)) if label and entry else None
+        rec.verdict = gate.overall(comps)
+        return comps
+
+    def finalize_verdict(self, rec: TestRecord) -> None:
+        if rec.outcome == "skipped":
+            rec.verdict = None
+        elif rec.outcome in ("failed", "error") and rec.verdict != "regression":
+            rec.verdict = "error"
+
+    # ---- finish ----------------------------------------------------------------------------
+    def finish(self, exitstatus: int) -> None:
+        try:
+            if self.config.option.collectonly or not self.records:
+                return
+            data = self.results(exitstatus)
+            from .fsutil import atomic_symlink, atomic_write_json
+
+            self.results_path = self.run_dir / "results.json"
+            atomic_write_json(self.results_path, data)
+            self.render_report(data)
+            try:
+                atomic_symlink(self.report_dir / "latest", self.run_id)
+            except OSError as exc:
+                warnings.warn(NvmeAiWarning(f"could not point {self.report_dir / 'latest'} at this run: {exc}"))
+            if self.save_baseline:
+                self.save_baselines(data)
+            if self.benchmark_json:
+                from .benchmark_export import write_benchmark_json
+
+                write_benchmark_json(self.benchmark_json, data)
+        finally:
+            self.cleanup_targets()
+
+    def render_report(self, data: dict[str, Any]) -> None:
+        try:
+            from .report import render_run
+        except ImportError as exc:  # the report package is part of the plugin; this is a broken install
+            warnings.warn(NvmeAiWarning(f"HTML report not written: {exc}"))
+            return
+        out = self.run_dir / "index.html"
+        try:
+            render_run(data, out, run_dir=self.run_dir)
+        except Exception as exc:  # a report bug must not lose results.json, which is already written
+            warnings.warn(NvmeAiWarning(f"HTML report failed ({type(exc).__name__}: {exc}); results.json is intact, "
+                                        f"re-render with: nvme-ai report {self.results_path}"))
+            return
+        self.report_path = out
+
+    def save_baselines(self, data: dict[str, Any]) -> None:
+        from . import baseline
+
+        by_label: dict[str, list[TestRecord]] = {}
+        for rec in self.records.values():
+            if rec.outcome == "passed" and rec.metrics and rec.target is not None:
+                by_label.setdefault(rec.target.label, []).append(rec)
+        for t in self.targets:
+            recs = by_label.get(t.label)
+            if not recs:
+                continue
+            path = self.baseline_paths[t.label]
+            entries = {r.key: baseline.entry_from_record(r.to_dict()) for r in recs}
+            baseline.save_entries(path, name=path.stem, fingerprint=t.device.fingerprint(), entries=entries,
+                                  run=data["run"], environment=data["environment"])
+            self.saved_baselines.append(path)
+
+    def cleanup_targets(self) -> None:
+        for t in self.targets:
+            t.cleanup()
+
+    def results(self, exitstatus: int) -> dict[str, Any]:
+        from .environment import commit_info
+
+        smart_after = self.read_smart() if self.targets else {}
+        targets = []
+        for t in self.targets:
+            dev = t.device.to_dict() if t.device is not None else {}
+            dev["smart_before"] = _jsonable(self.smart_before.get(t.label))
+            dev["smart_after"] = _jsonable(smart_after.get(t.label))
+            dev["fingerprint"] = t.device.fingerprint() if t.device is not None else None
+            targets.append({"path": str(t.path), "label": t.label, "embedded": t.embedded, "device": dev,
+                            "baseline": str(self.baseline_paths.get(t.label)) if t.label in self.baseline_paths else None})
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run": {
+                "id": self.run_id,
+                "started": self.started.isoformat(),
+                "finished": datetime.now(timezone.utc).isoformat(),
+                "profile": self.profile,
+                "tolerance": self.tolerance,
+                "commit": commit_info(),
+                "argv": list(self.config.invocation_params.args),
+                "exitstatus": int(exitstatus),
+                "plugin_version": __import__("pytest_nvme_ai").__version__,
+            },
+            "environment": self.environment,
+            "targets": targets,
+            "tests": [r.to_dict() for r in self.records.values()],
+        }
+
+
+def iter_table_rows(records: list[TestRecord]) -> Iterator[tuple[str, str, str, str, str, str]]:
+    for rec in records:
+        for c in rec.comparisons:
+            if not c.gated and c.verdict == "pass":
+                continue
+            base = format_value(c.baseline, c.unit) if c.baseline is not None else "-"
+            now = format_value(c.now, c.unit)
+            delta = f"{c.delta * 100:+.1f}%" if c.delta is not None else "-"
+            yield rec.nodeid, c.metric, base, now, delta, c.verdict if c.gated else f"{c.verdict} (not gated)"
+
+
+def write_summary(tr: Any, session: NvmeAiSession) -> None:
+    rows = list(iter_table_rows(list(session.records.values())))
+    tr.section("nvme-ai", sep="=")
+    if rows:
+        head = ("test", "metric", "baseline", "now", "delta", "verdict")
+        widths = [min(70, max(len(r[i]) for r in rows + [head])) for i in range(6)]
+        fmt = "  ".join("{:<%d}" % w for w in widths)
+        tr.write_line(fmt.format(*head))
+        for r in rows:
+            cells = list(r)
+            if len(cells[0]) > widths[0]:
+                cells[0] = "…" + cells[0][-(widths[0] - 1):]
+            tr.write_line(fmt.format(*cells), red=r[5] == "regression", green=r[5] == "improvement")
+    else:
+        tr.write_line("no measured metrics in this run")
+    improvements = [r for r in rows if r[5] == "improvement"]
+    if improvements:
+        tr.write_line(f"{len(improvements)} metric(s) improved beyond tolerance: refresh the baseline with "
+                      "--nvme-ai-save-baseline (or `nvme-ai baseline promote`) once the change is reviewed")
+    if session.results_path:
+        tr.write_line(f"results: {session.results_path}")
+    if session.report_path:
+        tr.write_line(f"report:  {session.report_path}")
+    for p in session.saved_baselines:
+        tr.write_line(f"baseline saved: {p}")
