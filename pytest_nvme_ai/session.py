@@ -473,6 +473,8 @@ def iter_table_rows(records: list[TestRecord]) -> Iterator[tuple[str, str, str, 
 
 
 def write_summary(tr: Any, session: NvmeAiSession) -> None:
+    if not session.records:
+        return
     rows = list(iter_table_rows(list(session.records.values())))
     tr.section("nvme-ai", sep="=")
     if rows:

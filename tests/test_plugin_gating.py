@@ -1,0 +1,206 @@
+"""The gate end to end through pytest (pytester): each verdict, the message, and configure errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+# Deterministic metrics so each verdict is reproducible; real measurements are tested in the suites.
+TEST_FILE = """
+import json, os, pytest
+
+VALUES = json.loads(os.environ.get("DEMO_VALUES", '{"bw": [100, 101, 99], "total_latency": [1.0, 1.01, 0.99]}'))
+
+def test_measured(nvme_ai, offload_target):
+    for name, samples in VALUES.items():
+        nvme_ai.record_samples(name, samples)
+    assert offload_target.workdir.is_dir()
+
+def test_other(nvme_ai, offload_target):
+    nvme_ai.record_samples("bw", [10, 10, 10])
+"""
+
+
+@pytest.fixture
+def demo(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_demo=TEST_FILE)
+    return pytester
+
+
+def run(p: pytest.Pytester, *args: str, values: dict | None = None) -> pytest.RunResult:
+    if values is not None:
+        p._monkeypatch.setenv("DEMO_VALUES", json.dumps(values))  # pytester owns a monkeypatch for this run
+    return p.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def baseline_file(p: pytest.Pytester) -> Path:
+    files = [f for f in (p.path / "baselines").glob("*.json")]
+    assert len(files) == 1, files
+    return files[0]
+
+
+def edit_metric(path: Path, key_part: str, name: str, samples: list[float]) -> None:
+    d = json.loads(path.read_text())
+    for key, e in d["entries"].items():
+        if key_part in key:
+            e["metrics"][name]["samples"] = samples
+            e["metrics"][name]["value"] = sorted(samples)[len(samples) // 2]
+    path.write_text(json.dumps(d))
+
+
+def test_save_then_unchanged_rerun_passes(demo: pytest.Pytester) -> None:
+    r = run(demo, "--nvme-ai-save-baseline")
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["*baseline saved: *baselines*.json"])
+    data = json.loads(baseline_file(demo).read_text())
+    assert data["schema_version"] == 1 and len(data["entries"]) == 2
+    assert "test_demo.py::test_measured" in data["entries"]  # key has no target component
+    r2 = run(demo)
+    r2.assert_outcomes(passed=2)
+    r2.stdout.fnmatch_lines(["*test_measured*bw*pass*"])
+
+
+def test_baseline_twice_as_good_fails_exactly_that_test(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    bf = baseline_file(demo)
+    edit_metric(bf, "test_measured", "bw", [200, 202, 198])
+    r = run(demo)
+    r.assert_outcomes(passed=1, failed=1)
+    assert r.ret == 1
+    r.stdout.fnmatch_lines([
+        "*bw REGRESSION: baseline 200 B/s, now 100 B/s, delta -50.0%*tolerance ±10%*Mann-Whitney U*p=0.05*",
+        f"*baseline file: {bf}*",
+        "*test_measured*bw*200 B/s*100 B/s*-50.0%*regression*",
+        "*FAILED test_demo.py::test_measured*",
+    ])
+    res = json.loads((demo.path / "reports" / "latest" / "results.json").read_text())
+    verdicts = {t["nodeid"].split("::")[1]: t["verdict"] for t in res["tests"]}
+    assert verdicts == {"test_measured[@default]": "regression", "test_other[@default]": "pass"}
+
+
+def test_worse_baseline_is_an_improvement_notice(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    edit_metric(baseline_file(demo), "test_measured", "bw", [50, 51, 49])
+    r = run(demo)
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["*bw improvement*refresh the baseline*", "*improved beyond tolerance*"])
+
+
+def test_latency_is_lower_is_better(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    r = run(demo, values={"bw": [100, 101, 99], "total_latency": [2.0, 2.02, 1.98]})
+    r.assert_outcomes(passed=1, failed=1)
+    r.stdout.fnmatch_lines(["*total_latency REGRESSION*+100.0%*lower is better*"])
+
+
+def test_marker_tolerance_overrides_cli(demo: pytest.Pytester) -> None:
+    demo.makepyfile(test_marked="""
+import pytest
+@pytest.mark.nvme_ai(tolerance=60)
+def test_m(nvme_ai, offload_target):
+    import os
+    nvme_ai.record_samples("bw", [float(os.environ.get("BW", "100"))] * 3)
+""")
+    run(demo, "test_marked.py", "--nvme-ai-save-baseline").assert_outcomes(passed=1)
+    demo._monkeypatch.setenv("BW", "50")
+    run(demo, "test_marked.py", "--nvme-ai-tolerance", "5").assert_outcomes(passed=1)  # 50% drop < 60%
+
+
+def test_single_repetition_says_tolerance_alone(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline", values={"bw": [100]}).assert_outcomes(passed=2)
+    r = run(demo, values={"bw": [80]})
+    r.assert_outcomes(passed=1, failed=1)
+    r.stdout.fnmatch_lines(["*single sample*tolerance alone decides*"])
+
+
+def test_different_fingerprint_is_incomparable_or_strict_error(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline", "--nvme-ai-baseline-name", "refdrive").assert_outcomes(passed=2)
+    bf = demo.path / "baselines" / "refdrive.json"
+    d = json.loads(bf.read_text())
+    d["fingerprint"] = {**d["fingerprint"], "model": "Other Drive 9000", "firmware": "X1"}
+    bf.write_text(json.dumps(d))
+    edit_metric(bf, "test_measured", "bw", [500, 500, 500])  # would be a regression if compared
+    r = run(demo, "--nvme-ai-baseline-name", "refdrive")
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["*incomparable*"])
+    res = json.loads((demo.path / "reports" / "latest" / "results.json").read_text())
+    assert {t["verdict"] for t in res["tests"]} == {"incomparable"}
+    r2 = run(demo, "--nvme-ai-baseline-name", "refdrive", "--nvme-ai-strict")
+    r2.assert_outcomes(failed=2)
+    r2.stdout.fnmatch_lines(["*different device*Other Drive 9000*--nvme-ai-strict*"])
+
+
+def test_corrupt_baseline_stops_at_configure_and_is_not_overwritten(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    bf = baseline_file(demo)
+    bf.write_text('{"schema_version": 1, "entries": {')
+    r = run(demo, "--nvme-ai-save-baseline")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines([f"*baseline file {bf} is corrupt (invalid JSON*Nothing was overwritten*"])
+    assert bf.read_text() == '{"schema_version": 1, "entries": {'
+
+
+def test_newer_schema_baseline_is_refused(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    bf = baseline_file(demo)
+    d = json.loads(bf.read_text())
+    d["schema_version"] = 99
+    bf.write_text(json.dumps(d))
+    before = bf.read_text()
+    r = run(demo, "--nvme-ai-save-baseline")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*schema_version 99, newer than this pytest-nvme-ai reads (1)*Upgrade pytest-nvme-ai*"])
+    assert bf.read_text() == before
+
+
+def test_resave_updates_only_tests_that_ran(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    bf = baseline_file(demo)
+    edit_metric(bf, "test_other", "bw", [7, 7, 7])
+    run(demo, "--nvme-ai-save-baseline", "-k", "test_measured", values={"bw": [300, 300, 300]}).assert_outcomes(
+        passed=1, deselected=1)
+    d = json.loads(bf.read_text())
+    assert d["entries"]["test_demo.py::test_other"]["metrics"]["bw"]["samples"] == [7, 7, 7]
+    assert d["entries"]["test_demo.py::test_measured"]["metrics"]["bw"]["samples"] == [300, 300, 300]
+
+
+def test_junit_properties_carry_verdict_and_metrics(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    run(demo, "--junitxml=junit.xml").assert_outcomes(passed=2)
+    xml = (demo.path / "junit.xml").read_text()
+    assert 'name="nvme_ai.verdict" value="pass"' in xml
+    assert 'name="nvme_ai.bw"' in xml
+
+
+def test_promote_and_show(demo: pytest.Pytester) -> None:
+    from pytest_nvme_ai.cli import main
+
+    run(demo).assert_outcomes(passed=2)
+    results = demo.path / "reports" / "latest" / "results.json"
+    bdir = demo.path / "promoted"
+    assert main(["baseline", "promote", str(results), "--baseline-dir", str(bdir), "--name", "vendor-ref"]) == 0
+    bf = bdir / "vendor-ref.json"
+    d = json.loads(bf.read_text())
+    assert set(d["entries"]) == {"test_demo.py::test_measured", "test_demo.py::test_other"}
+    assert main(["baseline", "show", "vendor-ref", "--baseline-dir", str(bdir)]) == 0
+    assert main(["baseline", "show", "nope", "--baseline-dir", str(bdir)]) == 2
+    # the promoted baseline gates the next run
+    r = run(demo, "--nvme-ai-baseline-dir", str(bdir), "--nvme-ai-baseline-name", "vendor-ref")
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["*test_measured*bw*pass*"])
+
+
+def test_benchmark_json_loads_in_pytest_benchmark(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-benchmark-json", "bench.json").assert_outcomes(passed=2)
+    data = json.loads((demo.path / "bench.json").read_text())
+    names = {b["fullname"] for b in data["benchmarks"]}
+    assert names == {"test_demo.py::test_measured::total_latency"}  # only time-valued metrics
+    stats = data["benchmarks"][0]["stats"]
+    assert stats["rounds"] == 3 and stats["median"] == pytest.approx(1.0)
+    # pytest-benchmark's own compare tool reads it
+    import sys
+
+    r = demo.run(sys.executable, "-m", "pytest_benchmark", "compare", str(demo.path / "bench.json"))
+    assert r.ret == 0, r.stderr.str()
+    r.stdout.fnmatch_lines(["*test_measured::total_latency*"])
