@@ -55,9 +55,8 @@ def slug(fingerprint: Mapping[str, Any]) -> str:
         parts.append(f"gen{fingerprint['pcie_gen']}x{fingerprint.get('pcie_width') or '?'}")
     if fingerprint.get("fs_type"):
         parts.append(str(fingerprint["fs_type"]))
-    s = re.sub(r"[^a-z0-9.]+", "_", "-".join(parts).lower().replace("-", "~")).replace("~", "-")
-    s = re.sub(r"_+", "_", s).strip("_-.")
-    return s or "unknown-device"
+    cleaned = [re.sub(r"[^a-z0-9.]+", "_", p.lower()).strip("_.") for p in parts]
+    return "-".join(c for c in cleaned if c) or "unknown-device"
 
 
 def _corrupt(path: Path, why: str) -> BaselineError:
