@@ -28,6 +28,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nvme: needs a target on a real NVMe device; skipped otherwise")
     if config.option.help or config.option.version:
         return
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        # Tests measuring the same drive at once would each see a fraction of its bandwidth.
+        raise pytest.UsageError(
+            "pytest-nvme-ai measures one test at a time: parallel tests on one drive would corrupt each other's "
+            "figures. Run without -n (pytest-xdist), or with -p no:nvme_ai for unrelated tests."
+        )
     # The session is created here but targets need basetemp, set by pytest's tmpdir plugin at its
     # configure; pytest_sessionstart below is guaranteed to run after every plugin's configure.
     session = NvmeAiSession(config)
