@@ -16,9 +16,10 @@ import shutil
 import signal
 import statistics
 import subprocess
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from .fsutil import ensure_inside, is_block_device
 
@@ -117,7 +118,8 @@ class FioJob:
             v = getattr(self, attr)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{attr}={v!r} must be a whole number of at least 1")
-        if self.size is not None and self.size_bytes < self.bs_bytes:
+        size = self.size_bytes
+        if size is not None and size < self.bs_bytes:
             raise ValueError(f"size={self.size} is smaller than one block (bs={self.bs})")
         self._validate_times()
         if self.ss is not None and not _SS_RE.match(self.ss):
@@ -157,7 +159,7 @@ class FioJob:
 
     def options(self) -> list[tuple[str, str]]:
         """The job's fio options in a fixed order (job file and argv share it)."""
-        opts: list[tuple[str, str | None]] = [
+        opts: list[tuple[str, object]] = [
             ("filename", self.filename), ("rw", self.rw), ("bs", str(self.bs)),
             ("ioengine", self.ioengine), ("iodepth", str(self.iodepth)), ("direct", "1" if self.direct else "0"),
             ("numjobs", str(self.numjobs)), ("size", self.size), ("offset_increment", self.offset_increment),
@@ -208,7 +210,7 @@ class FioResult:
     clat_p999: float | None
     steadystate: dict[str, Any] | None
     error: int = 0
-    repetitions: tuple["FioResult", ...] = field(default=(), repr=False)
+    repetitions: tuple[FioResult, ...] = field(default=(), repr=False)
 
     def samples(self, attr: str) -> tuple[float, ...]:
         """One value per repetition (or this result's own value when it is a single run)."""
@@ -219,9 +221,6 @@ class FioResult:
         d = asdict(self)
         d.pop("repetitions")
         return d
-
-
-_PCT_KEYS = {"clat_p50": "50.000000", "clat_p99": "99.000000", "clat_p999": "99.900000"}
 
 
 def _decode_json_text(text: str) -> dict[str, Any]:
@@ -258,9 +257,13 @@ def _job_result(job: Mapping[str, Any], version: str | None) -> FioResult:
         bw_bytes=float(d.get("bw_bytes", 0)), iops=float(d.get("iops", 0.0)),
         io_bytes=int(d.get("io_bytes", 0)), runtime_ms=int(d.get("runtime", 0)),
         clat_mean=float(clat["mean"]) if clat.get("N") else None,
+        clat_p50=_pct(pct, "50.000000"), clat_p99=_pct(pct, "99.000000"), clat_p999=_pct(pct, "99.900000"),
         steadystate=steady, error=int(job.get("error", 0)),
-        **{k: (float(pct[key]) if key in pct else None) for k, key in _PCT_KEYS.items()},
     )
+
+
+def _pct(percentiles: Mapping[str, Any], key: str) -> float | None:
+    return float(percentiles[key]) if key in percentiles else None
 
 
 def parse_fio_json(data: str | bytes | Mapping[str, Any]) -> FioResult:
@@ -348,28 +351,69 @@ def _tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-lines:]) or "<empty>"
 
 
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """Fields after the command name in /proc/PID/stat: [state, ppid, ..., starttime at 19, ...]."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time) of pid's descendants. fio's job processes each call setsid(), so neither
+    the process group nor the session reaches them; the start time guards against pid reuse."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        fields = _proc_stat(d.name)
+        if fields and len(fields) > 19:
+            children.setdefault(int(fields[1]), []).append((int(d.name), fields[19]))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += [k for k, _ in kids]
+    return out
+
+
+def _stop(proc: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+    """SIGTERM lets fio stop its jobs and exit; whatever is left after the grace period is killed."""
+    victims = _descendants(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    for pid, started in victims:
+        fields = _proc_stat(pid)
+        if fields and len(fields) > 19 and fields[19] == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _run_child(argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
-    """Run fio in its own process group so a timeout also ends the job processes fio forked."""
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:  # timeout, or Ctrl-C in pytest: never leave fio reading the drive behind us
+        _stop(proc)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a job stuck in the kernel (hung drive) keeps the pipe open
             pass
-        proc.communicate()
         raise
     return proc.returncode, out, err
 
 
-def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem: str | None = None) -> FioResult:
+def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem: str | None = None,
+            check_direct: bool = True) -> FioResult:
     """Run one job from a job file saved in artifact_dir; raise FioError with fio's words on failure."""
     exe = find_fio()
     if exe is None:
         raise FioError(MISSING_REASON)
-    if job.direct:
+    if job.direct and check_direct:
         check_direct_io(Path(job.filename).parent if job.filename else workdir)
     stem = stem or job.name
     jobfile, output = artifact_dir / f"{stem}.fio", artifact_dir / f"{stem}.json"
@@ -394,12 +438,16 @@ def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem
 
 # ---- the fixture's object -------------------------------------------------------------------
 class FioRunner:
-    """What the `fio` fixture returns: runs jobs in the target's workdir and records their metrics."""
+    """What the `fio` fixture returns: runs jobs in the target's workdir and records their metrics.
 
-    def __init__(self, target: "Target", recorder: "Recorder") -> None:
+    Publishes in `recorder.session_cache` for suites that compare against fio:
+    ("fio_bw", label, bs_bytes) -> median bw of the last job with that block size, and
+    ("fio_bw", label) -> the best median bw any job showed on that target this session.
+    """
+
+    def __init__(self, target: Target, recorder: Recorder) -> None:
         self.target = target
         self.recorder = recorder
-        self.exe = find_fio()
 
     @property
     def cache(self) -> dict[Any, Any]:
@@ -407,21 +455,31 @@ class FioRunner:
 
     def run(self, job: FioJob, repeat: int | None = None, record: bool = True) -> FioResult:
         """Run `job` `repeat` times (default: the session's repeat); one metric sample per repetition."""
-        import pytest
-
         n = repeat if repeat is not None else self.recorder.repeat
         if n < 1:
             raise ValueError(f"repeat={n} must be at least 1")
-        try:
-            job = self.complete(job)
+        job = self.complete(job)
+        with _skip_without_direct_io():
+            if job.direct:
+                self._check_direct_once()
+            stems = self._free_stems(job.name, n)
             results = [run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
-                               stem=f"{job.name}-{i + 1}") for i in range(n)]
-        except DirectIOUnsupported as exc:
-            pytest.skip(str(exc))
+                               stem=stem, check_direct=False) for stem in stems]
         combined = combine_results(results)
         if record:
-            self._record(job, combined)
+            self._record(job, combined, stems)
         return combined
+
+    def _free_stems(self, name: str, n: int) -> list[str]:
+        """Artifact names not used yet in this test: a second run of the same job keeps the first's files."""
+        taken = {p.stem for p in self.recorder.artifact_dir.glob(f"{name}-*")}
+        stems: list[str] = []
+        i = 1
+        while len(stems) < n:
+            if f"{name}-{i}" not in taken:
+                stems.append(f"{name}-{i}")
+            i += 1
+        return stems
 
     def complete(self, job: FioJob) -> FioJob:
         """Fill what the profile decides (runtime, ramp, data file) and keep the file inside the workdir."""
@@ -431,7 +489,8 @@ class FioRunner:
                           ramp_time=job.ramp_time if job.ramp_time is not None else (prof.fio_ramp_s or None))
         total = job.size_bytes or prof.fio_file_bytes
         if job.filename is None:
-            path = self.data_file(total, direct=job.direct)
+            with _skip_without_direct_io():
+                path = self.data_file(total, direct=job.direct)
             job = replace(job, filename=str(path))
             if job.numjobs > 1 and job.offset_increment is None:
                 job = _split_among_jobs(job, total)
@@ -444,7 +503,7 @@ class FioRunner:
     def data_file(self, size: int, direct: bool = True) -> Path:
         """A file of `size` bytes in the workdir, laid out once per session and reused by every test."""
         key = ("fio_data", self.target.label, size)
-        cached = self.cache.get(key)
+        cached: Path | None = self.cache.get(key)
         if cached is not None and cached.exists() and cached.stat().st_size >= size:
             return cached
         path = self.target.inside(f"fio-data-{format_size(size)}.bin")
@@ -454,7 +513,7 @@ class FioRunner:
         layout = FioJob(name="layout", rw="write", bs="1M", iodepth=16, size=size, filename=str(path),
                         direct=direct)
         run_fio(layout, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
-                stem=f"layout-{format_size(size)}")
+                stem=f"layout-{format_size(size)}", check_direct=False)
         if path.stat().st_size < size:
             raise FioError(f"layout of {path} wrote {path.stat().st_size} of {size} bytes")
         self.cache[key] = path
@@ -479,7 +538,7 @@ class FioRunner:
             pytest.skip(f"target {self.target.path} has {free / 2**30:.1f} GiB free; the "
                         f"{self.recorder.profile.name} profile lays out a {size / 2**30:.1f} GiB file")
 
-    def _record(self, job: FioJob, result: FioResult) -> None:
+    def _record(self, job: FioJob, result: FioResult, stems: list[str]) -> None:
         rec = self.recorder
         for name, attr in (("bw", "bw_bytes"), ("iops", "iops"), ("clat_p50", "clat_p50"),
                            ("clat_p99", "clat_p99"), ("clat_p999", "clat_p999")):
@@ -492,9 +551,9 @@ class FioRunner:
         if result.steadystate is not None:
             rec.set_extra("fio_steadystate", [r.steadystate for r in result.repetitions])
         art = rec.artifact_dir
-        rec.add_artifact("fio job file", art / f"{job.name}-1.fio")
-        for i in range(len(result.repetitions)):
-            rec.add_artifact(f"fio json+ #{i + 1}", art / f"{job.name}-{i + 1}.json")
+        rec.add_artifact("fio job file", art / f"{stems[0]}.fio")
+        for stem in stems:
+            rec.add_artifact(f"fio json+ {stem}", art / f"{stem}.json")
         self._publish_bw(job, result.bw_bytes)
 
     def _publish_bw(self, job: FioJob, bw: float) -> None:
@@ -502,6 +561,17 @@ class FioRunner:
         label = self.target.label
         self.cache[("fio_bw", label, job.bs_bytes)] = bw
         self.cache[("fio_bw", label)] = max(bw, self.cache.get(("fio_bw", label), 0.0))
+
+
+@contextmanager
+def _skip_without_direct_io() -> Iterator[None]:
+    """A target that refuses O_DIRECT cannot be measured without the page cache: skip, saying why."""
+    import pytest
+
+    try:
+        yield
+    except DirectIOUnsupported as exc:
+        pytest.skip(str(exc))
 
 
 def _split_among_jobs(job: FioJob, total: int) -> FioJob:

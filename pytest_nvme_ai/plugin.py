@@ -69,6 +69,7 @@ class _Hooks:
                          f"nvme-ai baseline for {t.id}: none yet at {s.baseline_paths[t.label]}")
         return lines
 
+    @pytest.hookimpl(tryfirst=True)  # target first in ids: test_seq_read[@nvme0-bs1M-qd16-j1]
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "offload_target" in metafunc.fixturenames:
             targets = self.s.targets
