@@ -1,0 +1,91 @@
+"""HTML report: results.json -> one self-contained page (inline CSS and SVG, no scripts, no network).
+
+Public entry points:
+- `render_run(data, out, run_dir)`: called by the session at the end of a run.
+- `cli_report(args)`: `nvme-ai report RESULTS.json [-o FILE]`.
+- `cli_compare(args)`: `nvme-ai compare A B [--labels LA LB] [-o FILE]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from .. import SCHEMA_VERSION
+from ..fsutil import atomic_write_text
+
+__all__ = ["render_run", "render_compare", "cli_report", "cli_compare", "load_results", "results_path"]
+
+
+def results_path(raw: str | Path) -> Path:
+    """A results.json path, or a run directory that holds one."""
+    p = Path(raw).expanduser()
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{p} not found: pass the results.json of a run (or its directory), e.g. reports/latest/results.json")
+    return p
+
+
+def load_results(raw: str | Path) -> dict[str, Any]:
+    """Read and check a results.json; errors say what to do (cli.py prints them and exits 2)."""
+    p = results_path(raw)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{p} is not valid JSON ({exc}): pass the results.json written by a pytest-nvme-ai run") from None
+    check_schema(data, p)
+    return data
+
+
+def check_schema(data: Any, where: str | Path) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object with schema_version, run and tests; is this a results.json?")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{where}: no integer schema_version; is this a results.json written by pytest-nvme-ai?")
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"{where} has schema_version {version}, newer than this pytest-nvme-ai understands ({SCHEMA_VERSION}): "
+            "upgrade pytest-nvme-ai (pip install -U pytest-nvme-ai) to render it")
+
+
+def render_run(data: Mapping[str, Any], out: Path, run_dir: Path | None = None) -> None:
+    """Write the run page to `out` atomically; artifact links are made relative to `out`."""
+    from .render import render_page, run_context
+
+    out = Path(out)
+    html = render_page("run.j2", run_context(data, out, Path(run_dir) if run_dir is not None else None))
+    atomic_write_text(out, html)
+
+
+def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], out: Path, *, labels: tuple[str, str] | None = None,
+                   run_dirs: tuple[Path | None, Path | None] = (None, None)) -> None:
+    from .compare import compare_context
+    from .render import render_page
+
+    out = Path(out)
+    html = render_page("compare.j2", compare_context(a, b, out, labels=labels, run_dirs=run_dirs))
+    atomic_write_text(out, html)
+
+
+def cli_report(args: argparse.Namespace) -> int:
+    src = results_path(args.results)
+    data = load_results(src)
+    out = Path(args.output) if getattr(args, "output", None) else src.parent / "index.html"
+    render_run(data, out, run_dir=src.parent)
+    print(f"report: {out}")
+    return 0
+
+
+def cli_compare(args: argparse.Namespace) -> int:
+    pa, pb = results_path(args.a), results_path(args.b)
+    a, b = load_results(pa), load_results(pb)
+    labels = tuple(args.labels) if getattr(args, "labels", None) else None
+    out = Path(getattr(args, "output", None) or "compare.html")
+    render_compare(a, b, out, labels=labels, run_dirs=(pa.parent, pb.parent))  # type: ignore[arg-type]
+    print(f"compare: {out}")
+    return 0
