@@ -10,13 +10,20 @@ the worker's log tail; pytest lives on and the next read starts a new worker.
 What one read measures, like `ds_io`: `handle.sync_pread(locked_buffer, file)`
 of the whole file (O_DIRECT via libaio, so the page cache is bypassed) into a
 page-locked host buffer; bw = file bytes / wall time of that one call.
+
+Both halves of the worker protocol (parent: `AioWorker`; child: `_worker_main`)
+live in this one module on purpose, so they cannot drift apart; that is why it
+runs past the usual ~400 lines.
 """
 from __future__ import annotations
 
 import atexit
+import errno
 import json
+import mmap
 import os
 import selectors
+import statistics
 import subprocess
 import sys
 import time
@@ -24,8 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from .aio_layout import DirectIOUnsupported, direct_io_missing_reason, ensure_data_file  # noqa: F401
 from .dsversion import aio_block
+from .fio import DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
 
 if TYPE_CHECKING:
     from .session import Recorder
@@ -34,11 +41,16 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 BUILD_TIMEOUT_S = 1800  # a cold JIT build takes ~4 min on 2 cores; a shared lock can make it wait longer
 BUILD_MESSAGE = "building DeepSpeed AsyncIO op (first use, a few minutes)…"
+LIBAIO_INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
 ALIGN = 4096  # O_DIRECT: every thread's slice must start on a logical block (4 KiB on NVMe)
 
 
 class AioError(RuntimeError):
     """A read could not be measured; the message says why and ends with the worker's log tail."""
+
+
+class NoSpace(AioError):
+    """The target has no room for the data file."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,7 @@ class AioSettings:
 
     @property
     def label(self) -> str:
-        return f"bs{human_size(self.block_size)}-qd{self.queue_depth}-par{self.parallelism}"
+        return f"bs{format_size(self.block_size)}-qd{self.queue_depth}-par{self.parallelism}"
 
 
 @dataclass(frozen=True)
@@ -73,27 +85,38 @@ class AioResult:
 
     @property
     def bw(self) -> float:
-        s = sorted(self.bw_samples)
-        return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+        return float(statistics.median(self.bw_samples))
 
 
-def human_size(n: int) -> str:
-    for shift, suffix in ((30, "G"), (20, "M"), (10, "K")):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift}{suffix}"
-    return str(n)
+# The file is read into one page-locked buffer, so it cannot be fio's (16/64 GiB on standard/full):
+# big enough that one read lasts well beyond per-call overheads on a fast drive, capped by memory.
+FILE_BYTES = {"quick": 256 << 20, "standard": 2 << 30, "full": 4 << 30}
 
 
-def parse_size(text: str | int) -> int:
-    """'256M', '1G', '128K', '4096' -> bytes (binary units, as fio and ds_io read them)."""
-    if isinstance(text, int):
-        return text
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
-    value = float(t[:-1] if mult != 1 else t)
-    if value <= 0:
-        raise ValueError(f"size {text!r} must be positive")
-    return int(value * mult)
+def mem_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            return next(int(line.split()[1]) << 10 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def file_bytes(profile_name: str) -> int:
+    """The profile's aio file size, halved until it fits in a quarter of available memory (min 256 MiB)."""
+    size, avail = FILE_BYTES[profile_name], mem_available()
+    while avail is not None and size > 256 << 20 and size > avail // 4:
+        size //= 2
+    return size
+
+
+def twin_fio_job(file: Path, size: int, settings: AioSettings) -> FioJob:
+    """fio shaped like one aio read of `file`: a job per DeepSpeed thread (numjobs = parallelism, not
+    iodepth: each thread submits its own queue), each reading its own slice once, bs and iodepth as set."""
+    per_job = size // settings.parallelism
+    return FioJob(name="aio-twin", rw="read", bs=settings.block_size, iodepth=settings.queue_depth,
+                  numjobs=settings.parallelism, size=per_job,
+                  offset_increment=per_job if settings.parallelism > 1 else None, filename=str(file),
+                  ioengine="libaio", direct=True)
 
 
 def check_read_size(nbytes: int, parallelism: int) -> None:
@@ -113,7 +136,8 @@ def default_progress(message: str) -> None:
 class AioWorker:
     """One persistent child holding the loaded op; every call has a timeout."""
 
-    def __init__(self, log_path: Path | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, progress: Progress | None = None,
+                 argv: list[str] | None = None, start_timeout: float = BUILD_TIMEOUT_S) -> None:
         import tempfile
 
         self.progress = progress or default_progress
@@ -124,11 +148,15 @@ class AioWorker:
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_nvme_ai.aio", "--worker"],
+            argv or [sys.executable, "-m", "pytest_nvme_ai.aio", "--worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True,
         )
         self._buf = b""
-        self.ready = self._expect("ready", BUILD_TIMEOUT_S)
+        try:
+            self.ready = self._expect("ready", start_timeout)
+        except AioError:
+            self.kill()
+            raise
 
     @property
     def alive(self) -> bool:
@@ -139,7 +167,10 @@ class AioWorker:
         """Read `nbytes` (default: the whole file) `repeat` times; returns the worker's result event."""
         req = {"op": "read", "file": str(file), "nbytes": nbytes, "repeat": repeat, **asdict(settings)}
         self._send(req)
-        return self._expect("result", timeout)
+        msg = self._expect("result", timeout)
+        if msg.get("recycle"):  # the worker exits now; shared_worker() starts a fresh one when next needed
+            self.close()
+        return msg
 
     def close(self) -> None:
         if self.alive:
@@ -149,6 +180,8 @@ class AioWorker:
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()
         self._log.close()
+        if self.proc.returncode == 0:  # a clean exit leaves nothing worth reading
+            self.log_path.unlink(missing_ok=True)
 
     def kill(self) -> None:
         if self.alive:
@@ -255,11 +288,70 @@ def _static_missing_reason() -> str | None:
         return "torch is not installed: pip install torch (the CPU wheel is enough)"
     if importlib.util.find_spec("deepspeed") is None:
         return "DeepSpeed is not installed: pip install 'pytest-nvme-ai[inference]' (or pip install deepspeed)"
-    if not any(Path(d, "libaio.h").exists() for d in ("/usr/include", "/usr/local/include")):
+    if not any(Path(d, "libaio.h").exists() for d in LIBAIO_INCLUDE_DIRS):
         return "libaio headers are missing (DeepSpeed's AsyncIO op links libaio): apt-get install libaio-dev"
     if shutil.which("ninja") is None and not Path(sys.executable).with_name("ninja").exists():
         return "ninja is missing (DeepSpeed JIT-builds its AsyncIO op with it): pip install ninja"
     return None
+
+
+# ---- the data file ------------------------------------------------------------------------------
+
+def fio_data_key(target: "Target", size: int) -> tuple[str, str, int]:
+    """The session-cache key fio.FioRunner.data_file uses: a file of the same size is laid out once
+    per session and shared by the fio and aio suites, so both read the very same blocks."""
+    return ("fio_data", target.label, size)
+
+
+def ensure_data_file(target: "Target", size: int, cache: dict[Any, Any]) -> Path:
+    """The session's data file of `size` bytes on the target: fio's when it laid one out, else ours."""
+    key = fio_data_key(target, size)
+    cached = cache.get(key)
+    if cached is not None and Path(cached).exists() and Path(cached).stat().st_size >= size:
+        return Path(cached)
+    path = target.inside(f"aio-data-{format_size(size)}.bin")
+    write_data_file(path, size)
+    cache[key] = path
+    return path
+
+
+def write_data_file(path: Path, size: int, chunk: int = 8 << 20) -> None:
+    """Random bytes (a compressing drive must not read zeros for free), written with O_DIRECT and fsync'd
+    so the page cache holds none of it and nothing is left dirty to flush while we measure."""
+    import shutil
+
+    import numpy as np
+
+    if size % ALIGN:
+        raise ValueError(f"data file size {size} must be a multiple of {ALIGN} B (O_DIRECT)")
+    free = shutil.disk_usage(path.parent).free
+    if free < size + (64 << 20):
+        raise NoSpace(f"{path.parent} has {free / 2**30:.2f} GiB free; a {format_size(size)} data file does not fit")
+    check_direct_io(path.parent)
+    rng = np.random.default_rng()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+    try:
+        with mmap.mmap(-1, chunk) as buf:  # anonymous mmap: page-aligned, as O_DIRECT needs
+            view = memoryview(buf)
+            for offset in range(0, size, chunk):
+                n = min(chunk, size - offset)
+                buf[:n] = rng.bytes(n)
+                _write_all(fd, view[:n])
+            view.release()
+        os.fsync(fd)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        if exc.errno == errno.EINVAL:
+            raise DirectIOUnsupported(f"filesystem at {path.parent} refuses O_DIRECT writes") from None
+        raise
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    done = 0
+    while done < len(data):
+        done += os.write(fd, data[done:])
 
 
 # ---- the runner the ds_aio fixture hands to tests ----------------------------------------------
@@ -272,15 +364,24 @@ class AioRunner:
         self.recorder = recorder
 
     def data_file(self, size: int) -> Path:
-        """The session's data file of `size` bytes on the target (written once, O_DIRECT)."""
-        return ensure_data_file(self.target, size, self.recorder.session_cache)
+        """The session's data file of `size` bytes on the target (written once, O_DIRECT).
+
+        Skips the test where the target cannot hold it or refuses O_DIRECT (tmpfs): DeepSpeed
+        opens every swap file with O_DIRECT, so there is nothing meaningful to measure there.
+        """
+        import pytest
+
+        try:
+            return ensure_data_file(self.target, size, self.recorder.session_cache)
+        except (DirectIOUnsupported, NoSpace) as exc:
+            pytest.skip(str(exc))
 
     def read(self, file: Path | None, block_size: int, queue_depth: int, parallelism: int,
              repeat: int | None = None, *, size: int | None = None, single_submit: bool = False,
              overlap_events: bool = True) -> AioResult:
         """Read the whole file `repeat` times; records `bw` (B/s) and `read_latency` (s) per repetition."""
         if file is None:
-            file = self.data_file(size or self.recorder.profile.fio_file_bytes)
+            file = self.data_file(size or file_bytes(self.recorder.profile.name))
         settings = AioSettings(block_size, queue_depth, parallelism, single_submit, overlap_events)
         result = measure_read(Path(file), settings, repeat=repeat or self.recorder.repeat,
                               timeout=float(self.recorder.timeout))
@@ -294,7 +395,12 @@ class AioRunner:
 def measure_read(file: Path, settings: AioSettings, *, repeat: int = 1, nbytes: int | None = None,
                  timeout: float = 600.0, worker: AioWorker | None = None) -> AioResult:
     """One measurement through the (shared) worker; a dead worker is replaced on the next call."""
-    size = nbytes if nbytes is not None else file.stat().st_size
+    if not file.is_file():
+        raise AioError(f"{file} is not a file: nothing to read")
+    file_bytes = file.stat().st_size
+    size = nbytes if nbytes is not None else file_bytes
+    if size > file_bytes:
+        raise AioError(f"cannot read {size} B from {file}: it holds {file_bytes} B")
     check_read_size(size, settings.parallelism)
     w = worker or shared_worker()
     msg = w.read(file, settings, nbytes=size, repeat=repeat, timeout=timeout)
@@ -315,29 +421,60 @@ def _op_is_cached() -> bool:
         return False
 
 
-class _LockedBuffer:
-    """One page-locked buffer, grown on demand; slices from offset 0 stay 'managed' (no bounce copy)."""
+class _IoState:
+    """The worker's op, its current handle and one page-locked buffer, all reused between reads.
 
-    def __init__(self) -> None:
-        self.tensor: Any = None
-        self.owner: Any = None
+    A handle is kept while the settings stay the same (DeepSpeed keeps its handles for the life of
+    the process too). A retired handle is *not* destroyed: its destructor joins every aio thread,
+    each waiting out an io_destroy (an RCU grace period, ~35 ms), while holding the GIL: 0.5 s for
+    16 threads, more than a short read. Retired handles pile up instead, and past a bound the
+    worker exits with os._exit (the kernel tears every aio context down at once, ~50 ms) and the
+    parent starts a fresh one on the next read.
+    """
 
-    def get(self, handle: Any, nbytes: int) -> Any:
+    MAX_RETIRED_THREADS = 256
+    MAX_RETIRED_EVENTS = 16384  # of fs.aio-max-nr (65536 by default), shared with the whole machine
+
+    def __init__(self, op: Any) -> None:
+        self.op = op
+        self.key: tuple[Any, ...] | None = None
+        self.handle: Any = None
+        self.buffer: Any = None
+        self.retired: list[Any] = []
+        self.retired_threads = self.retired_events = 0
+
+    @property
+    def should_recycle(self) -> bool:
+        return self.retired_threads > self.MAX_RETIRED_THREADS or self.retired_events > self.MAX_RETIRED_EVENTS
+
+    def handle_for(self, req: dict[str, Any]) -> Any:
+        key = tuple(req[k] for k in ("block_size", "queue_depth", "single_submit", "overlap_events", "parallelism"))
+        if key != self.key:
+            if self.handle is not None:
+                self.retired.append(self.handle)
+                par, qd = int(self.key[4]), int(self.key[1])  # type: ignore[index]  # set with handle
+                self.retired_threads += par
+                self.retired_events += 2 * par * max(qd, 8)  # the kernel reserves about twice what io_setup asks
+            self.handle = self.op.aio_handle(int(key[0]), int(key[1]), bool(key[2]), bool(key[3]), int(key[4]))
+            self.key = key
+        return self.handle
+
+    def buffer_of(self, nbytes: int) -> Any:
         import torch
 
-        if self.tensor is None or self.tensor.numel() < nbytes:
+        if self.buffer is None or self.buffer.numel() < nbytes:
             self.release()
-            t = handle.new_cpu_locked_tensor(nbytes, torch.empty(0, dtype=torch.uint8))
+            t = self.handle.new_cpu_locked_tensor(nbytes, torch.empty(0, dtype=torch.uint8))
             if t.data_ptr() == 0:  # DeepSpeed returns a null-backed tensor when mlock fails
                 raise MemoryError(f"could not page-lock {nbytes} B (mlock failed): raise `ulimit -l`, "
                                   "or use a smaller file")
-            self.tensor, self.owner = t, handle
-        return self.tensor[:nbytes]
+            self.buffer = t
+        return self.buffer[:nbytes]
 
     def release(self) -> None:
-        if self.tensor is not None:
-            self.owner.free_cpu_locked_tensor(self.tensor)
-            self.tensor = self.owner = None
+        if self.buffer is not None and self.handle is not None:
+            self.handle.free_cpu_locked_tensor(self.buffer)  # the manager is shared by every handle
+        self.buffer = None
 
 
 def _verify(buf: Any, file: str, nbytes: int, samples: int = 16) -> bool:
@@ -352,11 +489,10 @@ def _verify(buf: Any, file: str, nbytes: int, samples: int = 16) -> bool:
     return True
 
 
-def _serve_read(op: Any, req: dict[str, Any], buffer: _LockedBuffer) -> dict[str, Any]:
+def _serve_read(state: _IoState, req: dict[str, Any]) -> dict[str, Any]:
     file, nbytes, repeat = req["file"], int(req["nbytes"]), int(req["repeat"])
-    handle = op.aio_handle(int(req["block_size"]), int(req["queue_depth"]), bool(req["single_submit"]),
-                           bool(req["overlap_events"]), int(req["parallelism"]))
-    buf = buffer.get(handle, nbytes)
+    handle = state.handle_for(req)
+    buf = state.buffer_of(nbytes)
     seconds, verified = [], True
     for _ in range(repeat):
         buf.fill_(0xA5)  # poison: a silently short read cannot pass verification with stale data
@@ -366,7 +502,7 @@ def _serve_read(op: Any, req: dict[str, Any], buffer: _LockedBuffer) -> dict[str
         if ops != 1:
             raise OSError(f"sync_pread({file}) returned {ops} (expected 1 completed op)")
         verified = verified and _verify(buf, file, nbytes)
-    return {"nbytes": nbytes, "seconds": seconds, "verified": verified,
+    return {"nbytes": nbytes, "seconds": seconds, "verified": verified, "recycle": state.should_recycle,
             "handle": {"block_size": handle.get_block_size(), "queue_depth": handle.get_queue_depth(),
                        "parallelism": handle.get_intra_op_parallelism()}}
 
@@ -393,16 +529,18 @@ def _worker_main() -> int:
         emit(event="error", message=f"{type(exc).__name__}: {exc}")
         return 3
     emit(event="ready", load_s=time.monotonic() - t0, pid=os.getpid())
-    buffer = _LockedBuffer()
+    state = _IoState(op)
     for line in sys.stdin:
         if not line.strip():
             continue
         try:
-            emit(event="result", **_serve_read(op, json.loads(line), buffer))
+            emit(event="result", **_serve_read(state, json.loads(line)))
         except Exception as exc:  # a Python-level failure keeps the worker; a C++ abort ends it
             emit(event="error", message=f"{type(exc).__name__}: {exc}")
-    buffer.release()
-    return 0
+        if state.should_recycle:
+            break
+    sys.stderr.flush()
+    os._exit(0)  # skip the handles' destructors (see _IoState); the kernel reclaims everything at once
 
 
 def main(argv: list[str] | None = None) -> int:

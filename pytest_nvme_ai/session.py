@@ -184,7 +184,7 @@ class Recorder:
         return dict(self._record.metrics)
 
     @property
-    def session_cache(self) -> dict[str, Any]:
+    def session_cache(self) -> dict[Any, Any]:
         return self._session.cache
 
     @property
@@ -224,7 +224,7 @@ class NvmeAiSession:
         self.report_path: Path | None = None
         self.saved_baselines: list[Path] = []
         # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[Any, Any] = {}
 
     # ---- configure -------------------------------------------------------------------------
     def setup_targets(self) -> None:
