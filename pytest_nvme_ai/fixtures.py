@@ -1,7 +1,7 @@
 """The plugin's fixtures. Each one is thin: the work is in the module that owns the concern."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
@@ -9,6 +9,27 @@ from .session import Recorder, get_session
 
 if TYPE_CHECKING:
     from .targets import Target
+
+
+def terminal_progress(config: pytest.Config) -> Callable[[str], None]:
+    """A progress callback that reaches the terminal even while pytest captures fd 2.
+
+    Building DeepSpeed's AsyncIO op takes minutes the first time; a line that only lands
+    in captured output would leave the user looking at a silent, apparently hung run.
+    """
+    def say(message: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        tr = config.pluginmanager.getplugin("terminalreporter")
+        line = message if message.startswith("nvme-ai") else f"nvme-ai: {message}"
+        if capman is None or tr is None:
+            import sys
+
+            print(line, file=sys.__stderr__, flush=True)
+            return
+        with capman.global_and_fixture_disabled():
+            tr.write_line(line)
+
+    return say
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +72,7 @@ def ds_aio(offload_target: "Target", nvme_ai: Recorder) -> Any:
     """DeepSpeed's aio read path (ds_io equivalent) on the target."""
     from .aio import AioRunner, aio_missing_reason
 
-    reason = aio_missing_reason()
+    reason = aio_missing_reason(terminal_progress(nvme_ai.config))
     if reason:
         pytest.skip(reason)
     return AioRunner(offload_target, nvme_ai)
@@ -65,4 +86,4 @@ def zero_inference(offload_target: "Target", nvme_ai: Recorder) -> Any:
     reason = inference_missing_reason()
     if reason:
         pytest.skip(reason)
-    return ZeroInferenceRunner(offload_target, nvme_ai)
+    return ZeroInferenceRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))

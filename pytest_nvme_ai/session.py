@@ -124,6 +124,10 @@ class Recorder:
         return self._record.nodeid
 
     @property
+    def config(self) -> pytest.Config:
+        return self._session.config
+
+    @property
     def target(self) -> Target | None:
         return self._record.target
 
