@@ -1,0 +1,196 @@
+"""DeepSpeed ZeRO-Inference with parameters offloaded to the target (and to CPU memory, side by side).
+
+Each case runs `generate` in a child process (warm-up, then the profile's
+measured loops) and records prefill/decode/total latency and throughput,
+peak memory, and the bytes the run read from the target. The grid depends on
+the profile:
+
+* quick    – a tiny random OPT (hidden 256, 4 layers) on whatever accelerator is
+  there (CPU in CI: bf16, gloo): NVMe offload at batch 1 and 2, 4-bit weights,
+  no offload as the reference, and a KV-offload case that skips off CUDA.
+* standard – OPT-1.3B and OPT-6.7B on a GPU, prompt 512, gen 32.
+* full     – the seed matrix: OPT-13B/30B/66B, 4-bit weights, KV-cache offload,
+  batch 32..140, prompt 512, gen 32.
+
+`test_nvme_vs_cpu` runs the same model and batch with CPU and NVMe offload and
+records `nvme_vs_cpu_throughput` (NVMe total throughput / CPU total throughput,
+per loop): the figure that says what the drive costs against host memory. Both
+sides run back to back, so drift (the build machines' burst credits, a noisy
+neighbour) hits both alike; only the `full` profile, where one run takes many
+minutes, reuses the NVMe run of the identical spec made earlier in the session.
+
+What an outcome means for the test (the outcome itself is always recorded, as
+extras `run_outcome` and `log_tail`, before the test decides):
+
+* `ok`      – the test asserts the run really happened as specified: every loop
+  generated `gen_len` tokens, metrics were recorded, and an NVMe-offloaded run
+  read from the target (`target_read_bytes` > 0) through DeepSpeed's swap files.
+* `oom`     – a *result* where the case is marked `may_oom` (CPU offload of a
+  30B+ model, batch >= 128: the seed study's edge of what fits): the test passes
+  with the outcome recorded and no throughput metrics. Anywhere else it fails.
+* `timeout` / `error` – the test fails with the log tail: a run that never
+  finished is not a measurement.
+* a spec this accelerator cannot run (KV-cache offload without CUDA) – skipped
+  with the reason; a case needing a GPU carries the `gpu` marker.
+
+No test asserts an absolute latency or throughput: the gate compares them with
+the baseline of the same device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from pytest_nvme_ai.metrics import Metric
+from pytest_nvme_ai.profiles import Profile, profile_of
+from pytest_nvme_ai.zero_inference.spec import InferenceSpec
+
+SEED_PROMPT, SEED_GEN = 512, 32      # the seed study's and run_model.py's shape
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    batch_size: int
+    offload: str = "nvme"          # the single-run offload; pairing cases run both cpu and nvme
+    quant_bits: int | None = None
+    kv_offload: bool = False
+    prompt_len: int = 32
+    gen_len: int = 8
+    gpu: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.spec_for(self.offload).id.replace(f"-p{self.prompt_len}-g{self.gen_len}", "")
+
+    @property
+    def pair_id(self) -> str:
+        return self.id.replace(f"-{self.offload}", "")
+
+    def spec_for(self, offload: str, profile: Profile | None = None) -> InferenceSpec:
+        loops, warmup = (profile.zi_loops, profile.zi_warmup) if profile else (3, 1)
+        # GPU cases pin host buffers as the seed's runs did (faster host-to-GPU copies); CPU has nothing to pin.
+        return InferenceSpec(model=self.model, batch_size=self.batch_size, offload=offload,  # type: ignore[arg-type]
+                             quant_bits=self.quant_bits, kv_offload=self.kv_offload, prompt_len=self.prompt_len,
+                             gen_len=self.gen_len, pin_memory=self.gpu, loops=loops, warmup=warmup)
+
+    def may_oom(self, offload: str) -> bool:
+        """The seed study's edge: host memory for CPU offload of 30B+, GPU memory at batch >= 128."""
+        big = self.model in ("opt-30b", "opt-66b")
+        return self.batch_size >= 128 or (offload == "cpu" and big)
+
+
+def _quick() -> dict[str, list[Case]]:
+    # Batch 2 NVMe is measured by the pairing test; the single tests cover the other variants.
+    tiny = [Case("opt-tiny", 1), Case("opt-tiny", 1, quant_bits=4),
+            Case("opt-tiny", 1, offload="none"), Case("opt-tiny", 1, kv_offload=True)]
+    return {"single": tiny, "pair": [Case("opt-tiny", 1), Case("opt-tiny", 2)]}
+
+
+def _standard() -> dict[str, list[Case]]:
+    single, pair = [], []
+    for model in ("opt-1.3b", "opt-6.7b"):
+        for bs in (8, 32):
+            for offload in ("none", "nvme") if model == "opt-1.3b" else ("nvme",):
+                single.append(Case(model, bs, offload=offload, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
+            pair.append(Case(model, bs, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
+        single.append(Case(model, 32, quant_bits=4, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
+    return {"single": single, "pair": pair}
+
+
+def _full() -> dict[str, list[Case]]:
+    cases = [Case(model, bs, quant_bits=4, kv_offload=True, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True)
+             for model in ("opt-13b", "opt-30b", "opt-66b") for bs in (32, 80, 128, 140)]
+    return {"single": cases, "pair": cases}
+
+
+GRIDS = {"quick": _quick, "standard": _standard, "full": _full}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    grid = GRIDS[profile_of(metafunc.config).name]()
+    kind = "pair" if metafunc.function.__name__ == "test_nvme_vs_cpu" else "single"
+    params = [pytest.param(c, marks=[pytest.mark.gpu] if c.gpu else [], id=c.pair_id if kind == "pair" else c.id)
+              for c in grid[kind]]
+    metafunc.parametrize("case", params)
+
+
+@pytest.fixture(scope="session")
+def deepspeed_ops(request: pytest.FixtureRequest) -> str | None:
+    """JIT-build DeepSpeed's ops once, with progress on the terminal (first build: minutes), before any
+    run's clock starts; returns why NVMe offload cannot run here, or None."""
+    from pytest_nvme_ai.zero_inference.runner import default_progress, ensure_aio_op_built, ensure_comm_op_built
+
+    reporter: Any = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(message: str) -> None:
+        if reporter is None:
+            default_progress(message)
+            return
+        reporter.ensure_newline()
+        reporter.write_line(message)
+
+    ensure_comm_op_built(progress)
+    return ensure_aio_op_built(progress)
+
+
+def _check_outcome(result: Any, nvme_ai: Any, may_oom: bool) -> None:
+    if result.ok:
+        return
+    if result.outcome == "oom" and may_oom:
+        nvme_ai.note(f"{result.spec.id}: out of memory, recorded as a result (this case is at the edge of what fits)")
+        return
+    pytest.fail(f"ZeRO-Inference {result.spec.id}: outcome {result.outcome}: {result.error}\n"
+                f"--- log tail ({result.log_path}) ---\n{result.log_tail}", pytrace=False)
+
+
+def _check_run(result: Any, nvme_ai: Any) -> None:
+    """The run happened as specified: every loop generated gen_len tokens, one sample per loop."""
+    spec = result.spec
+    assert len(result.loops) == spec.loops
+    assert all(lp.new_tokens == spec.gen_len for lp in result.loops), [lp.new_tokens for lp in result.loops]
+    assert all(lp.decode_steps == spec.gen_len - 1 for lp in result.loops)
+    if spec.offload == "nvme":
+        # The file-backed target really was read: DeepSpeed swapped parameters in from it every loop.
+        assert result.swap_files, "DeepSpeed created no parameter swap files under the target"
+        assert all(lp.read_bytes > 0 for lp in result.loops), "an NVMe-offloaded loop read nothing from the target"
+
+
+def test_zero_inference(case: Case, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
+    spec = case.spec_for(case.offload, nvme_ai.profile)
+    request.getfixturevalue("deepspeed_ops")  # the runner skips with its reason when NVMe offload cannot run
+    result = zero_inference.run(spec)
+    _check_outcome(result, nvme_ai, case.may_oom(spec.offload))
+    if not result.ok:
+        return
+    _check_run(result, nvme_ai)
+    recorded = nvme_ai.metrics()
+    assert recorded["total_throughput"].n == spec.loops
+    if spec.offload == "nvme":
+        assert recorded["target_read_bytes"].value > 0
+
+
+def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("deepspeed_ops")
+    profile = nvme_ai.profile
+    cpu_spec, nvme_spec = case.spec_for("cpu", profile), case.spec_for("nvme", profile)
+    reuse = profile.name == "full"
+    nvme = zero_inference.run(nvme_spec, prefix="nvme", reuse=reuse)
+    cpu = zero_inference.run(cpu_spec, prefix="cpu")
+    params = cpu.spec.params(cpu.accelerator)
+    params["offload"] = "cpu|nvme"
+    nvme_ai.set_params(**params)
+    _check_outcome(nvme, nvme_ai, case.may_oom("nvme"))
+    _check_outcome(cpu, nvme_ai, case.may_oom("cpu"))
+    if not (cpu.ok and nvme.ok):
+        return
+    _check_run(nvme, nvme_ai)
+    _check_run(cpu, nvme_ai)
+    ratios = [n / c for n, c in zip(nvme.metrics["total_throughput"].samples, cpu.metrics["total_throughput"].samples)]
+    nvme_ai.record(Metric.of("nvme_vs_cpu_throughput", ratios, unit="ratio", better="higher"))
+    # What separates the two runs is where the parameters come from: only the NVMe run reads the target.
+    assert nvme.target_read_bytes > (cpu.target_read_bytes or 0)

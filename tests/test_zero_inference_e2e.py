@@ -1,0 +1,142 @@
+"""End to end (slow: real DeepSpeed runs of the tiny OPT, ~1 min in all; select with `-k e2e`).
+
+These run in CI: they are what proves that NVMe offload really streams parameters
+from a file-backed target (DeepSpeed swap files appear under the nvme_path and the
+child's read_bytes grow every loop), on the CPU accelerator the build machines have.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_nvme_ai.targets import Target
+from pytest_nvme_ai.zero_inference.models import resolve_model
+from pytest_nvme_ai.zero_inference.runner import (
+    InferenceResult,
+    ZeroInferenceRunner,
+    ensure_aio_op_built,
+    inference_missing_reason,
+)
+from pytest_nvme_ai.zero_inference.spec import InferenceSpec
+from test_zero_inference_runner import FakeRecorder
+
+SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_zero_inference.py"
+SWAP_PATTERN = "zero_stage_3/*params/rank0/*.swp"
+# pytester's subprocess runs with HOME set to its temp dir, where torch finds no cached build of the
+# async_io op and would JIT-compile it again (minutes): point it at this session's cache instead.
+TORCH_EXTENSIONS_DIR = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch_extensions")
+
+
+@pytest.fixture(scope="module")
+def e2e_ready() -> None:
+    reason = inference_missing_reason() or ensure_aio_op_built()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def nvme_runs(tmp_path_factory: pytest.TempPathFactory, e2e_ready: None) -> dict[str, Any]:
+    """One 16-bit and one 4-bit NVMe-offloaded run of the tiny model into a temporary target."""
+    base = tmp_path_factory.mktemp("zi-e2e")
+    (base / "target").mkdir()
+    target = Target(path=base / "target", label="tmp", run_id="e2e")
+    out: dict[str, Any] = {"target": target}
+    for name, quant, loops in (("fp", None, 2), ("q4", 4, 1)):
+        (base / name).mkdir()
+        rec = FakeRecorder(base / name, timeout=600)
+        spec = InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=16, gen_len=4, offload="nvme",
+                             quant_bits=quant, loops=loops, warmup=1)
+        out[name] = (ZeroInferenceRunner(target, rec).run(spec), rec)  # type: ignore[arg-type]
+    return out
+
+
+def test_e2e_nvme_run_reads_the_target(nvme_runs: dict[str, Any]) -> None:
+    result, rec = nvme_runs["fp"]
+    assert result.outcome == "ok", f"{result.error}\n{result.log_tail}"
+    assert result.accelerator in ("cpu", "cuda")
+    assert len(result.loops) == 2 and all(lp.new_tokens == 4 for lp in result.loops)
+    assert all(lp.read_bytes > 0 for lp in result.loops)          # /proc/self/io counted the O_DIRECT reads
+    assert result.decode_steps == 3 and (result.decode_read_bytes_per_step or 0) > 0
+    assert rec.recorded["target_read_bytes"].n == 2 and rec.recorded["target_read_bytes"].value > 0
+    assert rec.recorded["total_throughput"].n == 2
+    assert rec.extra["run_outcome"] == "ok" and rec.extra["decode_steps"] == 3
+    assert rec.params["offload"] == "nvme" and rec.params["model"] == "opt-tiny"
+
+
+def test_e2e_swap_files_appeared_and_were_removed(nvme_runs: dict[str, Any]) -> None:
+    result, _ = nvme_runs["fp"]
+    paths = [f["path"] for f in result.swap_files]
+    assert paths and all(fnmatch.fnmatch(p, SWAP_PATTERN) for p in paths), paths
+    if result.accelerator == "cpu":
+        assert all(p.startswith("zero_stage_3/bfloat16params/rank0/") for p in paths)
+    target: Target = nvme_runs["target"]
+    assert not list(target.workdir.rglob("*.swp"))  # the runner cleaned the offload directory
+
+
+def test_e2e_saved_config_is_the_one_used(nvme_runs: dict[str, Any]) -> None:
+    result, rec = nvme_runs["fp"]
+    saved = json.loads(Path(rec.artifacts["ds_config"]).read_text())
+    assert saved == result.ds_config
+    off = saved["zero_optimization"]["offload_param"]
+    assert off["device"] == "nvme" and off["buffer_size"] >= resolve_model("opt-tiny").largest_param_numel
+    assert Path(off["nvme_path"]).is_relative_to(nvme_runs["target"].workdir)
+    assert "intra_op_parallelism" in saved["aio"]  # DeepSpeed >= 0.16.4's key
+    assert "loop 2/2" in Path(rec.artifacts["log"]).read_text()
+
+
+def test_e2e_four_bit_weights_shrink_swap_and_reads(nvme_runs: dict[str, Any]) -> None:
+    fp: InferenceResult = nvme_runs["fp"][0]
+    q4: InferenceResult = nvme_runs["q4"][0]
+    assert q4.outcome == "ok", f"{q4.error}\n{q4.log_tail}"
+    assert "weight_quantization" in q4.ds_config
+    swap = lambda r: sum(f["bytes"] for f in r.swap_files)  # noqa: E731
+    assert swap(q4) < swap(fp)
+    assert (q4.decode_read_bytes_per_step or 0) < (fp.decode_read_bytes_per_step or 0)
+
+
+def test_e2e_quick_suite_through_pytest(pytester: pytest.Pytester, e2e_ready: None,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite module under the plugin: parametrized ids, records in results.json, the KV skip."""
+    pytester.makepyfile(test_zero_inference=SUITE.read_text())
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", TORCH_EXTENSIONS_DIR)
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "-k", "nvme-q16 and bs1 and not vs",
+                                      "--nvme-ai-profile", "quick")
+    r.assert_outcomes(passed=1, skipped=1)
+    r.stdout.fnmatch_lines(["*KV-cache offload needs CUDA*"])
+    results = json.loads(next((pytester.path / "reports").glob("*/results.json")).read_text())
+    # the target's id component may come first or last, depending on hook order
+    by_id = {t["nodeid"].split("[", 1)[1].rstrip("]").replace("@default", "").strip("-"): t for t in results["tests"]}
+    ok = by_id["opt-tiny-bs1-nvme-q16"]
+    assert ok["outcome"] == "passed" and ok["extra"]["run_outcome"] == "ok"
+    assert ok["params"]["model"] == "opt-tiny" and ok["params"]["offload"] == "nvme"
+    assert ok["metrics"]["target_read_bytes"]["value"] > 0
+    assert {"log", "ds_config", "spec"} <= set(ok["artifacts"])
+    skipped = by_id["opt-tiny-bs1-nvme-q16-kv"]
+    assert skipped["outcome"] == "skipped" and skipped["extra"]["run_outcome"] == "not_applicable"
+
+
+def test_e2e_local_checkpoint_loads_real_weights(tmp_path: Path, e2e_ready: None) -> None:
+    """A local directory with weights loads through from_pretrained(local_files_only) under ZeRO-3."""
+    torch = pytest.importorskip("torch")
+    from transformers import OPTForCausalLM
+
+    from pytest_nvme_ai.zero_inference.models import hf_config_object
+
+    config = hf_config_object(resolve_model("opt-tiny"))
+    config.num_hidden_layers = 2
+    OPTForCausalLM(config).to(torch.bfloat16).save_pretrained(tmp_path / "ckpt")
+    assert resolve_model(str(tmp_path / "ckpt")).weights_dir is not None
+    (tmp_path / "target").mkdir()
+    (tmp_path / "art").mkdir()
+    rec = FakeRecorder(tmp_path / "art", timeout=600)
+    spec = InferenceSpec(model=str(tmp_path / "ckpt"), offload="cpu", prompt_len=8, gen_len=3, loops=1, warmup=0)
+    result = ZeroInferenceRunner(Target(tmp_path / "target", "t", "e2e"), rec).run(spec)  # type: ignore[arg-type]
+    assert result.outcome == "ok", f"{result.error}\n{result.log_tail}"
+    assert rec.params["model"] == "ckpt" and result.loops[0].new_tokens == 3
+    assert "newly initialized" not in Path(rec.artifacts["log"]).read_text()  # every weight came from the file

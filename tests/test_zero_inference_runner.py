@@ -1,0 +1,160 @@
+"""The ZeRO-Inference runner's parent side: a child that hangs, is killed or fails becomes a recorded
+outcome and pytest carries on. The child's test hooks fire before any heavy import, so these are fast."""
+from __future__ import annotations
+
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_nvme_ai.metrics import Metric
+from pytest_nvme_ai.targets import Target
+from pytest_nvme_ai.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
+from pytest_nvme_ai.zero_inference.spec import InferenceSpec, SpecError
+
+
+class FakeRecorder:
+    """The parts of session.Recorder the runner uses, recording into plain dicts."""
+
+    def __init__(self, artifact_dir: Path, timeout: int = 300, aio_setting: str = "default") -> None:
+        self.artifact_dir = artifact_dir
+        self.timeout = timeout
+        self.aio_setting = aio_setting
+        self.nodeid = "tests/test_x.py::test_case[opt-tiny-bs1]"
+        self.session_cache: dict[Any, Any] = {}
+        self.params: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}
+        self.recorded: dict[str, Metric] = {}
+        self.artifacts: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    def set_params(self, **kw: Any) -> None:
+        self.params.update(kw)
+
+    def set_extra(self, key: str, value: Any) -> None:
+        self.extra[key] = value
+
+    def record(self, metric: Metric) -> Metric:
+        self.recorded[metric.name] = metric
+        return metric
+
+    def add_artifact(self, label: str, path: Path | str) -> str:
+        self.artifacts[label] = str(path)
+        return str(path)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> ZeroInferenceRunner:
+    if inference_missing_reason():
+        pytest.skip(inference_missing_reason() or "")
+    (tmp_path / "target").mkdir()
+    (tmp_path / "artifacts").mkdir()
+    target = Target(path=tmp_path / "target", label="t", run_id="test")
+    return ZeroInferenceRunner(target, FakeRecorder(tmp_path / "artifacts"))  # type: ignore[arg-type]
+
+
+def hooked(hook: str) -> InferenceSpec:
+    # offload "cpu": no aio op needed; the hook fires before the model exists anyway
+    return InferenceSpec(model="opt-tiny", offload="cpu", prompt_len=16, gen_len=4, loops=1, warmup=0, test_hook=hook)
+
+
+def test_hanging_child_times_out_and_is_killed(runner: ZeroInferenceRunner) -> None:
+    runner.recorder.timeout = 2  # type: ignore[misc]
+    t0 = time.monotonic()
+    result = runner.run(hooked("sleep:600"))
+    assert time.monotonic() - t0 < 60  # killed, not waited for
+    assert result.outcome == "timeout" and "killed after 2 s" in (result.error or "")
+    rec = runner.recorder
+    assert rec.extra["run_outcome"] == "timeout"  # type: ignore[attr-defined]
+    assert "test hook 'sleep:600'" in rec.extra["log_tail"]  # type: ignore[attr-defined]
+    assert not rec.recorded  # type: ignore[attr-defined]  # no metrics from a run that did not finish
+    assert {"log", "spec", "ds_config"} <= set(rec.artifacts)  # type: ignore[attr-defined]
+
+
+def test_sigkilled_child_is_oom(runner: ZeroInferenceRunner) -> None:
+    result = runner.run(hooked("sigkill"))
+    assert result.outcome == "oom" and "SIGKILL" in (result.error or "")
+    assert result.returncode == -9
+
+
+def test_memory_error_is_oom_with_log_tail(runner: ZeroInferenceRunner) -> None:
+    result = runner.run(hooked("memory_error"))
+    assert result.outcome == "oom" and "MemoryError" in (result.error or "")
+    assert "MemoryError" in result.log_tail
+
+
+def test_crash_is_error_with_traceback(runner: ZeroInferenceRunner) -> None:
+    result = runner.run(hooked("crash"))
+    assert result.outcome == "error" and "simulated crash" in (result.error or "")
+    assert "Traceback" in result.log_tail
+    assert runner.recorder.extra["run_outcome"] == "error"  # type: ignore[attr-defined]
+
+
+def test_not_applicable_spec_skips_with_reason(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    from pytest_nvme_ai.zero_inference import runner as runner_mod
+
+    runner_mod.detect_accelerator.cache_clear()
+    try:
+        with pytest.raises(pytest.skip.Exception, match="KV-cache offload needs CUDA"):
+            runner.run(InferenceSpec(model="opt-tiny", offload="cpu", prompt_len=16, gen_len=4, kv_offload=True))
+    finally:
+        runner_mod.detect_accelerator.cache_clear()
+    assert runner.recorder.extra["run_outcome"] == "not_applicable"  # type: ignore[attr-defined]
+
+
+# ---- --nvme-ai-aio -------------------------------------------------------------------------------
+
+def nvme_spec() -> InferenceSpec:
+    return InferenceSpec(model="opt-tiny", offload="nvme")
+
+
+def test_aio_default_leaves_spec_alone(runner: ZeroInferenceRunner) -> None:
+    assert runner.with_aio(nvme_spec()).aio is None
+
+
+def test_aio_json_is_validated_and_rewritten(runner: ZeroInferenceRunner) -> None:
+    runner.recorder.aio_setting = '{"block_size": 2097152, "thread_count": 16}'  # type: ignore[misc]
+    aio = runner.with_aio(nvme_spec()).aio
+    assert aio is not None and aio["block_size"] == 2 << 20
+    assert aio.get("intra_op_parallelism", aio.get("thread_count")) == 16
+
+
+def test_aio_json_bad_key_fails_naming_it(runner: ZeroInferenceRunner) -> None:
+    runner.recorder.aio_setting = '{"blocksize": 2097152}'  # type: ignore[misc]
+    with pytest.raises(SpecError, match=r"--nvme-ai-aio: unknown aio key\(s\) 'blocksize'; accepted: block_size"):
+        runner.with_aio(nvme_spec())
+
+
+def test_aio_ignored_for_cpu_offload(runner: ZeroInferenceRunner) -> None:
+    runner.recorder.aio_setting = '{"blocksize": 1}'  # type: ignore[misc]
+    assert runner.with_aio(InferenceSpec(offload="cpu")).aio is None
+
+
+def test_aio_auto_without_tuner_falls_back_with_a_note(runner: ZeroInferenceRunner,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.tune", None)  # import fails: no tuner installed
+    runner.recorder.aio_setting = "auto"  # type: ignore[misc]
+    assert runner.with_aio(nvme_spec()).aio is None
+    assert any("no tuner" in n for n in runner.recorder.notes)  # type: ignore[attr-defined]
+
+
+def test_aio_auto_uses_the_tuner(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+
+    def tuned_aio_block(target: Any, recorder: Any) -> dict[str, Any]:
+        calls.append(target)  # the tuner caches per target itself and records its extras in each test
+        return {"block_size": 8 << 20, "queue_depth": 32, "thread_count": 8}
+
+    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.tune", types.SimpleNamespace(tuned_aio_block=tuned_aio_block))
+    runner.recorder.aio_setting = "auto"  # type: ignore[misc]
+    first, second = runner.with_aio(nvme_spec()), runner.with_aio(nvme_spec().with_(batch_size=2))
+    assert first.aio == second.aio and first.aio is not None and first.aio["queue_depth"] == 32
+    assert first.aio.get("intra_op_parallelism", first.aio.get("thread_count")) == 8
+    assert calls == [runner.target, runner.target]
