@@ -43,6 +43,7 @@ CATALOG: dict[str, MetricSpec] = {
     "target_read_bw": MetricSpec("B/s", "higher", False, "bytes read from the target / total latency"),
     "io_efficiency": MetricSpec("ratio", "higher", False, "decode throughput / I/O-bound ceiling"),
     "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "effective read bandwidth during run / fio bandwidth"),
+    "nvme_vs_cpu_throughput": MetricSpec("ratio", "higher", True, "NVMe-offload / CPU-offload total throughput"),
     "decode_ceiling": MetricSpec("tokens/s", "higher", False, "I/O-bound ceiling of decode throughput"),
 }
 

@@ -172,6 +172,27 @@ def test_zero_inference(case: Case, zero_inference: Any, nvme_ai: Any, request: 
     assert recorded["total_throughput"].n == spec.loops
     if spec.offload == "nvme":
         assert recorded["target_read_bytes"].value > 0
+        _record_io_ceiling(result, nvme_ai, request)
+
+
+def _record_io_ceiling(result: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
+    """How close decode came to the ceiling the drive's bandwidth sets (pytest_nvme_ai.pairing).
+
+    The ceiling needs fio's read bandwidth on the same target in this session: the seq-read
+    suite's figure when it ran first (it sorts first), else one fio measurement made here.
+    """
+    from pytest_nvme_ai.fio import FioJob, fio_missing_reason
+    from pytest_nvme_ai.pairing import record_io_efficiency
+
+    target = nvme_ai.target
+    fio_bw = nvme_ai.session_cache.get(("fio_bw", target.label)) if target is not None else None
+    if not fio_bw and fio_missing_reason() is None:
+        fio = request.getfixturevalue("fio")
+        fio_bw = fio.run(FioJob(name="ceiling", bs="1M", iodepth=16), record=False).bw_bytes
+        nvme_ai.note(f"fio bandwidth for the I/O ceiling measured in this test (bs 1M, qd 16): {fio_bw:.3g} B/s")
+    pairing = record_io_efficiency(nvme_ai, result, fio_bw=fio_bw or None)
+    if pairing is not None and pairing.efficiency:
+        assert all(e > 0 for e in pairing.efficiency)
 
 
 def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
@@ -191,6 +212,6 @@ def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pyt
     _check_run(nvme, nvme_ai)
     _check_run(cpu, nvme_ai)
     ratios = [n / c for n, c in zip(nvme.metrics["total_throughput"].samples, cpu.metrics["total_throughput"].samples)]
-    nvme_ai.record(Metric.of("nvme_vs_cpu_throughput", ratios, unit="ratio", better="higher"))
+    nvme_ai.record(Metric.of("nvme_vs_cpu_throughput", ratios))
     # What separates the two runs is where the parameters come from: only the NVMe run reads the target.
     assert nvme.target_read_bytes > (cpu.target_read_bytes or 0)
