@@ -466,9 +466,14 @@ class NvmeAiSession:
 
 
 def iter_table_rows(records: list[TestRecord]) -> Iterator[tuple[str, str, str, str, str, str]]:
+    """Compact rows: a test with no baseline yet is one line; else its gated metrics, plus any
+    ungated metric that moved beyond tolerance (worth a look, though it does not fail the test)."""
     for rec in records:
+        if rec.comparisons and all(c.verdict == "new" for c in rec.comparisons):
+            yield rec.nodeid, f"{len(rec.comparisons)} metrics", "-", "-", "-", "new"
+            continue
         for c in rec.comparisons:
-            if not c.gated and c.verdict == "pass":
+            if not c.gated and c.verdict in ("pass", "new", "incomparable"):
                 continue
             base = format_value(c.baseline, c.unit) if c.baseline is not None else "-"
             now = format_value(c.now, c.unit)
