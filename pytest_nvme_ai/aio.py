@@ -35,7 +35,7 @@ from .dsversion import aio_block
 from .fio import DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
 
 if TYPE_CHECKING:
-    from .session import Recorder
+    from .records import Recorder
     from .targets import Target
 
 Progress = Callable[[str], None]

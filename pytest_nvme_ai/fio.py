@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from .fsutil import ensure_inside, is_block_device
 
 if TYPE_CHECKING:
-    from .session import Recorder
+    from .records import Recorder
     from .targets import Target
 
 MISSING_REASON = "fio not found: apt-get install fio"

@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from .session import Recorder, get_session
+from .records import Recorder
+from .session import get_session
 
 if TYPE_CHECKING:
     from .targets import Target

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from .session import Recorder
+    from .records import Recorder
 
 
 def decode_ceiling(batch_size: float, fio_bw: float, bytes_per_step: float) -> float:

@@ -1,14 +1,15 @@
 """pytest entry point: options, ini keys, markers and hooks. Thin: the work is in session.py."""
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import Any, Generator
 
 import pytest
 
 from . import settings
-from .session import RECORD_KEY, SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session, write_summary
+from .records import RECORD_KEY
+from .session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
+from .summary import write_summary
 
 # Fixtures live in their own module; importing it here registers them with the plugin.
 from .fixtures import ds_aio, fio, nvme_ai, offload_target, ssd_device, zero_inference  # noqa: F401

@@ -8,26 +8,20 @@ in private attributes on the config.
 from __future__ import annotations
 
 import os
-import re
 import secrets
-import shutil
-import sys
-import time
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from . import SCHEMA_VERSION, settings
-from .metrics import Metric, format_value
+from .records import RECORD_KEY, Recorder, TestRecord, _jsonable
 from .profiles import PROFILES, Profile
 from .targets import Target, TargetError, make_labels, strip_target_id, validate_target_dir
 
 SESSION_KEY = pytest.StashKey["NvmeAiSession"]()
-RECORD_KEY = pytest.StashKey["TestRecord"]()
 
 
 def get_session(config: pytest.Config) -> "NvmeAiSession":
@@ -39,161 +33,6 @@ def get_session(config: pytest.Config) -> "NvmeAiSession":
 
 class NvmeAiWarning(UserWarning):
     pass
-
-
-@dataclass
-class TestRecord:
-    """One measured test, filled while it runs (mutable on purpose: metrics arrive one by one)."""
-
-    nodeid: str
-    key: str                    # baseline key: nodeid without the target component
-    suite: str
-    target: Target | None
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Metric] = field(default_factory=dict)
-    artifacts: dict[str, str] = field(default_factory=dict)   # label -> path relative to the run dir
-    extra: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    outcome: str = "not run"
-    longrepr: str | None = None
-    duration: float = 0.0
-    comparisons: list[Any] = field(default_factory=list)      # gate.Comparison
-    baseline_file: str | None = None
-    verdict: str | None = None
-    gated_metrics: tuple[str, ...] | None = None               # from the marker's metrics=
-    tolerance: float = 10.0
-
-    def to_dict(self) -> dict[str, Any]:
-        base = None
-        if self.comparisons:
-            base = {
-                "file": self.baseline_file,
-                "metrics": {c.metric: c.to_dict() for c in self.comparisons},
-            }
-        return {
-            "nodeid": self.nodeid,
-            "key": self.key,
-            "suite": self.suite,
-            "params": _jsonable(self.params),
-            "target": str(self.target.path) if self.target else None,
-            "target_label": self.target.label if self.target else None,
-            "outcome": self.outcome,
-            "longrepr": self.longrepr,
-            "duration": self.duration,
-            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
-            "baseline": base,
-            "verdict": self.verdict,
-            "tolerance": self.tolerance,
-            "artifacts": self.artifacts,
-            "extra": _jsonable(self.extra),
-            "notes": self.notes,
-        }
-
-
-def _jsonable(v: Any) -> Any:
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(v) and not isinstance(v, type):
-        return _jsonable(asdict(v))
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, Path):
-        return str(v)
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
-
-
-def _slug(text: str, limit: int = 120) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.@=-]+", "_", text).strip("_")
-    return s[:limit] or "test"
-
-
-class Recorder:
-    """The `nvme_ai` fixture: what a test uses to record metrics, params and artifacts."""
-
-    def __init__(self, session: "NvmeAiSession", item: pytest.Item, record: TestRecord) -> None:
-        self._session = session
-        self._item = item
-        self._record = record
-
-    @property
-    def nodeid(self) -> str:
-        return self._record.nodeid
-
-    @property
-    def config(self) -> pytest.Config:
-        return self._session.config
-
-    @property
-    def target(self) -> Target | None:
-        return self._record.target
-
-    @property
-    def profile(self) -> Profile:
-        return self._session.profile_obj
-
-    @property
-    def repeat(self) -> int:
-        return self._session.repeat_for(self._item)
-
-    @property
-    def timeout(self) -> int:
-        return self._session.timeout or self.profile.child_timeout_s
-
-    @property
-    def tolerance(self) -> float:
-        return self._record.tolerance
-
-    @property
-    def artifact_dir(self) -> Path:
-        d = self._session.run_dir / "artifacts" / _slug(self._record.nodeid)
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-
-    def record(self, metric: Metric) -> Metric:
-        """Record (or add samples to) a metric of this test."""
-        prev = self._record.metrics.get(metric.name)
-        merged = prev.merged(metric) if prev else metric
-        self._record.metrics[metric.name] = merged
-        return merged
-
-    def record_samples(self, name: str, samples: list[float] | tuple[float, ...], **kw: Any) -> Metric:
-        return self.record(Metric.of(name, samples, **kw))
-
-    def set_params(self, **params: Any) -> None:
-        self._record.params.update(params)
-
-    def set_extra(self, key: str, value: Any) -> None:
-        self._record.extra[key] = value
-
-    def note(self, text: str) -> None:
-        self._record.notes.append(text)
-
-    def add_artifact(self, label: str, path: Path | str) -> str:
-        """Keep a file with the run (copied into the run dir when it lives elsewhere); returns its relative path."""
-        p = Path(path)
-        run_dir = self._session.run_dir.resolve()
-        if run_dir not in p.resolve().parents:
-            dest = self.artifact_dir / p.name
-            shutil.copyfile(p, dest)
-            p = dest
-        rel = os.path.relpath(p.resolve(), run_dir)
-        self._record.artifacts[label] = rel
-        return rel
-
-    def metrics(self) -> dict[str, Metric]:
-        return dict(self._record.metrics)
-
-    @property
-    def session_cache(self) -> dict[Any, Any]:
-        return self._session.cache
-
-    @property
-    def aio_setting(self) -> str:
-        return self._session.aio
 
 
 class NvmeAiSession:
@@ -463,48 +302,3 @@ class NvmeAiSession:
             "targets": targets,
             "tests": [r.to_dict() for r in self.records.values()],
         }
-
-
-def iter_table_rows(records: list[TestRecord]) -> Iterator[tuple[str, str, str, str, str, str]]:
-    """Compact rows: a test with no baseline yet is one line; else its gated metrics, plus any
-    ungated metric that moved beyond tolerance (worth a look, though it does not fail the test)."""
-    for rec in records:
-        if rec.comparisons and all(c.verdict == "new" for c in rec.comparisons):
-            yield rec.nodeid, f"{len(rec.comparisons)} metrics", "-", "-", "-", "new"
-            continue
-        for c in rec.comparisons:
-            if not c.gated and c.verdict in ("pass", "new", "incomparable"):
-                continue
-            base = format_value(c.baseline, c.unit) if c.baseline is not None else "-"
-            now = format_value(c.now, c.unit)
-            delta = f"{c.delta * 100:+.1f}%" if c.delta is not None else "-"
-            yield rec.nodeid, c.metric, base, now, delta, c.verdict if c.gated else f"{c.verdict} (not gated)"
-
-
-def write_summary(tr: Any, session: NvmeAiSession) -> None:
-    if not session.records:
-        return
-    rows = list(iter_table_rows(list(session.records.values())))
-    tr.section("nvme-ai", sep="=")
-    if rows:
-        head = ("test", "metric", "baseline", "now", "delta", "verdict")
-        widths = [min(70, max(len(r[i]) for r in rows + [head])) for i in range(6)]
-        fmt = "  ".join("{:<%d}" % w for w in widths)
-        tr.write_line(fmt.format(*head))
-        for r in rows:
-            cells = list(r)
-            if len(cells[0]) > widths[0]:
-                cells[0] = "…" + cells[0][-(widths[0] - 1):]
-            tr.write_line(fmt.format(*cells), red=r[5] == "regression", green=r[5] == "improvement")
-    else:
-        tr.write_line("no measured metrics in this run")
-    improvements = [r for r in rows if r[5] == "improvement"]
-    if improvements:
-        tr.write_line(f"{len(improvements)} metric(s) improved beyond tolerance: refresh the baseline with "
-                      "--nvme-ai-save-baseline (or `nvme-ai baseline promote`) once the change is reviewed")
-    if session.results_path:
-        tr.write_line(f"results: {session.results_path}")
-    if session.report_path:
-        tr.write_line(f"report:  {session.report_path}")
-    for p in session.saved_baselines:
-        tr.write_line(f"baseline saved: {p}")

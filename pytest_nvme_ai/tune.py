@@ -37,7 +37,7 @@ from .aio import AioError, AioSettings, measure_read, mem_available, shared_work
 from .dsversion import DS_AIO_DEFAULTS, default_aio_block, deepspeed_version, thread_key
 
 if TYPE_CHECKING:
-    from .session import Recorder
+    from .records import Recorder
     from .targets import Target
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30

@@ -36,7 +36,7 @@ from .models import resolve_model
 from .spec import InferenceSpec, SpecError, SpecNotApplicable
 
 if TYPE_CHECKING:
-    from ..session import Recorder
+    from ..records import Recorder
     from ..targets import Target
 
 Progress = Callable[[str], None]
