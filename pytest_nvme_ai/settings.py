@@ -76,6 +76,19 @@ def _str(v: str) -> str:
     return str(v)
 
 
+def _aio(v: str) -> str:
+    """'default', 'auto' or a JSON aio block, checked now so a typo stops the run before any test."""
+    s = str(v).strip()
+    if s not in ("default", "auto"):
+        from .zero_inference.ds_config import AioSettingError, parse_aio_json  # light: json + packaging
+
+        try:
+            parse_aio_json(s)
+        except AioSettingError as exc:
+            raise ValueError(str(exc)) from None
+    return s
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("target", "directory on the device under test (repeatable; tests are parametrized over targets). "
             "Default: a directory under pytest's basetemp, reported as whatever device backs it. "
@@ -96,7 +109,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("strict", "treat a baseline from a different device fingerprint as an error instead of 'incomparable'.",
             _bool, False, kind="flag"),
     Setting("aio", "aio settings for ZeRO-Inference runs: 'default' (DeepSpeed's), 'auto' (tune the target first) "
-            "or a JSON aio block.", _str, "default", metavar="auto|default|JSON"),
+            "or a JSON aio block.", _aio, "default", metavar="auto|default|JSON"),
     Setting("benchmark_json", "also write time-valued metrics as a pytest-benchmark JSON file "
             "(so `pytest-benchmark compare` works on them).", _str, None, metavar="PATH"),
     Setting("timeout", "seconds before a child measurement (fio, a ZeRO-Inference run) is killed and "

@@ -121,3 +121,13 @@ def test_two_runs_keep_separate_run_dirs_and_latest_moves(pytester: pytest.Pytes
     second = os.readlink(pytester.path / "reports" / "latest")
     assert first != second
     assert (pytester.path / "reports" / first / "results.json").is_file()
+
+
+def test_bad_aio_json_stops_the_run_at_configure(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_probe=PROFILE_PROBE)
+    r = pytester.runpytest_subprocess("--nvme-ai-aio", '{"block_size": 1048576, "thread_cnt": 8}')
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*bad value*for aio from command line --nvme-ai-aio*thread_cnt*"])
+    r = pytester.runpytest_subprocess("--nvme-ai-aio", "fast")
+    r.stderr.fnmatch_lines(["*neither 'default', 'auto' nor valid JSON*"])
+    probe(pytester, "--nvme-ai-aio", '{"block_size": 2097152, "queue_depth": 32, "intra_op_parallelism": 8}')
