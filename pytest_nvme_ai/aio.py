@@ -1,19 +1,15 @@
 """DeepSpeed's aio read path (the `ds_io` equivalent), measured in a child process.
 
 DeepSpeed's AsyncIO op is C++ full of `assert`s; a bad read can abort the whole
-process. So the op is only ever loaded in a *worker* child (`python -m
-pytest_nvme_ai.aio --worker`) that speaks JSON lines over its stdin/stdout and
-stays alive between reads: loading torch + DeepSpeed costs seconds, and the
-tuner makes dozens of reads. A crash or a hang becomes an `AioError` carrying
-the worker's log tail; pytest lives on and the next read starts a new worker.
+process. So the op is only ever loaded in a *worker* child (aio_worker.py, the
+other half of the JSON-lines protocol `AioWorker` speaks here) that stays alive
+between reads: loading torch + DeepSpeed costs seconds, and the tuner makes
+dozens of reads. A crash or a hang becomes an `AioError` carrying the worker's
+log tail; pytest lives on and the next read starts a new worker.
 
 What one read measures, like `ds_io`: `handle.sync_pread(locked_buffer, file)`
 of the whole file (O_DIRECT via libaio, so the page cache is bypassed) into a
 page-locked host buffer; bw = file bytes / wall time of that one call.
-
-Both halves of the worker protocol (parent: `AioWorker`; child: `_worker_main`)
-live in this one module on purpose, so they cannot drift apart; that is why it
-runs past the usual ~400 lines.
 """
 from __future__ import annotations
 
@@ -29,8 +25,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any
 
+from . import procutil
+from .ds_ops import BUILD_TIMEOUT_S, Progress, default_progress, missing_prerequisite
 from .dsversion import aio_block
 from .fio import DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
 
@@ -38,10 +36,6 @@ if TYPE_CHECKING:
     from .records import Recorder
     from .targets import Target
 
-Progress = Callable[[str], None]
-BUILD_TIMEOUT_S = 1800  # a cold JIT build takes ~4 min on 2 cores; a shared lock can make it wait longer
-BUILD_MESSAGE = "building DeepSpeed AsyncIO op (first use, a few minutes)…"
-LIBAIO_INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
 ALIGN = 4096  # O_DIRECT: every thread's slice must start on a logical block (4 KiB on NVMe)
 
 
@@ -129,10 +123,6 @@ def check_read_size(nbytes: int, parallelism: int) -> None:
 
 # ---- the worker, parent side -------------------------------------------------------------------
 
-def default_progress(message: str) -> None:
-    print(f"nvme-ai: {message}", file=sys.__stderr__, flush=True)
-
-
 class AioWorker:
     """One persistent child holding the loaded op; every call has a timeout."""
 
@@ -147,10 +137,8 @@ class AioWorker:
             log_path = Path(name)
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            argv or [sys.executable, "-m", "pytest_nvme_ai.aio", "--worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True,
-        )
+        self.proc = procutil.start(argv or [sys.executable, "-m", "pytest_nvme_ai.aio_worker"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
         self._buf = b""
         try:
             self.ready = self._expect("ready", start_timeout)
@@ -184,12 +172,8 @@ class AioWorker:
             self.log_path.unlink(missing_ok=True)
 
     def kill(self) -> None:
-        if self.alive:
-            try:
-                os.killpg(self.proc.pid, 9)  # the worker leads its own session: its aio threads die with it
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        if self.alive:  # nothing in the worker needs tidying: no grace, its aio threads die with it
+            procutil.stop(self.proc, grace_s=0)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -270,7 +254,7 @@ def aio_missing_reason(progress: Progress | None = None) -> str | None:
     """
     if "reason" in _SHARED:
         return _SHARED["reason"]
-    reason = _static_missing_reason()
+    reason = missing_prerequisite()
     if reason is None:
         try:
             shared_worker(progress)
@@ -278,21 +262,6 @@ def aio_missing_reason(progress: Progress | None = None) -> str | None:
             reason = f"DeepSpeed AsyncIO op cannot build or load: {exc}"
     _SHARED["reason"] = reason
     return reason
-
-
-def _static_missing_reason() -> str | None:
-    import importlib.util
-    import shutil
-
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed: pip install torch (the CPU wheel is enough)"
-    if importlib.util.find_spec("deepspeed") is None:
-        return "DeepSpeed is not installed: pip install 'pytest-nvme-ai[inference]' (or pip install deepspeed)"
-    if not any(Path(d, "libaio.h").exists() for d in LIBAIO_INCLUDE_DIRS):
-        return "libaio headers are missing (DeepSpeed's AsyncIO op links libaio): apt-get install libaio-dev"
-    if shutil.which("ninja") is None and not Path(sys.executable).with_name("ninja").exists():
-        return "ninja is missing (DeepSpeed JIT-builds its AsyncIO op with it): pip install ninja"
-    return None
 
 
 # ---- the data file ------------------------------------------------------------------------------
@@ -410,155 +379,17 @@ def measure_read(file: Path, settings: AioSettings, *, repeat: int = 1, nbytes: 
                      verified=bool(msg["verified"]))
 
 
-# ---- the worker, child side (python -m pytest_nvme_ai.aio --worker) ---------------------------
-
-def _op_is_cached() -> bool:
-    try:
-        from torch.utils.cpp_extension import _get_build_directory  # private, but it is where load() looks
-
-        return Path(_get_build_directory("async_io", verbose=False), "async_io.so").exists()
-    except Exception:
-        return False
-
-
-class _IoState:
-    """The worker's op, its current handle and one page-locked buffer, all reused between reads.
-
-    A handle is kept while the settings stay the same (DeepSpeed keeps its handles for the life of
-    the process too). A retired handle is *not* destroyed: its destructor joins every aio thread,
-    each waiting out an io_destroy (an RCU grace period, ~35 ms), while holding the GIL: 0.5 s for
-    16 threads, more than a short read. Retired handles pile up instead, and past a bound the
-    worker exits with os._exit (the kernel tears every aio context down at once, ~50 ms) and the
-    parent starts a fresh one on the next read.
-    """
-
-    MAX_RETIRED_THREADS = 256
-    MAX_RETIRED_EVENTS = 16384  # of fs.aio-max-nr (65536 by default), shared with the whole machine
-
-    def __init__(self, op: Any) -> None:
-        self.op = op
-        self.key: tuple[Any, ...] | None = None
-        self.handle: Any = None
-        self.buffer: Any = None
-        self.retired: list[Any] = []
-        self.retired_threads = self.retired_events = 0
-
-    @property
-    def should_recycle(self) -> bool:
-        return self.retired_threads > self.MAX_RETIRED_THREADS or self.retired_events > self.MAX_RETIRED_EVENTS
-
-    def handle_for(self, req: dict[str, Any]) -> Any:
-        key = tuple(req[k] for k in ("block_size", "queue_depth", "single_submit", "overlap_events", "parallelism"))
-        if key != self.key:
-            if self.handle is not None:
-                self.retired.append(self.handle)
-                par, qd = int(self.key[4]), int(self.key[1])  # type: ignore[index]  # set with handle
-                self.retired_threads += par
-                self.retired_events += 2 * par * max(qd, 8)  # the kernel reserves about twice what io_setup asks
-            self.handle = self.op.aio_handle(int(key[0]), int(key[1]), bool(key[2]), bool(key[3]), int(key[4]))
-            self.key = key
-        return self.handle
-
-    def buffer_of(self, nbytes: int) -> Any:
-        import torch
-
-        if self.buffer is None or self.buffer.numel() < nbytes:
-            self.release()
-            t = self.handle.new_cpu_locked_tensor(nbytes, torch.empty(0, dtype=torch.uint8))
-            if t.data_ptr() == 0:  # DeepSpeed returns a null-backed tensor when mlock fails
-                raise MemoryError(f"could not page-lock {nbytes} B (mlock failed): raise `ulimit -l`, "
-                                  "or use a smaller file")
-            self.buffer = t
-        return self.buffer[:nbytes]
-
-    def release(self) -> None:
-        if self.buffer is not None and self.handle is not None:
-            self.handle.free_cpu_locked_tensor(self.buffer)  # the manager is shared by every handle
-        self.buffer = None
-
-
-def _verify(buf: Any, file: str, nbytes: int, samples: int = 16) -> bool:
-    """Compare evenly spaced 4 KiB blocks (first and last included) with a plain read of the file."""
-    blocks = nbytes // ALIGN
-    idx = sorted({round(i * (blocks - 1) / max(samples - 1, 1)) for i in range(samples)})
-    with open(file, "rb", buffering=0) as fh:
-        for b in idx:
-            want = os.pread(fh.fileno(), ALIGN, b * ALIGN)
-            if bytes(buf[b * ALIGN:(b + 1) * ALIGN].numpy()) != want:
-                return False
-    return True
-
-
-def _serve_read(state: _IoState, req: dict[str, Any]) -> dict[str, Any]:
-    file, nbytes, repeat = req["file"], int(req["nbytes"]), int(req["repeat"])
-    handle = state.handle_for(req)
-    buf = state.buffer_of(nbytes)
-    seconds, verified = [], True
-    for _ in range(repeat):
-        buf.fill_(0xA5)  # poison: a silently short read cannot pass verification with stale data
-        t0 = time.perf_counter()
-        ops = handle.sync_pread(buf, file)
-        seconds.append(time.perf_counter() - t0)
-        if ops != 1:
-            raise OSError(f"sync_pread({file}) returned {ops} (expected 1 completed op)")
-        verified = verified and _verify(buf, file, nbytes)
-    return {"nbytes": nbytes, "seconds": seconds, "verified": verified, "recycle": state.should_recycle,
-            "handle": {"block_size": handle.get_block_size(), "queue_depth": handle.get_queue_depth(),
-                       "parallelism": handle.get_intra_op_parallelism()}}
-
-
-def _worker_main() -> int:
-    # The protocol gets a private copy of stdout; fd 1 then points at the log, because the C++ op
-    # writes diagnostics to std::cout and they must not corrupt the JSON lines.
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def emit(**msg: Any) -> None:
-        proto.write(json.dumps(msg) + "\n")
-        proto.flush()
-
-    try:
-        if not _op_is_cached():
-            emit(event="progress", message=BUILD_MESSAGE)
-        from .aio_build import ensure_built
-
-        t0 = time.monotonic()
-        op = ensure_built(progress=lambda m: print(m, file=sys.stderr, flush=True))
-    except Exception as exc:
-        emit(event="error", message=f"{type(exc).__name__}: {exc}")
-        return 3
-    emit(event="ready", load_s=time.monotonic() - t0, pid=os.getpid())
-    state = _IoState(op)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            emit(event="result", **_serve_read(state, json.loads(line)))
-        except Exception as exc:  # a Python-level failure keeps the worker; a C++ abort ends it
-            emit(event="error", message=f"{type(exc).__name__}: {exc}")
-        if state.should_recycle:
-            break
-    sys.stderr.flush()
-    os._exit(0)  # skip the handles' destructors (see _IoState); the kernel reclaims everything at once
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pytest_nvme_ai.aio FILE --block-size 1M ...` reads once and prints JSON; `--worker` serves."""
+    """`python -m pytest_nvme_ai.aio FILE --block-size 1M ...` reads once and prints JSON."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m pytest_nvme_ai.aio")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("file", nargs="?")
+    p.add_argument("file")
     p.add_argument("--block-size", default="1M")
     p.add_argument("--queue-depth", type=int, default=8)
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
-    if args.worker:
-        return _worker_main()
-    if not args.file:
-        p.error("FILE is required")
     settings = AioSettings(parse_size(args.block_size), args.queue_depth, args.parallelism)
     res = measure_read(Path(args.file), settings, repeat=args.repeat)
     print(json.dumps({"settings": asdict(settings), "aio": settings.block(), "nbytes": res.nbytes,

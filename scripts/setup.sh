@@ -53,6 +53,6 @@ fi
 
 # --- DeepSpeed AsyncIO op: JIT-compiled on first use (minutes); do it here, visibly, once ----------
 if [ "${NVME_AI_SKIP_AIO_BUILD:-0}" != 1 ]; then
-  "$VPY" -m pytest_nvme_ai.aio_build || log "WARNING: DeepSpeed AsyncIO op did not build; aio and NVMe-offload tests will skip with the reason"
+  "$VPY" -m pytest_nvme_ai.ds_ops || log "WARNING: a DeepSpeed op (AsyncIO, CPU comm) did not build; aio and NVMe-offload tests will skip or fail with the reason"
 fi
 log "ready: .venv"

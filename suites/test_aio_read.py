@@ -19,7 +19,6 @@ available memory.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import statistics
 from dataclasses import dataclass
@@ -74,17 +73,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _aio_op_loaded(request: pytest.FixtureRequest) -> None:
     """Load (on first use: build) the op before the first test, saying so on the terminal: a silent
     multi-minute build looks like a hang. ds_aio then finds the answer cached."""
-    config = request.config
-    capman = config.pluginmanager.getplugin("capturemanager")
-    reporter = config.pluginmanager.getplugin("terminalreporter")
+    from pytest_nvme_ai.fixtures import terminal_progress
 
-    def say(message: str) -> None:
-        ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
-        with ctx:
-            if reporter is not None:
-                reporter.write_line(f"nvme-ai: {message}")
-
-    aio_missing_reason(progress=say)
+    aio_missing_reason(progress=terminal_progress(request.config))
 
 
 def interleaved(repeat: int, first: Callable[[], Any], second: Callable[[], Any]) -> Iterator[tuple[Any, Any]]:

@@ -123,19 +123,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def deepspeed_ops(request: pytest.FixtureRequest) -> str | None:
     """JIT-build DeepSpeed's ops once, with progress on the terminal (first build: minutes), before any
     run's clock starts; returns why NVMe offload cannot run here, or None."""
-    from pytest_nvme_ai.zero_inference.runner import default_progress, ensure_aio_op_built, ensure_comm_op_built
+    from pytest_nvme_ai.ds_ops import ensure_aio_op, ensure_comm_op
+    from pytest_nvme_ai.fixtures import terminal_progress
 
-    reporter: Any = request.config.pluginmanager.get_plugin("terminalreporter")
-
-    def progress(message: str) -> None:
-        if reporter is None:
-            default_progress(message)
-            return
-        reporter.ensure_newline()
-        reporter.write_line(message)
-
-    ensure_comm_op_built(progress)
-    return ensure_aio_op_built(progress)
+    progress = terminal_progress(request.config)
+    ensure_comm_op(progress)
+    return ensure_aio_op(progress)
 
 
 def _check_outcome(result: Any, nvme_ai: Any, may_oom: bool) -> None:

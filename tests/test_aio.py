@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai import aio
+from pytest_nvme_ai import aio, aio_worker, ds_ops
 from pytest_nvme_ai.aio import (AioError, AioRunner, AioSettings, AioWorker, check_read_size, ensure_data_file,
                                 measure_read, write_data_file)
 from pytest_nvme_ai.dsversion import thread_key
@@ -98,10 +98,10 @@ def test_missing_reasons_name_what_to_install(monkeypatch: pytest.MonkeyPatch) -
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
-    assert "pip install" in (aio._static_missing_reason() or "")
+    assert "pip install" in (ds_ops.missing_prerequisite() or "")
     monkeypatch.setattr(importlib.util, "find_spec", real)
-    monkeypatch.setattr(aio, "LIBAIO_INCLUDE_DIRS", (str(Path("/nonexistent")),))
-    assert "apt-get install libaio-dev" in (aio._static_missing_reason() or "")
+    monkeypatch.setattr(ds_ops, "LIBAIO_INCLUDE_DIRS", (str(Path("/nonexistent")),))
+    assert "apt-get install libaio-dev" in (ds_ops.missing_prerequisite() or "")
 
 
 # ---- the worker protocol, with stand-in workers -------------------------------------------------
@@ -114,9 +114,9 @@ def fake_worker(script: str, log_dir: Path, **kw: Any) -> AioWorker:
 
 def test_build_progress_is_relayed(tmp_path: Path) -> None:
     seen: list[str] = []
-    w = fake_worker(f"emit(event='progress', message={aio.BUILD_MESSAGE!r})\nemit(event='ready')\n",
+    w = fake_worker(f"emit(event='progress', message={ds_ops.BUILD_MESSAGE!r})\nemit(event='ready')\n",
                     tmp_path, progress=seen.append)
-    assert seen == [aio.BUILD_MESSAGE]
+    assert seen == [ds_ops.BUILD_MESSAGE]
     w.close()
 
 
@@ -152,7 +152,7 @@ class _FakeOp:
 
 
 def test_handles_are_reused_and_retired_ones_counted_towards_a_recycle() -> None:
-    state = aio._IoState(_FakeOp())
+    state = aio_worker._IoState(_FakeOp())
     req = {"block_size": MiB, "queue_depth": 32, "single_submit": False, "overlap_events": True, "parallelism": 8}
     h = state.handle_for(req)
     assert state.handle_for(dict(req)) is h and len(state.op.made) == 1  # same settings: same handle

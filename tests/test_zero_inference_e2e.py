@@ -14,14 +14,10 @@ from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.ds_ops import ensure_aio_op
 from pytest_nvme_ai.targets import Target
 from pytest_nvme_ai.zero_inference.models import resolve_model
-from pytest_nvme_ai.zero_inference.runner import (
-    InferenceResult,
-    ZeroInferenceRunner,
-    ensure_aio_op_built,
-    inference_missing_reason,
-)
+from pytest_nvme_ai.zero_inference.runner import InferenceResult, ZeroInferenceRunner, inference_missing_reason
 from pytest_nvme_ai.zero_inference.spec import InferenceSpec
 from test_zero_inference_runner import FakeRecorder
 
@@ -35,7 +31,7 @@ TORCH_EXTENSIONS_DIR = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
 
 @pytest.fixture(scope="module")
 def e2e_ready() -> None:
-    reason = inference_missing_reason() or ensure_aio_op_built()
+    reason = inference_missing_reason() or ensure_aio_op()
     if reason:
         pytest.skip(reason)
 

@@ -20,15 +20,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pytest
 
+from .. import procutil
+from ..ds_ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
 from ..metrics import Metric
 from .ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
 from .metrics import LoopMeasurement, loop_metrics, median, prefixed
@@ -39,17 +39,9 @@ if TYPE_CHECKING:
     from ..records import Recorder
     from ..targets import Target
 
-Progress = Callable[[str], None]
 OUTCOMES = ("ok", "oom", "timeout", "error")
 REQUIRED = ("torch", "deepspeed", "transformers")
 LOG_TAIL_LINES = 40
-HEARTBEAT_S = 30.0
-_OP_STATUS: dict[str, str | None] = {}   # per process: "aio" -> skip reason or None
-
-
-def default_progress(message: str) -> None:
-    # sys.__stderr__: pytest's capture replaces sys.stderr, and a multi-minute build must be visible.
-    print(message, file=sys.__stderr__, flush=True)
 
 
 def inference_missing_reason() -> str | None:
@@ -61,103 +53,10 @@ def inference_missing_reason() -> str | None:
     return None
 
 
-def ensure_aio_op_built(progress: Progress | None = None, timeout: float = 1800) -> str | None:
-    """Build or load DeepSpeed's async_io op once per session; None when usable, else why not.
-
-    The first build JIT-compiles for minutes; it runs in a child (`python -m
-    pytest_nvme_ai.aio_build`, which reuses ~/.cache/torch_extensions) while this
-    prints a heartbeat, so it never looks like a silent hang.
-    """
-    if "aio" in _OP_STATUS:
-        return _OP_STATUS["aio"]
-    say = progress or default_progress
-    reason = _aio_static_reason()
-    if reason is None:
-        rc, lines = _run_build(["-m", "pytest_nvme_ai.aio_build"], "async_io op (first build: ~4 min on 2 cores)",
-                               say, timeout)
-        if rc != 0:
-            tail = " | ".join(ln.strip() for ln in lines[-3:] if ln.strip()) or f"exit status {rc}"
-            reason = f"DeepSpeed async_io op cannot build or load (NVMe offload not possible here): {tail}"
-    _OP_STATUS["aio"] = reason
-    return reason
-
-
-def ensure_comm_op_built(progress: Progress | None = None, timeout: float = 1800) -> None:
-    """Best effort: JIT-build DeepSpeed's CPU shared-memory comm op before the first CPU run.
-
-    `deepspeed.init_distributed` on the CPU accelerator compiles it (about a minute on
-    2 cores) the first time; doing it here, with progress, keeps that out of the first
-    run's timeout and off a silent terminal. A failure is left to the run to report.
-    """
-    if "comm" in _OP_STATUS or detect_accelerator() != "cpu":
-        return
-    _run_build(["-c", "from deepspeed.comm.torch import build_shm_op; build_shm_op()"],
-               "CPU comm op (first build: ~1 min)", progress or default_progress, timeout)
-    _OP_STATUS["comm"] = None
-
-
-def _aio_static_reason() -> str | None:
-    if not any(Path(d, "libaio.h").exists() for d in ("/usr/include", "/usr/local/include")):
-        return ("NVMe offload needs DeepSpeed's async_io op, which needs libaio headers: "
-                "apt-get install libaio-dev (scripts/setup.sh does)")
-    if shutil.which("ninja") is None and not Path(sys.executable).with_name("ninja").exists():
-        return "NVMe offload needs DeepSpeed's async_io op, JIT-built with ninja: pip install ninja"
-    return None
-
-
-def _run_build(args: list[str], what: str, say: Progress, timeout: float) -> tuple[int | None, list[str]]:
-    """Run `python ARGS` (a JIT build or cache load), printing a heartbeat; (exit status, output lines)."""
-    t0 = time.monotonic()
-    say(f"nvme-ai: preparing DeepSpeed {what}; cached in torch_extensions after")
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=child_env(), start_new_session=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
-    reader.start()
-    while True:
-        try:
-            proc.wait(HEARTBEAT_S)
-            break
-        except subprocess.TimeoutExpired:
-            if time.monotonic() - t0 > timeout:
-                kill_group(proc)
-                return None, lines + [f"did not finish within {timeout:.0f} s"]
-            say(f"nvme-ai: still building DeepSpeed {what.split(' (')[0]} ({time.monotonic() - t0:.0f} s elapsed)")
-    reader.join(5)
-    say(f"nvme-ai: DeepSpeed {what.split(' (')[0]} {'ready' if proc.returncode == 0 else 'not available'} "
-        f"({time.monotonic() - t0:.0f} s)")
-    return proc.returncode, lines
-
-
-@lru_cache(maxsize=1)
-def detect_accelerator() -> str:
-    """'cuda' or 'cpu', as DeepSpeed will choose (DS_ACCELERATOR overrides, as in DeepSpeed)."""
-    forced = os.environ.get("DS_ACCELERATOR")
-    if forced:
-        return forced
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
     return env
-
-
-def kill_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    """TERM then KILL the child's whole process group (DeepSpeed and its compilers spawn helpers)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -194,19 +93,15 @@ class ChildExit:
 def run_child(job: Path, result: Path, log: Path, timeout: float) -> ChildExit:
     t0 = time.monotonic()
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "pytest_nvme_ai.zero_inference", str(job), str(result)],
-                                stdout=fh, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True)
+        # Its own session, so a stop reaches DeepSpeed's helpers too. A Ctrl-C in pytest, which the child
+        # would not see, takes it down with us (a shorter grace) instead of leaving it running.
+        proc = procutil.start([sys.executable, "-m", "pytest_nvme_ai.zero_inference", str(job), str(result)],
+                              stdout=fh, stderr=subprocess.STDOUT, env=child_env())
         try:
-            proc.wait(timeout)
+            procutil.finish(proc, timeout, grace_s=10.0, interrupt_grace_s=2.0)
             timed_out = False
         except subprocess.TimeoutExpired:
-            kill_group(proc)
             timed_out = True
-        except BaseException:
-            # Ctrl-C: the child is in its own session (so a kill reaches its helpers too) and would
-            # not see the terminal's SIGINT; take it down with us instead of leaving it running.
-            kill_group(proc, grace=2.0)
-            raise
     return ChildExit(proc.returncode, timed_out, time.monotonic() - t0)
 
 
@@ -286,11 +181,11 @@ class ZeroInferenceRunner:
             self._extra(prefix, "run_outcome", "not_applicable")
             pytest.skip(str(exc))
         if spec.offload == "nvme":
-            reason = ensure_aio_op_built(self.progress)
+            reason = ensure_aio_op(self.progress)
             if reason:
                 self._extra(prefix, "run_outcome", "not_applicable")
                 pytest.skip(reason)
-        ensure_comm_op_built(self.progress)
+        ensure_comm_op(self.progress)
         cache = self._cache()
         key = (self.target.label, accelerator, spec.to_json())
         result = cache.get(key) if reuse else None
