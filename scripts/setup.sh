@@ -51,7 +51,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# --- DeepSpeed AsyncIO op: JIT-compiled on first use (minutes); do it here, visibly, once ----------
+# --- DeepSpeed ops (AsyncIO, CPU comm): JIT-compiled on first use (minutes); here, visibly, once ---
 if [ "${NVME_AI_SKIP_AIO_BUILD:-0}" != 1 ]; then
   "$VPY" -m pytest_nvme_ai.ds_ops || log "WARNING: a DeepSpeed op (AsyncIO, CPU comm) did not build; aio and NVMe-offload tests will skip or fail with the reason"
 fi
