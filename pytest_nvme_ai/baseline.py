@@ -103,6 +103,26 @@ def load(path: Path) -> BaselineFile | None:
     return _parse(path, raw)
 
 
+# What identifies the drive model, as opposed to its firmware or how its link trained today.
+MODEL_KEYS = ("kind", "model", "fs_type")
+
+
+def find_sibling(baseline_dir: Path, fingerprint: Mapping[str, Any]) -> BaselineFile | None:
+    """The newest readable baseline of the same drive model (other firmware or PCIe link), if any."""
+    best: BaselineFile | None = None
+    for f in sorted(Path(baseline_dir).glob("*.json")):
+        try:
+            bf = load(f)
+        except BaselineError:
+            continue  # the configure step already refused the file this run would use; others are not ours
+        if bf is None or not bf.fingerprint or bf.fingerprint == dict(fingerprint):
+            continue
+        if all(bf.fingerprint.get(k) == fingerprint.get(k) for k in MODEL_KEYS):
+            if best is None or (bf.updated or "") > (best.updated or ""):
+                best = bf
+    return best
+
+
 def entry_from_record(test: Mapping[str, Any], run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A baseline entry (JSON form) from a results.json test record."""
     return {

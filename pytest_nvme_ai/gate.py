@@ -7,19 +7,20 @@ makes no normality assumption (bandwidth on a drive with burst credits is not
 normal) and compares whole sample sets, so one outlier run cannot fail a gate.
 
 With the profiles' default 3 repetitions, the exact one-sided U test's smallest
-possible p is 1/20 = 0.05, so "significant" means *every* run now is worse than
-*every* baseline run. With one sample on either side the test has no power and
+possible p is 1/C(6,3) = 0.05, so "significant" means *every* run now is worse
+than *every* baseline run. Where the sample sizes cannot reach ALPHA at all (one
+sample on a side, or 2 vs 2 whose smallest p is 1/6), the test has no power and
 tolerance alone decides; the comparison says so (method "tolerance-only").
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from math import comb
 from typing import Any, Iterable, Mapping
 
 from .metrics import Metric, format_value
 
 ALPHA = 0.05
-VERDICTS = ("pass", "regression", "improvement", "new", "incomparable")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ def significance(now: Iterable[float], base: Iterable[float], better: str, worse
     return float(mannwhitneyu(now_l, base_l, alternative=alternative, method=method).pvalue)
 
 
+def min_p_value(n_now: int, n_base: int) -> float:
+    """Smallest p the exact one-sided Mann-Whitney U test can give for these sample sizes."""
+    return 1.0 / comb(n_now + n_base, n_now)
+
+
 def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bool = True,
             incomparable: str | None = None, alpha: float = ALPHA) -> Comparison:
     tol = tolerance_pct / 100.0
@@ -83,14 +89,16 @@ def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bo
     delta = now.value / base.value - 1.0
     worse = _is_worse(delta, now.better)
     beyond = abs(delta) > tol
-    if now.n >= 2 and base.n >= 2:
+    if now.n >= 2 and base.n >= 2 and min_p_value(now.n, base.n) <= alpha:
         method = "mann-whitney-u"
         p: float | None = significance(now.samples, base.samples, now.better, worse)
         significant = p <= alpha
         evidence = f"Mann-Whitney U one-sided p={p:.3g} (alpha {alpha:g}, n={now.n} now vs {base.n} baseline)"
     else:
         method, p, significant = "tolerance-only", None, True
-        evidence = f"single sample (n={now.n} now vs {base.n} baseline): tolerance alone decides, no significance test"
+        why = "single sample" if min(now.n, base.n) < 2 else f"too few samples for significance at alpha {alpha:g}"
+        evidence = (f"{why} (n={now.n} now vs {base.n} baseline): tolerance alone decides, no significance test; "
+                    f"use --nvme-ai-repeat 3 or more for a statistical gate")
 
     if beyond and significant:
         verdict = "regression" if worse else "improvement"
@@ -108,11 +116,15 @@ def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bo
 
 
 def overall(comparisons: list[Comparison]) -> str | None:
-    """One verdict per test from its gated metrics (all metrics when none is gated)."""
+    """One verdict per test from its gated metrics. A test with no gated metric cannot regress:
+    it is 'new', 'incomparable' or 'pass' from what its report-only metrics show."""
     if not comparisons:
         return None
-    pool = [c for c in comparisons if c.gated] or comparisons
-    verdicts = {c.verdict for c in pool}
+    gated = [c for c in comparisons if c.gated]
+    if not gated:
+        kinds = {c.verdict for c in comparisons}
+        return "new" if kinds == {"new"} else "incomparable" if kinds == {"incomparable"} else "pass"
+    verdicts = {c.verdict for c in gated}
     for v in ("regression", "improvement"):
         if v in verdicts:
             return v

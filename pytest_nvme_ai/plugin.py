@@ -1,6 +1,7 @@
 """pytest entry point: options, ini keys, markers and hooks. Thin: the work is in session.py."""
 from __future__ import annotations
 
+import signal
 import warnings
 from typing import Any, Generator
 
@@ -54,6 +55,7 @@ class _Hooks:
         self.s.load_baselines()
         self.s.smart_before = self.s.read_smart()
         self.s.environment = collect()
+        self._previous_sigterm = _sigterm_as_interrupt()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         from .environment import fio_version
@@ -65,9 +67,15 @@ class _Hooks:
             summary = t.device.summary() if t.device is not None else "device unknown"
             lines.append(f"nvme-ai target {t.id}: {t.path}{' (embedded default)' if t.embedded else ''} -> {summary}")
             bf = s.baselines.get(t.label)
-            lines.append(f"nvme-ai baseline for {t.id}: {s.baseline_paths[t.label]}"
-                         f" ({len(bf.entries)} entries)" if bf else
-                         f"nvme-ai baseline for {t.id}: none yet at {s.baseline_paths[t.label]}")
+            if t.label in s.sibling_baselines:
+                lines.append(f"nvme-ai baseline for {t.id}: none for this exact device; comparing with "
+                             f"{s.sibling_baselines[t.label]} (same model, other firmware or PCIe link): "
+                             f"results are 'incomparable' ('error' with --nvme-ai-strict)")
+            else:
+                lines.append(f"nvme-ai baseline for {t.id}: {s.baseline_paths[t.label]}"
+                             f" ({len(bf.entries)} entries)" if bf else
+                             f"nvme-ai baseline for {t.id}: none yet at {s.baseline_paths[t.label]}")
+            lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in _target_warnings(t))
         return lines
 
     @pytest.hookimpl(tryfirst=True)  # target first in ids: test_seq_read[@nvme0-bs1M-qd16-j1]
@@ -117,11 +125,12 @@ class _Hooks:
         if report.when == "teardown":
             self.s.finalize_verdict(rec)
 
+    @pytest.hookimpl(tryfirst=True)  # before skipif/skip marks, so skipped measured tests are in results.json
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         fixturenames = getattr(item, "fixturenames", ())
         if "nvme_ai" in fixturenames or "offload_target" in fixturenames:
             self.s.record_for(item)
-        for mark, need in (("gpu", _cuda_missing), ("nvme", None)):
+        for mark in ("gpu", "nvme"):
             if item.get_closest_marker(mark) is None:
                 continue
             if mark == "gpu":
@@ -135,10 +144,40 @@ class _Hooks:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        signal.signal(signal.SIGTERM, getattr(self, "_previous_sigterm", signal.SIG_DFL) or signal.SIG_DFL)
         self.s.finish(exitstatus)
+        if self.s.save_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the tests passed, but the baseline was not saved
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write_summary(terminalreporter, self.s)
+
+
+def _sigterm_as_interrupt() -> Any:
+    """A cancelled CI job gets SIGTERM: treat it as Ctrl-C so results are written and the targets'
+    private directories (which can hold a 64 GiB data file) are removed. Main thread only."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _target_warnings(t: Any) -> list[str]:
+    out = []
+    pcie = (t.device.to_dict().get("pcie") or {}) if t.device is not None else {}
+    if pcie.get("downtrained"):
+        out.append(f"PCIe link trained below its maximum: Gen{pcie.get('current_gen')} x{pcie.get('current_width')} "
+                   f"of Gen{pcie.get('max_gen')} x{pcie.get('max_width')}; bandwidth is capped by the link")
+    stale = sorted(p.name for p in t.path.glob(".nvme-ai-*") if p.is_dir() and not p.name.endswith(t.run_id))
+    if stale:
+        out.append(f"leftover private directories from earlier runs that did not end cleanly: {', '.join(stale)} "
+                   f"in {t.path} (remove them when no other run uses this target)")
+    return out
 
 
 def _cuda_missing() -> str | None:

@@ -49,11 +49,9 @@ class NvmeAiSession:
         self.strict: bool = bool(settings.resolve(config, "strict"))
         self.baseline_name: str | None = settings.resolve(config, "baseline_name")
         self.aio: str = settings.resolve(config, "aio")
-        root = config.rootpath
-        self.report_dir: Path = (root / settings.resolve(config, "report_dir")).resolve()
-        self.baseline_dir: Path = (root / settings.resolve(config, "baseline_dir")).resolve()
-        bj = settings.resolve(config, "benchmark_json")
-        self.benchmark_json: Path | None = (config.invocation_params.dir / bj).resolve() if bj else None
+        self.report_dir: Path = settings.resolve_path(config, "report_dir")  # type: ignore[assignment]
+        self.baseline_dir: Path = settings.resolve_path(config, "baseline_dir")  # type: ignore[assignment]
+        self.benchmark_json: Path | None = settings.resolve_path(config, "benchmark_json")
         self.run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         self.started = datetime.now(timezone.utc)
         self.targets: list[Target] = []
@@ -66,6 +64,8 @@ class NvmeAiSession:
         self.results_path: Path | None = None
         self.report_path: Path | None = None
         self.saved_baselines: list[Path] = []
+        self.save_errors: list[str] = []
+        self.sibling_baselines: dict[str, str] = {}  # target label -> why a sibling baseline is used
         # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
         self.cache: dict[Any, Any] = {}
 
@@ -123,6 +123,13 @@ class NvmeAiSession:
             self.baseline_paths[t.label] = path
             try:
                 self.baselines[t.label] = baseline.load(path)
+                if self.baselines[t.label] is None and not self.baseline_name:
+                    # Same drive model, other firmware or PCIe link: show the change as 'incomparable'
+                    # (an error with --nvme-ai-strict) instead of silently starting over as 'new'.
+                    sib = baseline.find_sibling(self.baseline_dir, t.device.fingerprint())
+                    if sib is not None:
+                        self.baselines[t.label] = sib
+                        self.sibling_baselines[t.label] = str(sib.path)
             except baseline.BaselineError as exc:
                 raise pytest.UsageError(f"pytest-nvme-ai: {exc}") from None
 
@@ -171,8 +178,13 @@ class NvmeAiSession:
         kw = self.marker_kwargs(item)
         tol = settings.parse_marker_value("tolerance", kw["tolerance"], item.nodeid) if "tolerance" in kw else self.tolerance
         metrics = kw.get("metrics")
+        if isinstance(metrics, str):
+            metrics = (metrics,)  # nvme_ai(metrics="bw") means the one metric, not the letters b and w
+        # A test that does not take offload_target is attributed to the first target, whose
+        # baseline it is gated against and saved into.
+        target = self.target_of(item) or (self.targets[0] if self.targets else None)
         rec = TestRecord(
-            nodeid=item.nodeid, key=key, suite=suite, target=self.target_of(item), params=params,
+            nodeid=item.nodeid, key=key, suite=suite, target=target, params=params,
             tolerance=tol, gated_metrics=tuple(metrics) if metrics else None,
         )
         self.records[item.nodeid] = rec
@@ -195,15 +207,19 @@ class NvmeAiSession:
         incomparable = None
         if bfile is not None and rec.target is not None and bfile.fingerprint != rec.target.device.fingerprint():
             incomparable = gate.describe_fingerprint_change(bfile.fingerprint, rec.target.device.fingerprint())
+        elif entry is not None and entry.recorded.get("profile") not in (None, self.profile):
+            incomparable = (f"the baseline was recorded with profile {entry.recorded['profile']!r}, this run is "
+                            f"{self.profile!r} (other file sizes and durations); save a baseline for this profile")
         per_metric_tol = self.marker_kwargs(item).get("metric_tolerance", {}) or {}
         comps = []
         for name, m in rec.metrics.items():
             gated = (name in rec.gated_metrics) if rec.gated_metrics is not None else m.gated
             base_m = entry.metrics.get(name) if entry else None
-            tol = float(per_metric_tol.get(name, rec.tolerance))
+            tol = (settings.parse_marker_value("tolerance", per_metric_tol[name], item.nodeid)
+                   if name in per_metric_tol else rec.tolerance)
             comps.append(gate.compare(m, base_m, tolerance_pct=tol, gated=gated, incomparable=incomparable))
         rec.comparisons = comps
-        rec.baseline_file = str(self.baseline_paths.get(label)) if label and entry else None
+        rec.baseline_file = str(bfile.path) if bfile is not None and entry else None
         rec.verdict = gate.overall(comps)
         return comps
 
@@ -265,8 +281,12 @@ class NvmeAiSession:
                 continue
             path = self.baseline_paths[t.label]
             entries = {r.key: baseline.entry_from_record(r.to_dict()) for r in recs}
-            baseline.save_entries(path, name=path.stem, fingerprint=t.device.fingerprint(), entries=entries,
-                                  run=data["run"], environment=data["environment"])
+            try:
+                baseline.save_entries(path, name=path.stem, fingerprint=t.device.fingerprint(), entries=entries,
+                                      run=data["run"], environment=data["environment"])
+            except baseline.BaselineError as exc:
+                self.save_errors.append(str(exc))
+                continue
             self.saved_baselines.append(path)
 
     def cleanup_targets(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -134,19 +135,28 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(s.ini, s.help, type="string", default=None)
 
 
+def _raw(config: pytest.Config, s: Setting) -> tuple[str, Any]:
+    """(source, raw value) by precedence CLI > env > ini; source "default" when none is set."""
+    cli = config.getoption(f"nvme_ai_{s.name}")
+    if cli not in (None, []):
+        return f"command line {s.option}", cli
+    env = os.environ.get(s.envvar) if s.env else None
+    if env not in (None, ""):
+        return f"environment variable {s.envvar}", (env.split(os.pathsep) if s.kind == "list" else env)
+    try:
+        ini = config.getini(s.ini)
+    except ValueError as exc:  # pytest's own bool parsing of an ini value
+        raise SettingError(f"pytest-nvme-ai: bad value for {s.name} from ini key {s.ini}: {exc}") from None
+    if ini not in (None, "", []):
+        return f"ini key {s.ini}", ini
+    return "default", None
+
+
 def resolve(config: pytest.Config, name: str) -> Any:
     """Value of a setting from CLI > env > ini > default, parsed; errors say where it came from."""
     s = BY_NAME[name]
-    cli = config.getoption(f"nvme_ai_{name}")
-    env = os.environ.get(s.envvar) if s.env else None
-    ini = config.getini(s.ini)
-    if cli not in (None, []):
-        source, raw = f"command line {s.option}", cli
-    elif env not in (None, ""):
-        source, raw = f"environment variable {s.envvar}", (env.split(os.pathsep) if s.kind == "list" else env)
-    elif ini not in (None, "", []):
-        source, raw = f"ini key {s.ini}", ini
-    else:
+    source, raw = _raw(config, s)
+    if source == "default":
         return list(s.default) if s.kind == "list" else s.default
     try:
         if s.kind == "list":
@@ -156,6 +166,21 @@ def resolve(config: pytest.Config, name: str) -> Any:
         return s.parse(raw)
     except (ValueError, TypeError) as exc:
         raise SettingError(f"pytest-nvme-ai: bad value {raw!r} for {name} from {source}: {exc}") from None
+
+
+def resolve_path(config: pytest.Config, name: str) -> Path | None:
+    """A path setting made absolute against where it was given: the invocation directory for the
+    command line and environment (what a user typing it expects), the ini file's directory (else the
+    rootdir) for ini values and defaults."""
+    value = resolve(config, name)
+    if value is None:
+        return None
+    source, _ = _raw(config, BY_NAME[name])
+    if source.startswith(("command line", "environment")):
+        base = config.invocation_params.dir
+    else:
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return (base / Path(value).expanduser()).resolve()
 
 
 def parse_marker_value(name: str, value: Any, nodeid: str) -> Any:

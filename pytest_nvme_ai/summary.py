@@ -53,3 +53,5 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
         tr.write_line(f"report:  {session.report_path}")
     for p in session.saved_baselines:
         tr.write_line(f"baseline saved: {p}")
+    for err in session.save_errors:
+        tr.write_line(f"baseline NOT saved: {err}", red=True)

@@ -83,3 +83,17 @@ def test_metric_refuses_unmeasured_values() -> None:
         Metric.of("bw", [float("nan")])
     with pytest.raises(ValueError, match="not in the catalog"):
         Metric.of("mystery", [1.0])
+
+
+def test_two_vs_two_cannot_be_significant_so_tolerance_decides() -> None:
+    # exact one-sided U with 2 vs 2 has min p = 1/6 > 0.05: a 50% drop must still be caught
+    c = compare(bw(50, 51), bw(100, 101), tolerance_pct=10)
+    assert c.verdict == "regression" and c.method == "tolerance-only"
+    assert "too few samples for significance" in c.message
+
+
+def test_test_without_gated_metrics_never_regresses() -> None:
+    ungated = compare(Metric.of("clat_p99", [200.0, 200, 200]), Metric.of("clat_p99", [100.0, 100, 100]),
+                      tolerance_pct=10, gated=False)
+    assert ungated.verdict == "regression"
+    assert overall([ungated]) == "pass"

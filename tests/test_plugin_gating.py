@@ -204,3 +204,55 @@ def test_benchmark_json_loads_in_pytest_benchmark(demo: pytest.Pytester) -> None
     r = demo.run(sys.executable, "-m", "pytest_benchmark", "compare", str(demo.path / "bench.json"))
     assert r.ret == 0, r.stderr.str()
     r.stdout.fnmatch_lines(["*test_measured::total_latency*"])
+
+
+def test_baseline_of_another_profile_is_incomparable(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    edit_metric(baseline_file(demo), "test_measured", "bw", [500, 500, 500])
+    r = run(demo, "--nvme-ai-profile", "standard", "-k", "test_measured")
+    r.assert_outcomes(passed=1, deselected=1)
+    r.stdout.fnmatch_lines(["*test_measured*incomparable*"])
+
+
+def test_same_model_other_firmware_is_incomparable_not_new(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline").assert_outcomes(passed=2)
+    bf = baseline_file(demo)
+    d = json.loads(bf.read_text())
+    d["fingerprint"]["firmware"] = "OLDFW1"   # as if recorded before a firmware update
+    bf.rename(bf.with_name("before-update.json"))
+    (demo.path / "baselines" / "before-update.json").write_text(json.dumps(d))
+    r = run(demo)
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["*none for this exact device; comparing with*before-update.json*same model*"])
+    res = json.loads((demo.path / "reports" / "latest" / "results.json").read_text())
+    assert {t["verdict"] for t in res["tests"]} == {"incomparable"}
+    run(demo, "--nvme-ai-strict").assert_outcomes(failed=2)
+
+
+def test_unsavable_baseline_is_reported_not_a_crash(demo: pytest.Pytester) -> None:
+    run(demo, "--nvme-ai-save-baseline", "--nvme-ai-baseline-name", "ref").assert_outcomes(passed=2)
+    bf = demo.path / "baselines" / "ref.json"
+    d = json.loads(bf.read_text())
+    d["fingerprint"]["model"] = "Another Drive"
+    bf.write_text(json.dumps(d))
+    before = bf.read_text()
+    r = run(demo, "--nvme-ai-save-baseline", "--nvme-ai-baseline-name", "ref")
+    r.assert_outcomes(passed=2)
+    assert r.ret == 1
+    r.stdout.fnmatch_lines(["*baseline NOT saved: baseline*ref.json was recorded on device*Nothing was written*"])
+    assert "Traceback" not in r.stdout.str() + r.stderr.str()
+    assert bf.read_text() == before
+
+
+def test_marker_metrics_accepts_one_name_as_a_string(demo: pytest.Pytester) -> None:
+    demo.makepyfile(test_one="""
+import os, pytest
+@pytest.mark.nvme_ai(metrics="clat_p99")
+def test_tail(nvme_ai, offload_target):
+    nvme_ai.record_samples("clat_p99", [float(os.environ.get("P99", "100"))] * 3)
+""")
+    run(demo, "test_one.py", "--nvme-ai-save-baseline").assert_outcomes(passed=1)
+    demo._monkeypatch.setenv("P99", "300")
+    r = run(demo, "test_one.py")
+    r.assert_outcomes(failed=1)  # clat_p99 is not gated by default; the marker opted it in
+    r.stdout.fnmatch_lines(["*clat_p99 REGRESSION*"])

@@ -131,3 +131,18 @@ def test_bad_aio_json_stops_the_run_at_configure(pytester: pytest.Pytester) -> N
     r = pytester.runpytest_subprocess("--nvme-ai-aio", "fast")
     r.stderr.fnmatch_lines(["*neither 'default', 'auto' nor valid JSON*"])
     probe(pytester, "--nvme-ai-aio", '{"block_size": 2097152, "queue_depth": 32, "intra_op_parallelism": 8}')
+
+
+def test_cli_paths_are_relative_to_where_pytest_was_started(pytester: pytest.Pytester,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeini("[pytest]\n")
+    sub = pytester.mkdir("sub")
+    (sub / "test_probe.py").write_text(PROFILE_PROBE)
+    monkeypatch.chdir(sub)
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--nvme-ai-report-dir", "out", "test_probe.py")
+    r.assert_outcomes(passed=1)
+    assert (sub / "out" / "latest" / "results.json").is_file()
+    assert not (pytester.path / "out").exists()
+    # with no option, the default reports/ sits next to the ini file
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_probe.py")
+    assert (pytester.path / "reports" / "latest" / "results.json").is_file()
