@@ -3,9 +3,12 @@
 fio's `rate=` caps a job's bandwidth, which emulates a drive 10% or 20% slower
 than the baseline. Each trial is one gated comparison exactly as the plugin
 makes it: the profile's default repetitions (3) for the baseline and 3 for
-"now", compared by `gate.compare` at the default tolerance (10%). Within a
-trial round the conditions run interleaved, so the machine's drift (burst
-credits: REFERENCE.md) hits them alike.
+"now", compared by `gate.compare` at the default tolerance (10%). The four
+conditions take turns within each trial round, so slow drift of the machine
+(burst credits) reaches all of them alike; within one comparison the 3
+baseline runs come before the 3 current runs, as in real use, where the
+baseline was recorded earlier, so drift within a comparison is part of what
+the false-alarm rate measures.
 
 Conditions:
   throttled, no change      baseline rate R, now rate R        -> false alarm if "regression"
