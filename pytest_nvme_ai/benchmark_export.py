@@ -17,7 +17,7 @@ from .fsutil import atomic_write_json
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
-def _bench(test: Mapping[str, Any], name: str, metric: Mapping[str, Any]) -> dict[str, Any]:
+def _bench(test: Mapping[str, Any], name: str, metric: Mapping[str, Any], several_targets: bool) -> dict[str, Any]:
     from pytest_benchmark.stats import Stats
 
     factor = TIME_UNITS[metric["unit"]]
@@ -28,10 +28,12 @@ def _bench(test: Mapping[str, Any], name: str, metric: Mapping[str, Any]) -> dic
     data["data"] = list(stats.data)
     data["iterations"] = 1  # each sample is one whole measurement, not a timed loop of many
     base = test["key"].split("::")[-1]  # target-free, so runs on two drives line up
+    # ... but within one run on several targets each needs its own name (compare matches on fullname)
+    where = f"@{test.get('target_label')}" if several_targets else ""
     return {
         "group": f"{test.get('suite')}:{name}",
-        "name": f"{base}::{name}",
-        "fullname": f"{test['key']}::{name}",   # key is target-independent: runs on two drives compare
+        "name": f"{base}{where}::{name}",
+        "fullname": f"{test['key']}{where}::{name}",   # key is target-independent: runs on two drives compare
         "params": {k: str(v) for k, v in (test.get("params") or {}).items()},
         "param": None,
         "extra_info": {"nvme_ai_metric": name, "unit": metric["unit"], "verdict": test.get("verdict"),
@@ -46,10 +48,11 @@ def to_benchmark_json(results: Mapping[str, Any]) -> dict[str, Any]:
     from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 
     benches = []
+    several = len(results.get("targets") or []) > 1
     for test in results.get("tests", []):
         for name, m in (test.get("metrics") or {}).items():
             if m.get("unit") in TIME_UNITS:
-                benches.append(_bench(test, name, m))
+                benches.append(_bench(test, name, m, several))
     return {
         "machine_info": pytest_benchmark_generate_machine_info(),
         "commit_info": (results.get("run") or {}).get("commit") or {},

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-PROFILES = ("quick", "standard", "full")
+from .profiles import PROFILES  # one source of the profile names
 
 
 @dataclass(frozen=True)
