@@ -142,7 +142,7 @@ class AioWorker:
         self._buf = b""
         try:
             self.ready = self._expect("ready", start_timeout)
-        except AioError:
+        except BaseException:  # AioError, or Ctrl-C during the first build: never leave the worker behind
             self.kill()
             raise
 
@@ -240,7 +240,9 @@ def shared_worker(progress: Progress | None = None) -> AioWorker:
 
 
 @atexit.register
-def _close_shared() -> None:
+def release_shared_worker() -> None:
+    """Stop the shared worker: it holds a page-locked buffer as large as the data file (GiBs on
+    standard/full), which later ZeRO-Inference runs need back. The next read starts a fresh one."""
     w = _SHARED.pop("worker", None)
     if w is not None:
         w.close()

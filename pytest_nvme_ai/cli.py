@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return _dispatch(args)(args)
-    except (FileNotFoundError, ValueError, PermissionError) as exc:
+    except (FileNotFoundError, ValueError, PermissionError, OverflowError) as exc:
         # Bad input: one line that says what is wrong, no traceback.
         print(f"nvme-ai {args.command}: error: {exc}", file=sys.stderr)
         return 2

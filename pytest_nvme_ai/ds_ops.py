@@ -179,6 +179,9 @@ def _build_in_child(name: str, what: str, say: Progress, timeout: float) -> tupl
                 procutil.stop(proc, grace_s=10.0)
                 return None, lines + [f"did not finish within {timeout:.0f} s"]
             say(f"nvme-ai: still building DeepSpeed {short} ({time.monotonic() - t0:.0f} s elapsed)")
+        except BaseException:  # Ctrl-C: the build runs in its own session, so ^C never reached it
+            procutil.stop(proc, grace_s=2.0)
+            raise
     reader.join(5)
     say(f"nvme-ai: DeepSpeed {short} {'ready' if proc.returncode == 0 else 'not available'} "
         f"({time.monotonic() - t0:.0f} s)")

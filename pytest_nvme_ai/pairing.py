@@ -19,9 +19,10 @@ alone bounds decode throughput:
                          I/O-bound phase alone), else
                       target_read_bytes / total_latency (whole run).
 
-Example (the seed study's OPT-66B point): batch 64, fio 5.6 GB/s and 30 GB
-read per step give a ceiling of 64 × 5.6e9 / 30e9 = 11.95 tokens/s; the
-published 8.08 tokens/s is an efficiency of 0.676.
+Worked example (illustrative numbers, shaped like the published OPT-66B run:
+batch 64 on a 5.6 GB/s SSD, 8.08 tokens/s; the bytes per step are assumed, not
+published): batch 64, fio 5.6 GB/s and 30 GB read per step give a ceiling of
+64 × 5.6e9 / 30e9 = 11.95 tokens/s; 8.08 tokens/s is then an efficiency of 0.676.
 
 An efficiency near 1 means the run is I/O-bound and the drive is the limit; far
 below 1, something else is (compute, PCIe, the aio settings, prefetching).

@@ -35,6 +35,12 @@ class NvmeAiWarning(UserWarning):
     pass
 
 
+def _changed_params(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """'key old -> new' for parameters both runs recorded with different values (e.g. the aio block)."""
+    diffs = [f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k]]
+    return "; ".join(diffs)
+
+
 class NvmeAiSession:
     """Session state and the hooks that need it."""
 
@@ -210,6 +216,9 @@ class NvmeAiSession:
         elif entry is not None and entry.recorded.get("profile") not in (None, self.profile):
             incomparable = (f"the baseline was recorded with profile {entry.recorded['profile']!r}, this run is "
                             f"{self.profile!r} (other file sizes and durations); save a baseline for this profile")
+        elif entry is not None and (changed := _changed_params(entry.params, _jsonable(rec.params))):
+            incomparable = (f"the baseline was measured with other settings ({changed}); "
+                            f"save a baseline for these settings")
         per_metric_tol = self.marker_kwargs(item).get("metric_tolerance", {}) or {}
         comps = []
         for name, m in rec.metrics.items():

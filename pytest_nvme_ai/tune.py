@@ -332,8 +332,13 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
         prof = recorder.profile.name
         size, budget = TUNE_FILE_BYTES[prof], TUNE_BUDGET_S[prof]
         if measure is None:
+            from .aio import release_shared_worker
+
             file = ensure_data_file(target, size, recorder.session_cache)
-            res = tune(target.workdir, budget, file.stat().st_size, file=file)
+            try:
+                res = tune(target.workdir, budget, file.stat().st_size, file=file)
+            finally:
+                release_shared_worker()  # its page-locked buffer would otherwise sit through the inference run
         else:
             res = tune(target.workdir, budget, size, measure=measure)
         recorder.session_cache[key] = res

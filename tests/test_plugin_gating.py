@@ -256,3 +256,20 @@ def test_tail(nvme_ai, offload_target):
     r = run(demo, "test_one.py")
     r.assert_outcomes(failed=1)  # clat_p99 is not gated by default; the marker opted it in
     r.stdout.fnmatch_lines(["*clat_p99 REGRESSION*"])
+
+
+def test_baseline_with_other_settings_is_incomparable(demo: pytest.Pytester) -> None:
+    demo.makepyfile(test_cfg="""
+import os
+def test_cfg(nvme_ai, offload_target):
+    nvme_ai.set_params(aio=os.environ.get("AIO", "deepspeed-default"))
+    nvme_ai.record_samples("bw", [float(os.environ.get("BW", "100"))] * 3)
+""")
+    run(demo, "test_cfg.py", "--nvme-ai-save-baseline").assert_outcomes(passed=1)
+    demo._monkeypatch.setenv("AIO", "bs16M-qd64")
+    demo._monkeypatch.setenv("BW", "50")
+    r = run(demo, "test_cfg.py")
+    r.assert_outcomes(passed=1)
+    r.stdout.fnmatch_lines(["*test_cfg*incomparable*"])
+    res = json.loads((demo.path / "reports" / "latest" / "results.json").read_text())
+    assert "aio 'deepspeed-default' -> 'bs16M-qd64'" in res["tests"][0]["baseline"]["metrics"]["bw"]["message"]

@@ -420,3 +420,16 @@ def test_cli_compare(golden: dict[str, Any], tmp_path: Path) -> None:
     assert "gen4" in out.read_text(encoding="utf-8")
     newer = write_results(tmp_path / "c", {"schema_version": SCHEMA_VERSION + 1})
     assert cli_main(["compare", str(a), str(newer), "-o", str(out)]) == 2
+
+
+def test_two_runs_of_one_case_render(golden: dict[str, Any], tmp_path: Path) -> None:
+    """A user test repeating a suite case gives two runs with the same model and batch: still a page."""
+    data = copy.deepcopy(golden)
+    zi = [t for t in data["tests"] if t.get("suite") == "zero_inference" and t.get("metrics")]
+    assert zi, "the golden file has ZeRO-Inference results"
+    twin = copy.deepcopy(zi[0])
+    twin["nodeid"] += "-again"
+    data["tests"].append(twin)
+    out = tmp_path / "index.html"
+    render_run(data, out)
+    assert twin["nodeid"].split("::")[-1].split("[")[0] in out.read_text(encoding="utf-8")

@@ -158,3 +158,26 @@ def test_aio_auto_uses_the_tuner(runner: ZeroInferenceRunner, monkeypatch: pytes
     assert first.aio == second.aio and first.aio is not None and first.aio["queue_depth"] == 32
     assert first.aio.get("intra_op_parallelism", first.aio.get("thread_count")) == 8
     assert calls == [runner.target, runner.target]
+
+
+def test_full_target_skips_before_running(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
+    reason = runner.space_shortfall(InferenceSpec(model="opt-1.3b", offload="nvme"))
+    assert reason is not None and "GiB free" in reason and "opt-1.3b" in reason and "free space" in reason
+
+
+def test_enough_space_is_no_reason(runner: ZeroInferenceRunner) -> None:
+    assert runner.space_shortfall(InferenceSpec(model="opt-tiny", offload="nvme")) is None
+
+
+def test_partly_written_swap_file_fails_the_run() -> None:
+    from pytest_nvme_ai.zero_inference.child import check_swap_files_complete
+
+    check_swap_files_complete([{"path": "a.swp", "bytes": 4096, "allocated": 4096}])
+    with pytest.raises(RuntimeError, match=r"only partly written \(0 of 4096 bytes.*target is full"):
+        check_swap_files_complete([{"path": "a.swp", "bytes": 4096, "allocated": 4096},
+                                   {"path": "b.swp", "bytes": 4096, "allocated": 0}])

@@ -129,8 +129,11 @@ def offload_rank(offload: str) -> int:
 def panel_for(title: str, runs: list[Run]) -> charts.Panel:
     series, fails = [], []
     for off in sorted({r.offload for r in runs}, key=offload_rank):
-        pts = sorted((r.batch, r) for r in runs
-                     if r.offload == off and r.batch is not None and r.value("total_throughput") is not None)
+        # sort on the batch alone: two runs of one batch (a user test repeating a suite case) must not
+        # make Python compare Run objects
+        pts = sorted(((r.batch, r) for r in runs
+                      if r.offload == off and r.batch is not None and r.value("total_throughput") is not None),
+                     key=lambda p: p[0])
         if pts:
             lo_hi = [p[1].spread("total_throughput") for p in pts]
             series.append(charts.Series(f"{off} offload", [p[0] for p in pts],

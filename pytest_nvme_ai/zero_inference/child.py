@@ -53,11 +53,13 @@ def free_port() -> int:
 
 
 def setup_single_process_env() -> None:
-    """What a launcher would set for one rank; a free port so parallel sessions don't collide."""
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    """What a launcher would set for one rank; a free port so parallel sessions don't collide.
+    Set, not defaulted: values inherited from a launcher around pytest would make this single-rank
+    child wait for ranks that never come."""
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(free_port())
     for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
-        os.environ.setdefault(key, value)
+        os.environ[key] = value
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(key, "1")  # never reach for a hub: the machine may have none
 
@@ -127,7 +129,27 @@ def list_swap_files(ds_config: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not nvme_path:
         return []
     root = Path(nvme_path) / "zero_stage_3"
-    return [{"path": str(p.relative_to(nvme_path)), "bytes": p.stat().st_size} for p in sorted(root.rglob("*.swp"))]
+    out = []
+    for p in sorted(root.rglob("*.swp")):
+        st = p.stat()
+        out.append({"path": str(p.relative_to(nvme_path)), "bytes": st.st_size, "allocated": st.st_blocks * 512})
+    return out
+
+
+def check_swap_files_complete(files: list[dict[str, Any]]) -> None:
+    """DeepSpeed's failed swap writes are silent: on a full target a run 'succeeds' reading holes.
+
+    A swap file with fewer bytes allocated than its size was not fully written; fail the run
+    rather than record figures that measured a partly empty file.
+    """
+    short = [f for f in files if f["allocated"] < f["bytes"]]
+    if short:
+        f = short[0]
+        raise RuntimeError(
+            f"DeepSpeed's swap file {f['path']} is only partly written ({f['allocated']} of {f['bytes']} bytes "
+            f"allocated; {len(short)} of {len(files)} files short): the target is full or failing. "
+            f"Free space on it and rerun"
+        )
 
 
 def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hooks: FirstForward,
@@ -183,6 +205,7 @@ def init_engine(info: Any, ds_config: Mapping[str, Any], dtype: str) -> tuple[An
     engine = deepspeed.initialize(model=model, config_params=dict(ds_config))[0]
     engine.module.eval()
     swap_files = list_swap_files(ds_config)  # now, before the runner removes the offload directory
+    check_swap_files_complete(swap_files)
     facts = {"init_seconds": time.perf_counter() - t0, "init_read_bytes": read_bytes() - bytes0,
              "swap_files": swap_files, "model_params": info.param_count}
     say(f"model ready in {facts['init_seconds']:.1f} s; {len(swap_files)} swap files, "

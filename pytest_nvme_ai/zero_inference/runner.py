@@ -174,17 +174,17 @@ class ZeroInferenceRunner:
     def run(self, spec: InferenceSpec, *, prefix: str | None = None, reuse: bool = False) -> InferenceResult:
         """Run `spec` (skips when it cannot run here) and record it; `prefix` names a run among several."""
         accelerator = detect_accelerator()
-        spec = self.with_aio(spec)
         try:
             spec.validate(accelerator)
         except SpecNotApplicable as exc:
             self._extra(prefix, "run_outcome", "not_applicable")
             pytest.skip(str(exc))
         if spec.offload == "nvme":
-            reason = ensure_aio_op(self.progress)
+            reason = ensure_aio_op(self.progress) or self.space_shortfall(spec)
             if reason:
                 self._extra(prefix, "run_outcome", "not_applicable")
                 pytest.skip(reason)
+        spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
         ensure_comm_op(self.progress)
         cache = self._cache()
         key = (self.target.label, accelerator, spec.to_json())
@@ -196,6 +196,18 @@ class ZeroInferenceRunner:
             self.recorder.note(f"{prefix or 'run'} {spec.id}: reused this session's earlier run of the same spec")
         self.record(result, prefix)
         return result
+
+    def space_shortfall(self, spec: InferenceSpec) -> str | None:
+        """Why the target cannot hold this run's swap files, or None. DeepSpeed does not notice a full
+        disk (its swap writes fail silently), so check first; 16-bit size bounds the quantized one."""
+        import shutil
+
+        need = int(resolve_model(spec.model).param_count * 2 * 1.1) + (64 << 20)
+        free = shutil.disk_usage(self.target.workdir).free
+        if free < need:
+            return (f"target {self.target.path} has {free / 2**30:.2f} GiB free; offloading {spec.model} needs "
+                    f"about {need / 2**30:.2f} GiB of swap files: free space or use a larger target")
+        return None
 
     def with_aio(self, spec: InferenceSpec) -> InferenceSpec:
         """Fill the spec's aio block from --nvme-ai-aio (default | auto | JSON) for NVMe runs."""

@@ -89,7 +89,10 @@ class InferenceSpec:
         return {"model": self.model_label, "batch_size": self.batch_size, "offload": self.offload,
                 "quant_bits": self.quant_bits or 16, "kv_offload": self.kv_offload,
                 "prompt_len": self.prompt_len, "gen_len": self.gen_len,
-                "dtype": self.resolved_dtype(accelerator), "accelerator": accelerator}
+                "dtype": self.resolved_dtype(accelerator), "accelerator": accelerator,
+                # configuration that moves the figures: a baseline made with other settings is not comparable
+                "aio": dict(self.aio) if self.aio else "deepspeed-default", "pin_memory": self.pin_memory,
+                "loops": self.loops, "warmup": self.warmup}
 
     def with_(self, **changes: Any) -> "InferenceSpec":
         return replace(self, **changes)
