@@ -98,8 +98,9 @@ class TuneResult:
     space_size: int = len(Space())
 
     @property
-    def gain(self) -> float:
-        return self.best_bw / self.default_bw if self.default_bw > 0 else float("inf")
+    def gain(self) -> float | None:
+        """best / default; None when the default could not be measured (JSON has no infinity)."""
+        return self.best_bw / self.default_bw if self.default_bw > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"aio": self.block, "best_bw": self.best_bw, "default_aio": self.default_block,
@@ -364,7 +365,8 @@ def format_report(res: TuneResult, target: str) -> str:
         f"searched {res.distinct} of {res.space_size} settings with {res.evaluations} reads in {res.elapsed:.0f} s",
         f"best:    {res.best.label:<24} {_gb(res.best_bw)}",
         f"default: {DEFAULT_SETTINGS.label:<24} {_gb(res.default_bw)}  (DeepSpeed's aio defaults)",
-        f"gain:    {res.gain:.2f}x over the default on this target",
+        (f"gain:    {res.gain:.2f}x over the default on this target" if res.gain is not None
+         else "gain:    unknown (the default setting's read failed on this target)"),
         "",
         "paste into your DeepSpeed config:",
         '"aio": ' + json.dumps(res.block, indent=2),

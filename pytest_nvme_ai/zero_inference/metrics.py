@@ -74,6 +74,9 @@ def loop_metrics(loops: Iterable[LoopMeasurement], *, batch_size: int, prompt_le
         "target_read_bytes": [float(lp.read_bytes) for lp in loops],
         "target_read_bw": [lp.read_bytes / max(lp.total_latency, _MIN_SECONDS) for lp in loops],
     }
+    if gen_len < 2:
+        # one generated token is all prefill: there is no decode phase to measure
+        del samples["decode_latency"], samples["decode_throughput"]
     if all(lp.peak_gpu_mem is not None for lp in loops):
         samples["peak_gpu_mem"] = [float(lp.peak_gpu_mem or 0) for lp in loops]
     return {name: Metric.of(name, values) for name, values in samples.items()}
