@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_nvme_ai.fio import FioJob, find_fio, format_size, parse_size, run_fio
+from pytest_nvme_ai.measure.fio.runner import FioJob, find_fio, format_size, parse_size, run_fio
 
 TEST_TEMPLATE = '''
 import pytest
-from pytest_nvme_ai.fio import FioJob
+from pytest_nvme_ai.measure.fio.runner import FioJob
 
 JOB = {job!r}
 

@@ -28,9 +28,9 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from pytest_nvme_ai.fio import FioJob, run_fio
-from pytest_nvme_ai.gate import compare
-from pytest_nvme_ai.metrics import Metric
+from pytest_nvme_ai.measure.fio.runner import FioJob, run_fio
+from pytest_nvme_ai.gate.verdict import compare
+from pytest_nvme_ai.core.metrics import Metric
 
 REPEAT = 3  # the quick/standard profiles' default repetitions
 

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pytest_nvme_ai.aio import AioSettings, aio_missing_reason, measure_read, twin_fio_job, write_data_file
-from pytest_nvme_ai.fio import find_fio, parse_size, run_fio
-from pytest_nvme_ai.tune import DEFAULT_SETTINGS, DS_NVME_TUNE_GRID, Space, aio_measure, grid_search, search_best
+from pytest_nvme_ai.measure.aio.runner import AioSettings, aio_missing_reason, measure_read, twin_fio_job, write_data_file
+from pytest_nvme_ai.measure.fio.runner import find_fio, parse_size, run_fio
+from pytest_nvme_ai.measure.aio.tune import DEFAULT_SETTINGS, DS_NVME_TUNE_GRID, Space, aio_measure, grid_search, search_best
 
 
 def gb(bw: float) -> str:

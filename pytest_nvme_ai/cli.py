@@ -50,18 +50,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     if args.command == "report":
-        from .report import cli_report
+        from pytest_nvme_ai.report import cli_report
         return cli_report
     if args.command == "compare":
-        from .report import cli_compare
+        from pytest_nvme_ai.report import cli_compare
         return cli_compare
     if args.command == "baseline":
-        from . import baseline
+        from pytest_nvme_ai.gate import baseline
         return baseline.cli_promote if args.baseline_command == "promote" else baseline.cli_show
     if args.command == "tune":
-        from .tune import cli_tune
+        from pytest_nvme_ai.measure.aio.tune import cli_tune
         return cli_tune
-    from .device import cli_devices
+    from pytest_nvme_ai.measure.device import cli_devices
     return cli_devices
 
 

@@ -5,11 +5,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from .records import Recorder
-from .session import get_session
+from pytest_nvme_ai.run.records import Recorder
+from pytest_nvme_ai.run.session import get_session
 
 if TYPE_CHECKING:
-    from .targets import Target
+    from pytest_nvme_ai.run.targets import Target
 
 
 def terminal_progress(config: pytest.Config) -> Callable[[str], None]:
@@ -60,7 +60,7 @@ def ssd_device(offload_target: "Target") -> Any:
 @pytest.fixture
 def fio(offload_target: "Target", nvme_ai: Recorder) -> Any:
     """Run fio jobs in the target; each run's metrics are recorded into this test."""
-    from .fio import FioRunner, fio_missing_reason
+    from pytest_nvme_ai.measure.fio.runner import FioRunner, fio_missing_reason
 
     reason = fio_missing_reason()
     if reason:
@@ -71,7 +71,7 @@ def fio(offload_target: "Target", nvme_ai: Recorder) -> Any:
 @pytest.fixture
 def ds_aio(offload_target: "Target", nvme_ai: Recorder) -> Any:
     """DeepSpeed's aio read path (ds_io equivalent) on the target."""
-    from .aio import AioRunner, aio_missing_reason
+    from pytest_nvme_ai.measure.aio.runner import AioRunner, aio_missing_reason
 
     reason = aio_missing_reason(terminal_progress(nvme_ai.config))
     if reason:
@@ -82,7 +82,7 @@ def ds_aio(offload_target: "Target", nvme_ai: Recorder) -> Any:
 @pytest.fixture
 def zero_inference(offload_target: "Target", nvme_ai: Recorder) -> Any:
     """Run ZeRO-Inference specs in a child process; results are typed and recorded."""
-    from .zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
+    from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
 
     reason = inference_missing_reason()
     if reason:

@@ -7,13 +7,13 @@ from typing import Any, Generator
 
 import pytest
 
-from . import settings
-from .records import RECORD_KEY
-from .session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
-from .summary import write_summary
+from pytest_nvme_ai.run import settings
+from pytest_nvme_ai.run.records import RECORD_KEY
+from pytest_nvme_ai.run.session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
+from pytest_nvme_ai.run.summary import write_summary
 
 # Fixtures live in their own module; importing it here registers them with the plugin.
-from .fixtures import ds_aio, fio, nvme_ai, offload_target, ssd_device, zero_inference  # noqa: F401
+from pytest_nvme_ai.fixtures import ds_aio, fio, nvme_ai, offload_target, ssd_device, zero_inference  # noqa: F401
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,7 +49,7 @@ class _Hooks:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        from .environment import collect
+        from pytest_nvme_ai.run.environment import collect
 
         self.s.setup_targets()
         self.s.load_baselines()
@@ -58,7 +58,7 @@ class _Hooks:
         self._previous_sigterm = _sigterm_as_interrupt()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        from .environment import fio_version
+        from pytest_nvme_ai.run.environment import fio_version
 
         s = self.s
         lines = [f"nvme-ai: profile {s.profile}, tolerance {s.tolerance:g}%, run {s.run_id}, "

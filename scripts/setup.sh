@@ -53,6 +53,6 @@ fi
 
 # --- DeepSpeed ops (AsyncIO, CPU comm): JIT-compiled on first use (minutes); here, visibly, once ---
 if [ "${NVME_AI_SKIP_AIO_BUILD:-0}" != 1 ]; then
-  "$VPY" -m pytest_nvme_ai.ds_ops || log "WARNING: a DeepSpeed op (AsyncIO, CPU comm) did not build; aio and NVMe-offload tests will skip or fail with the reason"
+  "$VPY" -m pytest_nvme_ai.measure.deepspeed.ops || log "WARNING: a DeepSpeed op (AsyncIO, CPU comm) did not build; aio and NVMe-offload tests will skip or fail with the reason"
 fi
 log "ready: .venv"

@@ -26,9 +26,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from pytest_nvme_ai.aio import AioRunner, AioSettings, aio_missing_reason, file_bytes, twin_fio_job
-from pytest_nvme_ai.fio import FioResult, fio_missing_reason, format_size, run_fio
-from pytest_nvme_ai.profiles import profile_of
+from pytest_nvme_ai.measure.aio.runner import AioRunner, AioSettings, aio_missing_reason, file_bytes, twin_fio_job
+from pytest_nvme_ai.measure.fio.runner import FioResult, fio_missing_reason, format_size, run_fio
+from pytest_nvme_ai.run.session import profile_of
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -75,7 +75,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _aio_op_loaded(request: pytest.FixtureRequest) -> Iterator[None]:
     """Load (on first use: build) the op before the first test, saying so on the terminal: a silent
     multi-minute build looks like a hang. ds_aio then finds the answer cached."""
-    from pytest_nvme_ai.aio import release_shared_worker
+    from pytest_nvme_ai.measure.aio.runner import release_shared_worker
     from pytest_nvme_ai.fixtures import terminal_progress
 
     aio_missing_reason(progress=terminal_progress(request.config))

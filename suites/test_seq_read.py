@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nvme_ai.fio import FioJob
-from pytest_nvme_ai.profiles import profile_of
+from pytest_nvme_ai.measure.fio.runner import FioJob
+from pytest_nvme_ai.run.session import profile_of
 
 BLOCK_SIZES = ("128K", "1M", "2M", "16M")
 

@@ -43,9 +43,10 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai.metrics import Metric
-from pytest_nvme_ai.profiles import Profile, profile_of
-from pytest_nvme_ai.zero_inference.spec import InferenceSpec
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.run.session import profile_of
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
 SEED_PROMPT, SEED_GEN = 512, 32      # the seed study's and run_model.py's shape
 
@@ -123,7 +124,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def deepspeed_ops(request: pytest.FixtureRequest) -> str | None:
     """JIT-build DeepSpeed's ops once, with progress on the terminal (first build: minutes), before any
     run's clock starts; returns why NVMe offload cannot run here, or None."""
-    from pytest_nvme_ai.ds_ops import ensure_aio_op, ensure_comm_op
+    from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op, ensure_comm_op
     from pytest_nvme_ai.fixtures import terminal_progress
 
     progress = terminal_progress(request.config)
@@ -169,13 +170,13 @@ def test_zero_inference(case: Case, zero_inference: Any, nvme_ai: Any, request: 
 
 
 def _record_io_ceiling(result: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
-    """How close decode came to the ceiling the drive's bandwidth sets (pytest_nvme_ai.pairing).
+    """How close decode came to the ceiling the drive's bandwidth sets (pytest_nvme_ai.measure.zero_inference.pairing).
 
     The ceiling needs fio's read bandwidth on the same target in this session: the seq-read
     suite's figure when it ran first (it sorts first), else one fio measurement made here.
     """
-    from pytest_nvme_ai.fio import FioJob, fio_missing_reason
-    from pytest_nvme_ai.pairing import record_io_efficiency
+    from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
+    from pytest_nvme_ai.measure.zero_inference.pairing import record_io_efficiency
 
     target = nvme_ai.target
     fio_bw = nvme_ai.session_cache.get(("fio_bw", target.label)) if target is not None else None

@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai import aio, aio_worker, ds_ops
-from pytest_nvme_ai.aio import (AioError, AioRunner, AioSettings, AioWorker, check_read_size, ensure_data_file,
+from pytest_nvme_ai.measure.aio import runner as aio
+from pytest_nvme_ai.measure.aio import worker as aio_worker
+from pytest_nvme_ai.measure.deepspeed import ops as ds_ops
+from pytest_nvme_ai.measure.aio.runner import (AioError, AioRunner, AioSettings, AioWorker, check_read_size, ensure_data_file,
                                 measure_read, write_data_file)
-from pytest_nvme_ai.dsversion import thread_key
-from pytest_nvme_ai.fio import DirectIOUnsupported
-from pytest_nvme_ai.metrics import Metric
+from pytest_nvme_ai.measure.deepspeed.version import thread_key
+from pytest_nvme_ai.measure.fio.runner import DirectIOUnsupported
+from pytest_nvme_ai.core.metrics import Metric
 
 MiB = 1 << 20
 
@@ -249,7 +251,7 @@ def test_runner_records_bw_and_latency_per_repetition(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("aio_ready")
 def test_module_cli_reads_once_and_prints_json(data: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pytest_nvme_ai.aio", str(data), "--block-size", "1M",
+    proc = subprocess.run([sys.executable, "-m", "pytest_nvme_ai.measure.aio.runner", str(data), "--block-size", "1M",
                            "--queue-depth", "8", "--parallelism", "2", "--repeat", "1"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nvme_ai import baseline
+from pytest_nvme_ai.gate import baseline
 
 FP = {"kind": "nvme", "model": "Micron 7450", "firmware": "E2MU200", "pcie_gen": 4, "pcie_width": 4, "fs_type": "ext4"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nvme_ai import device
+from pytest_nvme_ai.measure import device
 from pytest_nvme_ai.cli import main as cli_main
-from pytest_nvme_ai.device import (DeviceIdentity, PcieLink, find_mount, identify, parse_link_speed,
+from pytest_nvme_ai.measure.device import (DeviceIdentity, PcieLink, find_mount, identify, parse_link_speed,
                                    parse_mountinfo, parse_scheduler, parse_smart_log, pcie_gen, read_smart)
 
 GOLDEN = Path(__file__).parent / "golden" / "nvme"

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai import fio as fio_mod
-from pytest_nvme_ai.device import identify
-from pytest_nvme_ai.fio import (MISSING_REASON, DirectIOUnsupported, FioError, FioJob, FioRunner,
+from pytest_nvme_ai.measure.fio import runner as fio_mod
+from pytest_nvme_ai.measure.device import identify
+from pytest_nvme_ai.measure.fio.runner import (MISSING_REASON, DirectIOUnsupported, FioError, FioJob, FioRunner,
                                 check_direct_io, combine_results, fio_missing_reason, format_size, format_time,
                                 parse_fio_json, parse_size, run_fio)
-from pytest_nvme_ai.metrics import Metric
-from pytest_nvme_ai.profiles import PROFILES
-from pytest_nvme_ai.targets import Target
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.profiles import PROFILES
+from pytest_nvme_ai.run.targets import Target
 
 GOLDEN = Path(__file__).parent / "golden" / "fio"
 SUITE = Path(__file__).parent.parent / "suites" / "test_seq_read.py"

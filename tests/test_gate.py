@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_nvme_ai.gate import compare, describe_fingerprint_change, overall
-from pytest_nvme_ai.metrics import Metric
+from pytest_nvme_ai.gate.verdict import compare, describe_fingerprint_change, overall
+from pytest_nvme_ai.core.metrics import Metric
 
 
 def bw(*s: float) -> Metric:

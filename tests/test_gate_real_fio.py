@@ -10,7 +10,7 @@ pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="fio not fou
 
 TEST_FILE = """
 import os
-from pytest_nvme_ai.fio import FioJob
+from pytest_nvme_ai.measure.fio.runner import FioJob
 
 def test_capped_read(fio, nvme_ai):
     rate = os.environ["CAP_RATE"]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai.metrics import Metric
-from pytest_nvme_ai.pairing import decode_ceiling, effective_read_bw, io_efficiency, pair, record_io_efficiency
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.measure.zero_inference.pairing import decode_ceiling, effective_read_bw, io_efficiency, pair, record_io_efficiency
 
 GB = 1e9
 

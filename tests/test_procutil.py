@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nvme_ai import procutil
+from pytest_nvme_ai.core import procutil
 
 # A child that ignores SIGTERM and starts a grandchild in a session of its own (as fio's jobs do),
 # writes the grandchild's pid, then sleeps.

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai import SCHEMA_VERSION
+from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.cli import main as cli_main
 from pytest_nvme_ai.report import render_compare, render_run
 from pytest_nvme_ai.report.drives import downtrained

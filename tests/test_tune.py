@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import pytest
 
-from pytest_nvme_ai.aio import AioError, AioSettings
-from pytest_nvme_ai.dsversion import thread_key
-from pytest_nvme_ai.profiles import PROFILES
-from pytest_nvme_ai.tune import (DEFAULT_SETTINGS, DS_NVME_TUNE_GRID, Space, format_report, grid_search, tune,
+from pytest_nvme_ai.measure.aio.runner import AioError, AioSettings
+from pytest_nvme_ai.measure.deepspeed.version import thread_key
+from pytest_nvme_ai.core.profiles import PROFILES
+from pytest_nvme_ai.measure.aio.tune import (DEFAULT_SETTINGS, DS_NVME_TUNE_GRID, Space, format_report, grid_search, tune,
                                   tuned_aio_block)
 
 MiB = 1 << 20
@@ -262,7 +262,7 @@ def test_thread_count_keys_are_not_honoured(tmp_path: Path, legacy_key: str) -> 
 
 @pytest.fixture(scope="module")
 def aio_ready() -> None:
-    from pytest_nvme_ai.aio import aio_missing_reason
+    from pytest_nvme_ai.measure.aio.runner import aio_missing_reason
 
     reason = aio_missing_reason()
     if reason:

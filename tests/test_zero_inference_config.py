@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from pytest_nvme_ai.zero_inference.ds_config import (
+from pytest_nvme_ai.measure.zero_inference.ds_config import (
     AIO_KEYS,
     BUFFER_ALIGN_ELEMENTS,
     AioSettingError,
@@ -16,8 +16,8 @@ from pytest_nvme_ai.zero_inference.ds_config import (
     normalize_aio,
     parse_aio_json,
 )
-from pytest_nvme_ai.zero_inference.models import UnknownModel, resolve_model, shipped_models
-from pytest_nvme_ai.zero_inference.spec import InferenceSpec
+from pytest_nvme_ai.measure.zero_inference.models import UnknownModel, resolve_model, shipped_models
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
 OLD, NEW = Version("0.16.3"), Version("0.19.8")
 NVME = "/tmp/nvme-ai-test/never-written"
@@ -176,7 +176,7 @@ def test_param_counts_match_published_sizes() -> None:
 def test_param_count_and_largest_numel_match_transformers() -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from pytest_nvme_ai.zero_inference.models import hf_config_object
+    from pytest_nvme_ai.measure.zero_inference.models import hf_config_object
 
     for name in shipped_models():
         info = resolve_model(name)

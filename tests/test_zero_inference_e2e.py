@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai.ds_ops import ensure_aio_op
-from pytest_nvme_ai.targets import Target
-from pytest_nvme_ai.zero_inference.models import resolve_model
-from pytest_nvme_ai.zero_inference.runner import InferenceResult, ZeroInferenceRunner, inference_missing_reason
-from pytest_nvme_ai.zero_inference.spec import InferenceSpec
+from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op
+from pytest_nvme_ai.run.targets import Target
+from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, ZeroInferenceRunner, inference_missing_reason
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 from test_zero_inference_runner import FakeRecorder
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_zero_inference.py"
@@ -122,7 +122,7 @@ def test_e2e_local_checkpoint_loads_real_weights(tmp_path: Path, e2e_ready: None
     torch = pytest.importorskip("torch")
     from transformers import OPTForCausalLM
 
-    from pytest_nvme_ai.zero_inference.models import hf_config_object
+    from pytest_nvme_ai.measure.zero_inference.models import hf_config_object
 
     config = hf_config_object(resolve_model("opt-tiny"))
     config.num_hidden_layers = 2

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai.metrics import Metric
-from pytest_nvme_ai.targets import Target
-from pytest_nvme_ai.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
-from pytest_nvme_ai.zero_inference.spec import InferenceSpec, SpecError
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.run.targets import Target
+from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
 
 
 class FakeRecorder:
@@ -98,7 +98,7 @@ def test_crash_is_error_with_traceback(runner: ZeroInferenceRunner) -> None:
 
 def test_not_applicable_spec_skips_with_reason(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    from pytest_nvme_ai.zero_inference import runner as runner_mod
+    from pytest_nvme_ai.measure.zero_inference import runner as runner_mod
 
     runner_mod.detect_accelerator.cache_clear()
     try:
@@ -139,7 +139,7 @@ def test_aio_ignored_for_cpu_offload(runner: ZeroInferenceRunner) -> None:
 
 def test_aio_auto_without_tuner_falls_back_with_a_note(runner: ZeroInferenceRunner,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.tune", None)  # import fails: no tuner installed
+    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.measure.aio.tune", None)  # import fails: no tuner installed
     runner.recorder.aio_setting = "auto"  # type: ignore[misc]
     assert runner.with_aio(nvme_spec()).aio is None
     assert any("no tuner" in n for n in runner.recorder.notes)  # type: ignore[attr-defined]
@@ -152,7 +152,7 @@ def test_aio_auto_uses_the_tuner(runner: ZeroInferenceRunner, monkeypatch: pytes
         calls.append(target)  # the tuner caches per target itself and records its extras in each test
         return {"block_size": 8 << 20, "queue_depth": 32, "thread_count": 8}
 
-    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.tune", types.SimpleNamespace(tuned_aio_block=tuned_aio_block))
+    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.measure.aio.tune", types.SimpleNamespace(tuned_aio_block=tuned_aio_block))
     runner.recorder.aio_setting = "auto"  # type: ignore[misc]
     first, second = runner.with_aio(nvme_spec()), runner.with_aio(nvme_spec().with_(batch_size=2))
     assert first.aio == second.aio and first.aio is not None and first.aio["queue_depth"] == 32
@@ -175,7 +175,7 @@ def test_enough_space_is_no_reason(runner: ZeroInferenceRunner) -> None:
 
 
 def test_partly_written_swap_file_fails_the_run() -> None:
-    from pytest_nvme_ai.zero_inference.child import check_swap_files_complete
+    from pytest_nvme_ai.measure.zero_inference.child import check_swap_files_complete
 
     check_swap_files_complete([{"path": "a.swp", "bytes": 4096, "allocated": 4096}])
     with pytest.raises(RuntimeError, match=r"only partly written \(0 of 4096 bytes.*target is full"):

@@ -5,10 +5,10 @@ import signal
 
 import pytest
 
-from pytest_nvme_ai.zero_inference.metrics import LoopMeasurement, loop_metrics, prefixed
-from pytest_nvme_ai.zero_inference.models import UnknownModel
-from pytest_nvme_ai.zero_inference.runner import classify
-from pytest_nvme_ai.zero_inference.spec import (
+from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, prefixed
+from pytest_nvme_ai.measure.zero_inference.models import UnknownModel
+from pytest_nvme_ai.measure.zero_inference.runner import classify
+from pytest_nvme_ai.measure.zero_inference.spec import (
     KV_OFFLOAD_CPU_REASON,
     InferenceSpec,
     SpecError,

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from pytest_nvme_ai.profiles import PROFILES
+from pytest_nvme_ai.core.profiles import PROFILES
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_zero_inference.py"
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import SCHEMA_VERSION
-from ..fsutil import atomic_write_text
+from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+from pytest_nvme_ai.core.fsutil import atomic_write_text
 
 __all__ = ["render_run", "render_compare", "cli_report", "cli_compare", "load_results", "results_path"]
 
@@ -55,7 +55,7 @@ def check_schema(data: Any, where: str | Path) -> None:
 
 def render_run(data: Mapping[str, Any], out: Path, run_dir: Path | None = None) -> None:
     """Write the run page to `out` atomically; artifact links are made relative to `out`."""
-    from .render import render_page, run_context
+    from pytest_nvme_ai.report.render import render_page, run_context
 
     out = Path(out)
     html = render_page("run.j2", run_context(data, out, Path(run_dir) if run_dir is not None else None))
@@ -64,8 +64,8 @@ def render_run(data: Mapping[str, Any], out: Path, run_dir: Path | None = None) 
 
 def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], out: Path, *, labels: tuple[str, str] | None = None,
                    run_dirs: tuple[Path | None, Path | None] = (None, None)) -> None:
-    from .compare import compare_context
-    from .render import render_page
+    from pytest_nvme_ai.report.compare import compare_context
+    from pytest_nvme_ai.report.render import render_page
 
     out = Path(out)
     html = render_page("compare.j2", compare_context(a, b, out, labels=labels, run_dirs=run_dirs))

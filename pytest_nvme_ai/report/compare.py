@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import charts
-from .drives import drive_compare_rows, environment_rows
-from .fmt import as_list, as_map, fmt, fmt_ratio, fmt_size, num, parse_size
-from .render import Cell, Table, TestView, build_tests, metric_order, metric_value, run_info
-from .sections import SUITE_TITLES, Chart, draw, param, sort_key
+from pytest_nvme_ai.report import charts
+from pytest_nvme_ai.report.drives import drive_compare_rows, environment_rows
+from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_ratio, fmt_size, num, parse_size
+from pytest_nvme_ai.report.render import Cell, Table, TestView, build_tests, metric_order, metric_value, run_info
+from pytest_nvme_ai.report.sections import SUITE_TITLES, Chart, draw, param, sort_key
 
 SUITE_ORDER = {name: i for i, name in enumerate(SUITE_TITLES)}
 SHORT = {"iodepth": "QD", "queue_depth": "QD", "numjobs": "jobs ", "intra_op_parallelism": "parallelism "}

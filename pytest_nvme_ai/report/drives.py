@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .fmt import as_list, as_map, fmt_bytes, num
+from pytest_nvme_ai.report.fmt import as_list, as_map, fmt_bytes, num
 
 # What each device kind is, said plainly: a page about a virtio disk must not read like an SSD qualification.
 KIND_TEXT = {

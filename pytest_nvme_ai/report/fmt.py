@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..metrics import format_value
+from pytest_nvme_ai.core.metrics import format_value
 
 _TEXT_LIMIT = 4000    # longrepr / log tails: enough to diagnose, small enough to mail
 _LINE_LIMIT = 40

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..metrics import CATALOG
-from .fmt import as_list, as_map, first_line, fmt, fmt_delta, num, params_text, tail, tolerance_text
+from pytest_nvme_ai.core.metrics import CATALOG
+from pytest_nvme_ai.report.fmt import as_list, as_map, first_line, fmt, fmt_delta, num, params_text, tail, tolerance_text
 
 # Order of the verdict badges at the top; also the sort order of "needs attention".
 STATUSES = ("regression", "error", "incomparable", "improvement", "new", "pass", "skipped", "unmeasured")
@@ -289,14 +289,14 @@ def build_tests(data: Mapping[str, Any], out_dir: Path, run_dir: Path | None) ->
 
 
 def environment(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    from .drives import environment_rows
+    from pytest_nvme_ai.report.drives import environment_rows
 
     return environment_rows(as_map(data.get("environment")))
 
 
 def run_context(data: Mapping[str, Any], out: Path, run_dir: Path | None) -> dict[str, Any]:
-    from .drives import drive_view
-    from .sections import build_sections
+    from pytest_nvme_ai.report.drives import drive_view
+    from pytest_nvme_ai.report.sections import build_sections
 
     views = build_tests(data, out.parent, run_dir)
     c = counts(views)

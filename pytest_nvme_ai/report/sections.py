@@ -11,9 +11,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import charts
-from .fmt import as_map, fmt, fmt_size, num, parse_size
-from .render import Cell, Table, TestView, metric_range, metric_value, status_cell
+from pytest_nvme_ai.report import charts
+from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_size, num, parse_size
+from pytest_nvme_ai.report.render import Cell, Table, TestView, metric_range, metric_value, status_cell
 
 SUITE_TITLES = {
     "seq_read": "fio sequential read",
@@ -235,7 +235,7 @@ def aio_section(views: list[TestView]) -> Section:
 
 
 def build_sections(views: list[TestView]) -> list[Section]:
-    from .zi import zi_section
+    from pytest_nvme_ai.report.zi import zi_section
 
     by_suite: dict[str, list[TestView]] = {}
     for v in views:

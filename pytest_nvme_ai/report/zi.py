@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import charts
-from .fmt import as_map, fmt, fmt_ratio, num
-from .render import Cell, Table, TestView, metric_range, metric_value
-from .sections import OFFLOAD_ORDER, SUITE_TITLES, Section, draw, param, sort_key, xticks
+from pytest_nvme_ai.report import charts
+from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio, num
+from pytest_nvme_ai.report.render import Cell, Table, TestView, metric_range, metric_value
+from pytest_nvme_ai.report.sections import OFFLOAD_ORDER, SUITE_TITLES, Section, draw, param, sort_key, xticks
 
 # Columns of the per-run table: (header, metric). A column nobody measured is dropped.
 RUN_COLUMNS = (

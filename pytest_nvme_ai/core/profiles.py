@@ -1,0 +1,27 @@
+"""Profiles: the knobs shared by every suite. Each suite keeps its own grid next to its tests."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    repeat: int              # default repetitions of each measurement
+    fio_runtime_s: float     # per fio job
+    fio_ramp_s: float
+    fio_file_bytes: int      # data file laid out per target; large enough to defeat caches on standard/full
+    zi_loops: int            # measured ZeRO-Inference loops (seed: 5)
+    zi_warmup: int
+    child_timeout_s: int     # fio / ZeRO-Inference child processes
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", repeat=3, fio_runtime_s=2, fio_ramp_s=0, fio_file_bytes=256 << 20,
+                     zi_loops=3, zi_warmup=1, child_timeout_s=900),
+    "standard": Profile("standard", repeat=3, fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 << 30,
+                        zi_loops=5, zi_warmup=1, child_timeout_s=3600),
+    "full": Profile("full", repeat=5, fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 << 30,
+                    zi_loops=5, zi_warmup=1, child_timeout_s=4 * 3600),
+}
+

@@ -1,0 +1,245 @@
+"""Running fio: a `FioJob` (fio_job.py) from a job file, in a child process, into a `FioResult`.
+
+fio is the reference the other suites are measured against, so this module is
+deliberately small and strict: every run leaves a job file a person can rerun by
+hand (`fio job.fio`), and a failure says what fio said and where that job file is.
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJob, FioResult, combine_results, format_size, format_time,
+                      parse_fio_json, parse_size)
+from pytest_nvme_ai.core.fsutil import ensure_inside
+
+if TYPE_CHECKING:
+    from pytest_nvme_ai.run.records import Recorder
+    from pytest_nvme_ai.run.targets import Target
+
+__all__ = ["MISSING_REASON", "DirectIOUnsupported", "FioError", "FioJob", "FioResult", "FioRunner", "check_direct_io",
+           "combine_results", "find_fio", "fio_missing_reason", "format_size", "format_time", "parse_fio_json",
+           "parse_size", "run_fio"]
+
+MISSING_REASON = "fio not found: apt-get install fio"
+
+
+# ---- running fio ----------------------------------------------------------------------------
+def find_fio() -> str | None:
+    return shutil.which("fio")
+
+
+def fio_missing_reason() -> str | None:
+    return None if find_fio() else MISSING_REASON
+
+
+def check_direct_io(directory: Path) -> None:
+    """Fail early and clearly where O_DIRECT is refused, instead of fio's bare EINVAL mid-run."""
+    probe = Path(directory) / f".nvme-ai-odirect-probe-{os.getpid()}"
+    unsupported = DirectIOUnsupported(
+        f"filesystem at {directory} does not support O_DIRECT (tmpfs?) — use a directory on the drive under test")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | getattr(os, "O_DIRECT", 0), 0o600)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise unsupported from None
+        raise FioError(f"cannot create a file in {directory}: {exc}") from None
+    try:
+        # Some filesystems (FUSE) accept the flag and refuse the I/O: write one aligned page to be sure.
+        with mmap.mmap(-1, mmap.PAGESIZE) as buf:
+            os.write(fd, buf)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise unsupported from None
+        raise FioError(f"cannot write with O_DIRECT in {directory}: {exc}") from None
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:]) or "<empty>"
+
+
+def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem: str | None = None,
+            check_direct: bool = True) -> FioResult:
+    """Run one job from a job file saved in artifact_dir; raise FioError with fio's words on failure."""
+    exe = find_fio()
+    if exe is None:
+        raise FioError(MISSING_REASON)
+    if job.direct and check_direct:
+        check_direct_io(Path(job.filename).parent if job.filename else workdir)
+    stem = stem or job.name
+    jobfile, output = artifact_dir / f"{stem}.fio", artifact_dir / f"{stem}.json"
+    jobfile.write_text(job.to_jobfile())
+    output.unlink(missing_ok=True)
+    argv = [exe, "--output-format=json+", f"--output={output}", str(jobfile)]
+    try:
+        rc, out, err = procutil.run(argv, timeout, cwd=workdir)
+    except subprocess.TimeoutExpired:
+        raise FioError(f"fio timed out after {timeout:g} s running {jobfile}; the job or the drive hung "
+                       f"(raise the limit with --nvme-ai-timeout)") from None
+    text = output.read_text(errors="replace") if output.exists() else out
+    if rc != 0:
+        raise FioError(f"fio exited with status {rc} running job file {jobfile}\n"
+                       f"--- fio stderr (last lines) ---\n{_tail(err + chr(10) + out)}")
+    result = parse_fio_json(text)
+    if result.error:
+        raise FioError(f"fio reported error {result.error} ({os.strerror(result.error)}) in job {job.name!r}, "
+                       f"job file {jobfile}\n--- fio stderr ---\n{_tail(err)}")
+    return result
+
+
+# ---- the fixture's object -------------------------------------------------------------------
+class FioRunner:
+    """What the `fio` fixture returns: runs jobs in the target's workdir and records their metrics.
+
+    Publishes in `recorder.session_cache` for suites that compare against fio:
+    ("fio_bw", label, bs_bytes) -> median bw of the last job with that block size, and
+    ("fio_bw", label) -> the best median bw any job showed on that target this session.
+    """
+
+    def __init__(self, target: Target, recorder: Recorder) -> None:
+        self.target = target
+        self.recorder = recorder
+
+    @property
+    def cache(self) -> dict[Any, Any]:
+        return self.recorder.session_cache
+
+    def run(self, job: FioJob, repeat: int | None = None, record: bool = True) -> FioResult:
+        """Run `job` `repeat` times (default: the session's repeat); one metric sample per repetition."""
+        n = repeat if repeat is not None else self.recorder.repeat
+        if n < 1:
+            raise ValueError(f"repeat={n} must be at least 1")
+        job = self.complete(job)
+        with _skip_without_direct_io():
+            if job.direct:
+                self._check_direct_once()
+            stems = self._free_stems(job.name, n)
+            results = [run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
+                               stem=stem, check_direct=False) for stem in stems]
+        combined = combine_results(results)
+        if record:
+            self._record(job, combined, stems)
+        return combined
+
+    def _free_stems(self, name: str, n: int) -> list[str]:
+        """Artifact names not used yet in this test: a second run of the same job keeps the first's files."""
+        taken = {p.stem for p in self.recorder.artifact_dir.glob(f"{name}-*")}
+        stems: list[str] = []
+        i = 1
+        while len(stems) < n:
+            if f"{name}-{i}" not in taken:
+                stems.append(f"{name}-{i}")
+            i += 1
+        return stems
+
+    def complete(self, job: FioJob) -> FioJob:
+        """Fill what the profile decides (runtime, ramp, data file) and keep the file inside the workdir."""
+        prof = self.recorder.profile
+        if job.runtime is None:
+            job = replace(job, runtime=prof.fio_runtime_s, time_based=True,
+                          ramp_time=job.ramp_time if job.ramp_time is not None else (prof.fio_ramp_s or None))
+        total = job.size_bytes or prof.fio_file_bytes
+        if job.filename is None:
+            with _skip_without_direct_io():
+                path = self.data_file(total, direct=job.direct)
+            job = replace(job, filename=str(path))
+            if job.numjobs > 1 and job.offset_increment is None:
+                job = _split_among_jobs(job, total)
+            elif job.size is None:
+                job = replace(job, size=total)
+        else:
+            ensure_inside(Path(job.filename), self.target.workdir)
+        return job
+
+    def data_file(self, size: int, direct: bool = True) -> Path:
+        """A file of `size` bytes in the workdir, laid out once per session and reused by every test."""
+        key = ("fio_data", self.target.label, size)
+        cached: Path | None = self.cache.get(key)
+        if cached is not None and cached.exists() and cached.stat().st_size >= size:
+            return cached
+        path = self.target.inside(f"fio-data-{format_size(size)}.bin")
+        self._check_space(size)
+        if direct:
+            self._check_direct_once()
+        layout = FioJob(name="layout", rw="write", bs="1M", iodepth=16, size=size, filename=str(path),
+                        direct=direct)
+        run_fio(layout, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
+                stem=f"layout-{format_size(size)}", check_direct=False)
+        if path.stat().st_size < size:
+            raise FioError(f"layout of {path} wrote {path.stat().st_size} of {size} bytes")
+        self.cache[key] = path
+        return path
+
+    def _check_direct_once(self) -> None:
+        key = ("fio_odirect", str(self.target.workdir))
+        if key not in self.cache:
+            try:
+                check_direct_io(self.target.workdir)
+                self.cache[key] = None
+            except DirectIOUnsupported as exc:
+                self.cache[key] = str(exc)
+        if self.cache[key]:
+            raise DirectIOUnsupported(self.cache[key])
+
+    def _check_space(self, size: int) -> None:
+        import pytest
+
+        free = shutil.disk_usage(self.target.workdir).free
+        if free < size + (64 << 20):  # leave room so the measurement does not fill the drive
+            pytest.skip(f"target {self.target.path} has {free / 2**30:.1f} GiB free; the "
+                        f"{self.recorder.profile.name} profile lays out a {size / 2**30:.1f} GiB file")
+
+    def _record(self, job: FioJob, result: FioResult, stems: list[str]) -> None:
+        rec = self.recorder
+        for name, attr in (("bw", "bw_bytes"), ("iops", "iops"), ("clat_p50", "clat_p50"),
+                           ("clat_p99", "clat_p99"), ("clat_p999", "clat_p999")):
+            samples = result.samples(attr)
+            if samples:
+                rec.record_samples(name, samples)
+        rec.set_params(**job.params())
+        rec.set_extra("fio_version", result.fio_version)
+        rec.set_extra("fio_runs", [r.summary() for r in result.repetitions])
+        if result.steadystate is not None:
+            rec.set_extra("fio_steadystate", [r.steadystate for r in result.repetitions])
+        art = rec.artifact_dir
+        rec.add_artifact("fio job file", art / f"{stems[0]}.fio")
+        for stem in stems:
+            rec.add_artifact(f"fio json+ {stem}", art / f"{stem}.json")
+        self._publish_bw(job, result.bw_bytes)
+
+    def _publish_bw(self, job: FioJob, bw: float) -> None:
+        """Other suites compare against fio: per block size, and the best the drive showed this session."""
+        label = self.target.label
+        self.cache[("fio_bw", label, job.bs_bytes)] = bw
+        self.cache[("fio_bw", label)] = max(bw, self.cache.get(("fio_bw", label), 0.0))
+
+
+@contextmanager
+def _skip_without_direct_io() -> Iterator[None]:
+    """A target that refuses O_DIRECT cannot be measured without the page cache: skip, saying why."""
+    import pytest
+
+    try:
+        yield
+    except DirectIOUnsupported as exc:
+        pytest.skip(str(exc))
+
+
+def _split_among_jobs(job: FioJob, total: int) -> FioJob:
+    """numjobs>1: each job reads its own slice of the file, like DeepSpeed's parallel reads of one tensor,
+    instead of all jobs re-reading the same first blocks."""
+    per_job = total // job.numjobs // job.bs_bytes * job.bs_bytes
+    if per_job < job.bs_bytes:
+        raise ValueError(f"file of {format_size(total)} is too small to give {job.numjobs} jobs one bs={job.bs} each")
+    return replace(job, size=per_job, offset_increment=per_job)

@@ -1,0 +1,296 @@
+"""The child process: `python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json`.
+
+One ZeRO-Inference run per process: DeepSpeed keeps global state (the process
+group, patched torch functions, pinned buffers), a run can exhaust memory or
+hang, and the kernel's OOM killer must hit this process, not pytest. The parent
+reads RESULT.json; when the child dies before writing it, the parent decides
+the outcome from the exit status and the log.
+
+JOB.json is {"spec": {...}, "ds_config": {...} | null, "accelerator": "cpu" | "cuda" | null}.
+RESULT.json is {"outcome": "ok" | "oom" | "error", "loops": [...], "warmup": [...], ...}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
+
+EXIT_OK, EXIT_ERROR, EXIT_OOM, EXIT_USAGE = 0, 1, 3, 2
+_OOM_NAMES = ("OutOfMemoryError", "MemoryError")
+
+
+def say(message: str) -> None:
+    print(f"[nvme-ai] {message}", flush=True)
+
+
+def read_bytes() -> int:
+    """Bytes this process (all its threads: DeepSpeed's aio threads too) made the block layer read."""
+    with open("/proc/self/io", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("read_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup_single_process_env() -> None:
+    """What a launcher would set for one rank; a free port so parallel sessions don't collide.
+    Set, not defaulted: values inherited from a launcher around pytest would make this single-rank
+    child wait for ranks that never come."""
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(free_port())
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
+        os.environ[key] = value
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(key, "1")  # never reach for a hub: the machine may have none
+
+
+def obey_test_hook(hook: str | None) -> None:
+    """Test-only misbehaviour, before any heavy import so that tests of the parent stay fast."""
+    if not hook:
+        return
+    name, _, arg = hook.partition(":")
+    say(f"test hook {hook!r}")
+    if name == "sleep":
+        time.sleep(float(arg or 3600))
+    elif name == "memory_error":
+        raise MemoryError("test hook: simulated allocation failure")
+    elif name == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel OOM killer does
+    elif name == "crash":
+        raise RuntimeError("test hook: simulated crash")
+
+
+class FirstForward:
+    """Forward hooks on the model: time and bytes of the first forward (prefill) of each generate call."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self._sync = sync
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls = 0
+        self.start = self.end = 0.0
+        self.end_bytes = 0
+
+    def pre(self, module: Any, args: Any) -> None:
+        if self.calls == 0:
+            self._sync()
+            self.start = time.perf_counter()
+
+    def post(self, module: Any, args: Any, output: Any) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self._sync()
+            self.end = time.perf_counter()
+            self.end_bytes = read_bytes()
+
+
+def torch_dtype_of(name: str) -> Any:
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for pkg in ("torch", "deepspeed", "transformers", "accelerate"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def list_swap_files(ds_config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """DeepSpeed's parameter swap files (<nvme_path>/zero_stage_3/<dtype>params/rank0/*.swp)."""
+    nvme_path = ds_config.get("zero_optimization", {}).get("offload_param", {}).get("nvme_path")
+    if not nvme_path:
+        return []
+    root = Path(nvme_path) / "zero_stage_3"
+    out = []
+    for p in sorted(root.rglob("*.swp")):
+        st = p.stat()
+        out.append({"path": str(p.relative_to(nvme_path)), "bytes": st.st_size, "allocated": st.st_blocks * 512})
+    return out
+
+
+def check_swap_files_complete(files: list[dict[str, Any]]) -> None:
+    """DeepSpeed's failed swap writes are silent: on a full target a run 'succeeds' reading holes.
+
+    A swap file with fewer bytes allocated than its size was not fully written; fail the run
+    rather than record figures that measured a partly empty file.
+    """
+    short = [f for f in files if f["allocated"] < f["bytes"]]
+    if short:
+        f = short[0]
+        raise RuntimeError(
+            f"DeepSpeed's swap file {f['path']} is only partly written ({f['allocated']} of {f['bytes']} bytes "
+            f"allocated; {len(short)} of {len(files)} files short): the target is full or failing. "
+            f"Free space on it and rerun"
+        )
+
+
+def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hooks: FirstForward,
+                 sync: Callable[[], None], cuda: bool) -> LoopMeasurement:
+    import torch
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    hooks.reset()
+    sync()
+    bytes0 = read_bytes()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **gen_kwargs)
+    sync()
+    t1 = time.perf_counter()
+    bytes1 = read_bytes()
+    return LoopMeasurement(
+        total_latency=t1 - t0, prefill_latency=hooks.end - hooks.start, forward_calls=hooks.calls,
+        read_bytes=bytes1 - bytes0, prefill_read_bytes=hooks.end_bytes - bytes0, peak_rss=peak_rss_bytes(),
+        peak_gpu_mem=int(torch.cuda.max_memory_allocated()) if cuda else None,
+        new_tokens=int(out.shape[-1] - input_ids.shape[-1]),
+    )
+
+
+def generate_kwargs(spec: InferenceSpec, pad_token_id: int | None) -> dict[str, Any]:
+    kw: dict[str, Any] = {"max_new_tokens": spec.gen_len, "min_new_tokens": spec.gen_len, "do_sample": False,
+                          "use_cache": True, "pad_token_id": pad_token_id}
+    if spec.kv_offload:
+        # Stock transformers' KV offload (OffloadedCache); run_model.py's set_kv_cache_offload needs a fork.
+        kw["cache_implementation"] = "offloaded"
+    return kw
+
+
+def config_for(spec: InferenceSpec, job: Mapping[str, Any], accelerator: str, info: Any) -> Mapping[str, Any]:
+    """The parent's config when it guessed this accelerator right; otherwise one built for this one."""
+    from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
+
+    given = job.get("ds_config")
+    if given and job.get("accelerator") == accelerator:
+        return given
+    return build_ds_config(spec, info, accelerator=accelerator, nvme_path=job.get("nvme_path"))
+
+
+def init_engine(info: Any, ds_config: Mapping[str, Any], dtype: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Build the model under ZeRO-3 and wrap it: (module, keepalive, facts about the initialization)."""
+    import deepspeed
+
+    from pytest_nvme_ai.measure.zero_inference.models import build_model
+
+    t0, bytes0 = time.perf_counter(), read_bytes()
+    model, keepalive = build_model(info, ds_config, torch_dtype_of(dtype))
+    engine = deepspeed.initialize(model=model, config_params=dict(ds_config))[0]
+    engine.module.eval()
+    swap_files = list_swap_files(ds_config)  # now, before the runner removes the offload directory
+    check_swap_files_complete(swap_files)
+    facts = {"init_seconds": time.perf_counter() - t0, "init_read_bytes": read_bytes() - bytes0,
+             "swap_files": swap_files, "model_params": info.param_count}
+    say(f"model ready in {facts['init_seconds']:.1f} s; {len(swap_files)} swap files, "
+        f"{sum(f['bytes'] for f in swap_files)} bytes")
+    return engine.module, keepalive, facts
+
+
+def prompt_ids(spec: InferenceSpec, vocab_size: int, device: str) -> Any:
+    """Random token ids stand in for a tokenizer: generation cost depends on shape, not on words."""
+    import torch
+
+    generator = torch.Generator().manual_seed(spec.seed)
+    ids = torch.randint(4, vocab_size, (spec.batch_size, spec.prompt_len), generator=generator)  # 0-3: specials
+    return ids.to(device)
+
+
+def run(spec: InferenceSpec, job: Mapping[str, Any]) -> dict[str, Any]:
+    setup_single_process_env()
+    import deepspeed
+    import torch
+    from deepspeed.accelerator import get_accelerator
+
+    from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+
+    acc = get_accelerator()
+    accelerator = acc.device_name()
+    spec.validate(accelerator)
+    info = resolve_model(spec.model)
+    ds_config = config_for(spec, job, accelerator, info)
+    dtype = spec.resolved_dtype(accelerator)
+    say(f"accelerator {accelerator}, dtype {dtype}, spec {spec.id}")
+    torch.manual_seed(spec.seed)
+    deepspeed.init_distributed(dist_backend="nccl" if accelerator == "cuda" else "gloo")
+    model, keepalive, facts = init_engine(info, ds_config, dtype)
+
+    input_ids = prompt_ids(spec, info.vocab_size, acc.current_device_name())
+    sync, cuda = acc.synchronize, accelerator == "cuda"
+    hooks = FirstForward(sync)
+    model.register_forward_pre_hook(hooks.pre)
+    model.register_forward_hook(hooks.post)
+    kwargs = generate_kwargs(spec, info.hf_config.get("pad_token_id"))
+    warmup, loops = [], []
+    for i in range(spec.warmup):
+        warmup.append(measure_loop(model, input_ids, kwargs, hooks, sync, cuda))
+        say(f"warm-up {i + 1}/{spec.warmup}: {warmup[-1].total_latency:.3f} s")
+    for i in range(spec.loops):
+        loops.append(lp := measure_loop(model, input_ids, kwargs, hooks, sync, cuda))
+        say(f"loop {i + 1}/{spec.loops}: total {lp.total_latency:.3f} s, prefill {lp.prefill_latency:.3f} s, "
+            f"read {lp.read_bytes} B, {lp.new_tokens} new tokens")
+    del keepalive  # held until generation is done: transformers keeps only a weak reference
+    return {
+        "outcome": "ok", "accelerator": accelerator, "dtype": dtype, "ds_config": ds_config,
+        "versions": versions(), "device_name": torch.cuda.get_device_name() if cuda else None, **facts,
+        "warmup": [lp.to_dict() for lp in warmup], "loops": [lp.to_dict() for lp in loops],
+    }
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ in _OOM_NAMES or "out of memory" in str(exc).lower()
+
+
+def write_result(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # the parent never reads half a result
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json", file=sys.stderr)
+        return EXIT_USAGE
+    job_path, result_path = Path(argv[0]), Path(argv[1])
+    job = json.loads(job_path.read_text(encoding="utf-8"))
+    spec = InferenceSpec.from_dict(job["spec"])
+    try:
+        obey_test_hook(spec.test_hook)
+        result = run(spec, job)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        traceback.print_exc()
+        outcome = "oom" if is_oom(exc) else "error"
+        write_result(result_path, {"outcome": outcome, "error": f"{type(exc).__name__}: {exc}"})
+        sys.stdout.flush()
+        return EXIT_OOM if outcome == "oom" else EXIT_ERROR
+    write_result(result_path, result)
+    say("done")
+    return EXIT_OK

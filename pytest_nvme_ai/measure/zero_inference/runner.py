@@ -1,0 +1,304 @@
+"""Run a ZeRO-Inference spec in a child process and record what it measured.
+
+Outcomes are data, never a dead pytest: `ok`, `oom` (torch.OutOfMemoryError,
+MemoryError, or the child killed by SIGKILL — the kernel OOM killer's signal),
+`timeout` (the child's process group is killed after `recorder.timeout` s) and
+`error`. The runner records the outcome and the log tail into the test; the
+suite decides what an outcome means for the test (see suites/test_zero_inference.py).
+
+Offload files live in `<target.workdir>/zero_inference/<test-slug>/` and are
+removed after each run. The DeepSpeed config the run used, the spec and the
+child's log are kept as artifacts.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pytest
+
+from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
+from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, median, prefixed
+from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError, SpecNotApplicable
+
+if TYPE_CHECKING:
+    from pytest_nvme_ai.run.records import Recorder
+    from pytest_nvme_ai.run.targets import Target
+
+OUTCOMES = ("ok", "oom", "timeout", "error")
+REQUIRED = ("torch", "deepspeed", "transformers")
+LOG_TAIL_LINES = 40
+
+
+def inference_missing_reason() -> str | None:
+    """None when torch, DeepSpeed and transformers are importable (checked without importing them)."""
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        return (f"needs {', '.join(REQUIRED)} (missing: {', '.join(missing)}): run scripts/setup.sh "
+                "or pip install 'pytest-nvme-ai[inference]'")
+    return None
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])[-6000:]
+
+
+def classify(returncode: int | None, timed_out: bool, result: Mapping[str, Any] | None,
+             log_tail: str) -> tuple[str, str | None]:
+    """(outcome, why) from how the child ended."""
+    if timed_out:
+        return "timeout", "the run did not finish in time; its process group was killed"
+    if result is not None and result.get("outcome") in OUTCOMES:
+        return str(result["outcome"]), result.get("error")
+    if returncode == -signal.SIGKILL:
+        return "oom", "the child was killed by SIGKILL (most likely the kernel OOM killer)"
+    if re.search(r"out of memory|MemoryError|OutOfMemoryError", log_tail):
+        return "oom", "the log reports an out-of-memory error"
+    if returncode is not None and returncode < 0:
+        return "error", f"the child died of signal {signal.Signals(-returncode).name}"
+    return "error", f"the child exited with status {returncode} without writing a result"
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    returncode: int | None
+    timed_out: bool
+    seconds: float
+
+
+def run_child(job: Path, result: Path, log: Path, timeout: float) -> ChildExit:
+    t0 = time.monotonic()
+    with open(log, "w", encoding="utf-8") as fh:
+        # Its own session, so a stop reaches DeepSpeed's helpers too. A Ctrl-C in pytest, which the child
+        # would not see, takes it down with us (a shorter grace) instead of leaving it running.
+        proc = procutil.start([sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference", str(job), str(result)],
+                              stdout=fh, stderr=subprocess.STDOUT, env=child_env())
+        try:
+            procutil.finish(proc, timeout, grace_s=10.0, interrupt_grace_s=2.0)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    return ChildExit(proc.returncode, timed_out, time.monotonic() - t0)
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """One run as data: its outcome, per-loop measurements and catalog metrics (empty unless ok), the
+    DeepSpeed config it used, where its log is, and what the child saw (accelerator, versions, swap files)."""
+
+    spec: InferenceSpec
+    outcome: str                                  # ok | oom | timeout | error
+    error: str | None
+    accelerator: str
+    dtype: str | None
+    loops: tuple[LoopMeasurement, ...]            # measured loops (one metric sample each)
+    warmup: tuple[LoopMeasurement, ...]
+    metrics: Mapping[str, Metric] = field(hash=False)
+    ds_config: Mapping[str, Any] = field(hash=False)
+    versions: Mapping[str, Any] = field(hash=False)
+    swap_files: tuple[Mapping[str, Any], ...] = ()  # DeepSpeed's *.swp files, listed by the child after init
+    log_path: Path | None = None
+    log_tail: str = ""
+    returncode: int | None = None
+    wall_seconds: float = 0.0
+    init_seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def target_read_bytes(self) -> float | None:
+        return median(lp.read_bytes for lp in self.loops)
+
+    @property
+    def decode_read_bytes_per_step(self) -> float | None:
+        return median(v for lp in self.loops if (v := lp.decode_read_bytes_per_step) is not None)
+
+    @property
+    def decode_steps(self) -> int | None:
+        return self.loops[0].decode_steps if self.loops else None
+
+
+def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, Any] | None, outcome: str,
+                      error: str | None, ds_config: Mapping[str, Any], log: Path, exit_: ChildExit) -> InferenceResult:
+    data = data or {}
+    loops = tuple(LoopMeasurement.from_dict(d) for d in data.get("loops", []))
+    metrics = loop_metrics(loops, batch_size=spec.batch_size, prompt_len=spec.prompt_len,
+                           gen_len=spec.gen_len) if outcome == "ok" else {}
+    return InferenceResult(
+        spec=spec, outcome=outcome, error=error, accelerator=str(data.get("accelerator") or accelerator),
+        dtype=data.get("dtype"), loops=loops, warmup=tuple(LoopMeasurement.from_dict(d) for d in data.get("warmup", [])),
+        metrics=metrics, ds_config=data.get("ds_config") or ds_config, versions=data.get("versions") or {},
+        swap_files=tuple(data.get("swap_files") or ()), log_path=log, log_tail=tail_of(log),
+        returncode=exit_.returncode, wall_seconds=exit_.seconds, init_seconds=data.get("init_seconds"),
+    )
+
+
+class ZeroInferenceRunner:
+    """The `zero_inference` fixture: `run(spec)` -> InferenceResult, recorded into the test."""
+
+    def __init__(self, target: "Target", recorder: "Recorder", progress: Progress | None = None) -> None:
+        self.target = target
+        self.recorder = recorder
+        self.progress = progress or default_progress
+
+    @property
+    def accelerator(self) -> str:
+        return detect_accelerator()
+
+    def run(self, spec: InferenceSpec, *, prefix: str | None = None, reuse: bool = False) -> InferenceResult:
+        """Run `spec` (skips when it cannot run here) and record it; `prefix` names a run among several."""
+        accelerator = detect_accelerator()
+        try:
+            spec.validate(accelerator)
+        except SpecNotApplicable as exc:
+            self._extra(prefix, "run_outcome", "not_applicable")
+            pytest.skip(str(exc))
+        if spec.offload == "nvme":
+            reason = ensure_aio_op(self.progress) or self.space_shortfall(spec)
+            if reason:
+                self._extra(prefix, "run_outcome", "not_applicable")
+                pytest.skip(reason)
+        spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
+        ensure_comm_op(self.progress)
+        cache = self._cache()
+        key = (self.target.label, accelerator, spec.to_json())
+        result = cache.get(key) if reuse else None
+        if result is None:
+            result = self._run_fresh(spec, accelerator, prefix)
+            cache[key] = result
+        else:
+            self.recorder.note(f"{prefix or 'run'} {spec.id}: reused this session's earlier run of the same spec")
+        self.record(result, prefix)
+        return result
+
+    def space_shortfall(self, spec: InferenceSpec) -> str | None:
+        """Why the target cannot hold this run's swap files, or None. DeepSpeed does not notice a full
+        disk (its swap writes fail silently), so check first; 16-bit size bounds the quantized one."""
+        import shutil
+
+        need = int(resolve_model(spec.model).param_count * 2 * 1.1) + (64 << 20)
+        free = shutil.disk_usage(self.target.workdir).free
+        if free < need:
+            return (f"target {self.target.path} has {free / 2**30:.2f} GiB free; offloading {spec.model} needs "
+                    f"about {need / 2**30:.2f} GiB of swap files: free space or use a larger target")
+        return None
+
+    def with_aio(self, spec: InferenceSpec) -> InferenceSpec:
+        """Fill the spec's aio block from --nvme-ai-aio (default | auto | JSON) for NVMe runs."""
+        if spec.offload != "nvme" or spec.aio is not None:
+            return spec
+        setting = str(getattr(self.recorder, "aio_setting", "default") or "default").strip()
+        if setting == "default":
+            return spec
+        if setting == "auto":
+            block = self._tuned_aio()
+            return spec.with_(aio=block) if block else spec
+        try:
+            return spec.with_(aio=parse_aio_json(setting))
+        except AioSettingError as exc:
+            raise SpecError(f"--nvme-ai-aio: {exc}") from None
+
+    def _tuned_aio(self) -> dict[str, Any] | None:
+        """The tuner's block (it tunes once per target and session, and records its extras in each test)."""
+        try:
+            from pytest_nvme_ai.measure.aio.tune import tuned_aio_block
+        except ImportError as exc:
+            self.recorder.note(f"--nvme-ai-aio auto: no tuner available ({exc}); DeepSpeed's aio defaults used")
+            return None
+        return normalize_aio(tuned_aio_block(self.target, self.recorder))
+
+    def _cache(self) -> dict[Any, Any]:
+        session_cache = getattr(self.recorder, "session_cache", None)
+        if session_cache is None:
+            session_cache = self.__dict__.setdefault("_local_cache", {})
+        return session_cache.setdefault("zero_inference", {})
+
+    def offload_dir(self, prefix: str | None) -> Path:
+        """<workdir>/zero_inference/<test-slug>[-prefix]/: removed after each run."""
+        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.recorder.nodeid.rsplit("::", 1)[-1]).strip("_")[:80]
+        name = f"{slug}-{prefix}" if prefix else slug
+        d = self.target.inside("zero_inference", name or "run")
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _run_fresh(self, spec: InferenceSpec, accelerator: str, prefix: str | None) -> InferenceResult:
+        info = resolve_model(spec.model)
+        offload_dir = self.offload_dir(prefix)
+        nvme_path = offload_dir / spec.id if spec.offload == "nvme" else None
+        try:
+            ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=nvme_path)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+        stem = f"{prefix}-{spec.id}" if prefix else spec.id
+        art = Path(self.recorder.artifact_dir)
+        job, result_path, log = art / f"{stem}.job.json", art / f"{stem}.result.json", art / f"{stem}.log"
+        result_path.unlink(missing_ok=True)
+        job.write_text(json.dumps({"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
+                                   "nvme_path": str(nvme_path) if nvme_path else None}, indent=2), encoding="utf-8")
+        try:
+            exit_ = run_child(job, result_path, log, float(self.recorder.timeout))
+        finally:
+            shutil.rmtree(offload_dir, ignore_errors=True)  # swap files can be as large as the model
+        data = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
+        outcome, error = classify(exit_.returncode, exit_.timed_out, data, tail_of(log))
+        if exit_.timed_out:
+            error = f"killed after {self.recorder.timeout} s ({error})"
+        return result_from_child(spec, accelerator, data, outcome, error, ds, log, exit_)
+
+    def record(self, result: InferenceResult, prefix: str | None = None) -> None:
+        rec, spec = self.recorder, result.spec
+        if prefix:
+            rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
+        else:
+            rec.set_params(**spec.params(result.accelerator))
+        for key, value in (("run_outcome", result.outcome), ("accelerator", result.accelerator),
+                           ("log_tail", result.log_tail if not result.ok else result.log_tail[-1500:]),
+                           ("decode_read_bytes_per_step", result.decode_read_bytes_per_step),
+                           ("decode_steps", result.decode_steps), ("run_error", result.error),
+                           ("swap_files", len(result.swap_files)),
+                           ("swap_bytes", sum(int(f.get("bytes", 0)) for f in result.swap_files)),
+                           ("init_seconds", result.init_seconds), ("versions", dict(result.versions))):
+            self._extra(prefix, key, value)
+        for metric in result.metrics.values():
+            rec.record(prefixed(metric, prefix) if prefix else metric)
+        self._artifacts(result, prefix)
+
+    def _artifacts(self, result: InferenceResult, prefix: str | None) -> None:
+        stem = f"{prefix}-{result.spec.id}" if prefix else result.spec.id
+        art = Path(self.recorder.artifact_dir)
+        spec_file, ds_file = art / f"{stem}.spec.json", art / f"{stem}.ds_config.json"
+        spec_file.write_text(result.spec.to_json() + "\n", encoding="utf-8")
+        ds_file.write_text(json.dumps(result.ds_config, indent=2) + "\n", encoding="utf-8")
+        label = f"{prefix}_" if prefix else ""
+        for name, path in (("spec", spec_file), ("ds_config", ds_file), ("log", result.log_path)):
+            if path is not None and Path(path).exists():
+                self.recorder.add_artifact(f"{label}{name}", path)
+
+    def _extra(self, prefix: str | None, key: str, value: Any) -> None:
+        self.recorder.set_extra(f"{prefix}_{key}" if prefix else key, value)

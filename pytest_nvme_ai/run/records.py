@@ -1,0 +1,177 @@
+"""What a measured test leaves behind: its record, and the `nvme_ai` fixture that fills it."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.run.targets import Target
+
+if TYPE_CHECKING:
+    from pytest_nvme_ai.run.session import NvmeAiSession
+
+RECORD_KEY = pytest.StashKey["TestRecord"]()
+
+
+@dataclass
+class TestRecord:
+    """One measured test, filled while it runs (mutable on purpose: metrics arrive one by one)."""
+
+    nodeid: str
+    key: str                    # baseline key: nodeid without the target component
+    suite: str
+    target: Target | None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)   # label -> path relative to the run dir
+    extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    outcome: str = "not run"
+    longrepr: str | None = None
+    duration: float = 0.0
+    comparisons: list[Any] = field(default_factory=list)      # gate.Comparison
+    baseline_file: str | None = None
+    verdict: str | None = None
+    gated_metrics: tuple[str, ...] | None = None               # from the marker's metrics=
+    tolerance: float = 10.0
+
+    def to_dict(self) -> dict[str, Any]:
+        base = None
+        if self.comparisons:
+            base = {
+                "file": self.baseline_file,
+                "metrics": {c.metric: c.to_dict() for c in self.comparisons},
+            }
+        return {
+            "nodeid": self.nodeid,
+            "key": self.key,
+            "suite": self.suite,
+            "params": _jsonable(self.params),
+            "target": str(self.target.path) if self.target else None,
+            "target_label": self.target.label if self.target else None,
+            "outcome": self.outcome,
+            "longrepr": self.longrepr,
+            "duration": self.duration,
+            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "baseline": base,
+            "verdict": self.verdict,
+            "tolerance": self.tolerance,
+            "artifacts": self.artifacts,
+            "extra": _jsonable(self.extra),
+            "notes": self.notes,
+        }
+
+
+def _jsonable(v: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(v) and not isinstance(v, type):
+        return _jsonable(asdict(v))
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def _slug(text: str, limit: int = 120) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.@=-]+", "_", text).strip("_")
+    return s[:limit] or "test"
+
+
+class Recorder:
+    """The `nvme_ai` fixture: what a test uses to record metrics, params and artifacts."""
+
+    def __init__(self, session: "NvmeAiSession", item: pytest.Item, record: TestRecord) -> None:
+        self._session = session
+        self._item = item
+        self._record = record
+
+    @property
+    def nodeid(self) -> str:
+        return self._record.nodeid
+
+    @property
+    def config(self) -> pytest.Config:
+        return self._session.config
+
+    @property
+    def target(self) -> Target | None:
+        return self._record.target
+
+    @property
+    def profile(self) -> Profile:
+        return self._session.profile_obj
+
+    @property
+    def repeat(self) -> int:
+        return self._session.repeat_for(self._item)
+
+    @property
+    def timeout(self) -> int:
+        return self._session.timeout or self.profile.child_timeout_s
+
+    @property
+    def tolerance(self) -> float:
+        return self._record.tolerance
+
+    @property
+    def artifact_dir(self) -> Path:
+        d = self._session.run_dir / "artifacts" / _slug(self._record.nodeid)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def record(self, metric: Metric) -> Metric:
+        """Record (or add samples to) a metric of this test."""
+        prev = self._record.metrics.get(metric.name)
+        merged = prev.merged(metric) if prev else metric
+        self._record.metrics[metric.name] = merged
+        return merged
+
+    def record_samples(self, name: str, samples: list[float] | tuple[float, ...], **kw: Any) -> Metric:
+        return self.record(Metric.of(name, samples, **kw))
+
+    def set_params(self, **params: Any) -> None:
+        self._record.params.update(params)
+
+    def set_extra(self, key: str, value: Any) -> None:
+        self._record.extra[key] = value
+
+    def note(self, text: str) -> None:
+        self._record.notes.append(text)
+
+    def add_artifact(self, label: str, path: Path | str) -> str:
+        """Keep a file with the run (copied into the run dir when it lives elsewhere); returns its relative path."""
+        p = Path(path)
+        run_dir = self._session.run_dir.resolve()
+        if run_dir not in p.resolve().parents:
+            dest = self.artifact_dir / p.name
+            shutil.copyfile(p, dest)
+            p = dest
+        rel = os.path.relpath(p.resolve(), run_dir)
+        self._record.artifacts[label] = rel
+        return rel
+
+    def metrics(self) -> dict[str, Metric]:
+        return dict(self._record.metrics)
+
+    @property
+    def session_cache(self) -> dict[Any, Any]:
+        return self._session.cache
+
+    @property
+    def aio_setting(self) -> str:
+        return self._session.aio
+
+

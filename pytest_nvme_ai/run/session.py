@@ -1,0 +1,339 @@
+"""The run: targets, records, baselines, gate, results.json.
+
+plugin.py stays thin and hands everything to an `NvmeAiSession`, registered as
+a plugin named "nvme_ai_session" (the pytest-benchmark split, pytest-xdist's
+registration style). State lives in this object and a `pytest.StashKey`, never
+in private attributes on the config.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+from pytest_nvme_ai.run import settings
+from pytest_nvme_ai.run.records import RECORD_KEY, Recorder, TestRecord, _jsonable
+from pytest_nvme_ai.core.profiles import PROFILES, Profile
+from pytest_nvme_ai.run.targets import Target, TargetError, make_labels, strip_target_id, validate_target_dir
+
+SESSION_KEY = pytest.StashKey["NvmeAiSession"]()
+
+
+def get_session(config: pytest.Config) -> "NvmeAiSession":
+    try:
+        return config.stash[SESSION_KEY]
+    except KeyError:
+        raise RuntimeError("pytest-nvme-ai is not configured (is the plugin loaded?)") from None
+
+
+class NvmeAiWarning(UserWarning):
+    pass
+
+
+def _changed_params(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """'key old -> new' for parameters both runs recorded with different values (e.g. the aio block)."""
+    diffs = [f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k]]
+    return "; ".join(diffs)
+
+
+class NvmeAiSession:
+    """Session state and the hooks that need it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.profile: str = settings.resolve(config, "profile")
+        self.profile_obj: Profile = PROFILES[self.profile]
+        self.tolerance: float = settings.resolve(config, "tolerance")
+        self.repeat: int | None = settings.resolve(config, "repeat")
+        self.timeout: int | None = settings.resolve(config, "timeout")
+        self.save_baseline: bool = bool(settings.resolve(config, "save_baseline"))
+        self.strict: bool = bool(settings.resolve(config, "strict"))
+        self.baseline_name: str | None = settings.resolve(config, "baseline_name")
+        self.aio: str = settings.resolve(config, "aio")
+        self.report_dir: Path = settings.resolve_path(config, "report_dir")  # type: ignore[assignment]
+        self.baseline_dir: Path = settings.resolve_path(config, "baseline_dir")  # type: ignore[assignment]
+        self.benchmark_json: Path | None = settings.resolve_path(config, "benchmark_json")
+        self.run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        self.started = datetime.now(timezone.utc)
+        self.targets: list[Target] = []
+        self.records: dict[str, TestRecord] = {}
+        self.baselines: dict[str, Any] = {}     # target label -> baseline.BaselineFile | None
+        self.baseline_paths: dict[str, Path] = {}
+        self.smart_before: dict[str, Any] = {}
+        self.environment: dict[str, Any] = {}
+        self._run_dir: Path | None = None
+        self.results_path: Path | None = None
+        self.report_path: Path | None = None
+        self.saved_baselines: list[Path] = []
+        self.save_errors: list[str] = []
+        self.sibling_baselines: dict[str, str] = {}  # target label -> why a sibling baseline is used
+        # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
+        self.cache: dict[Any, Any] = {}
+
+    # ---- configure -------------------------------------------------------------------------
+    def setup_targets(self) -> None:
+        raw = settings.resolve(self.config, "target")
+        paths: list[Path] = []
+        embedded = not raw
+        if embedded:
+            # The embedded default: a directory under pytest's basetemp, reported as whatever backs it.
+            factory = getattr(self.config, "_tmp_path_factory", None)  # set by pytest's tmpdir plugin
+            base = factory.getbasetemp() if factory is not None else Path(os.environ.get("TMPDIR", "/tmp"))
+            d = Path(base) / "nvme-ai-default-target"
+            d.mkdir(parents=True, exist_ok=True)
+            paths = [d.resolve()]
+        else:
+            seen: set[Path] = set()
+            for r in raw:
+                try:
+                    p = validate_target_dir(r)
+                except TargetError as exc:
+                    raise pytest.UsageError(f"pytest-nvme-ai: {exc}") from None
+                if p in seen:
+                    raise pytest.UsageError(f"pytest-nvme-ai: target {p} was given twice")
+                seen.add(p)
+                paths.append(p)
+        labels = ["default"] if embedded else make_labels(paths)
+        from pytest_nvme_ai.measure.device import identify
+
+        for p, label in zip(paths, labels):
+            ident = identify(p)
+            self.targets.append(Target(path=p, label=label, run_id=self.run_id, embedded=embedded, device=ident))
+
+    def read_smart(self) -> dict[str, Any]:
+        from pytest_nvme_ai.measure.device import read_smart
+
+        out: dict[str, Any] = {}
+        for t in self.targets:
+            out[t.label] = read_smart(t.device)
+        return out
+
+    def load_baselines(self) -> None:
+        from pytest_nvme_ai.gate import baseline
+
+        names: dict[str, str] = {}
+        for t in self.targets:
+            names[t.label] = self.baseline_name or baseline.slug(t.device.fingerprint())
+        if self.baseline_name and len({t.device.slug() for t in self.targets}) > 1:
+            raise pytest.UsageError(
+                "pytest-nvme-ai: --nvme-ai-baseline-name names one baseline, but the targets are on devices with "
+                "different fingerprints; run one target at a time, or drop the name to get one baseline per device"
+            )
+        for t in self.targets:
+            path = self.baseline_dir / f"{names[t.label]}.json"
+            self.baseline_paths[t.label] = path
+            try:
+                self.baselines[t.label] = baseline.load(path)
+                if self.baselines[t.label] is None and not self.baseline_name:
+                    # Same drive model, other firmware or PCIe link: show the change as 'incomparable'
+                    # (an error with --nvme-ai-strict) instead of silently starting over as 'new'.
+                    sib = baseline.find_sibling(self.baseline_dir, t.device.fingerprint())
+                    if sib is not None:
+                        self.baselines[t.label] = sib
+                        self.sibling_baselines[t.label] = str(sib.path)
+            except baseline.BaselineError as exc:
+                raise pytest.UsageError(f"pytest-nvme-ai: {exc}") from None
+
+    @property
+    def run_dir(self) -> Path:
+        if self._run_dir is None:
+            d = self.report_dir / self.run_id
+            d.mkdir(parents=True, exist_ok=True)
+            self._run_dir = d
+        return self._run_dir
+
+    # ---- per test --------------------------------------------------------------------------
+    def marker_kwargs(self, item: pytest.Item) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        # closest marker wins (function over class over module), like pytest-timeout
+        for mark in reversed(list(item.iter_markers("nvme_ai"))):
+            kw.update(mark.kwargs)
+        return kw
+
+    def repeat_for(self, item: pytest.Item) -> int:
+        kw = self.marker_kwargs(item)
+        if "repeat" in kw:
+            return settings.parse_marker_value("repeat", kw["repeat"], item.nodeid)
+        return self.repeat or self.profile_obj.repeat
+
+    def target_of(self, item: pytest.Item) -> Target | None:
+        cs = getattr(item, "callspec", None)
+        if cs is not None:
+            t = cs.params.get("offload_target")
+            if isinstance(t, Target):
+                return t
+        return None
+
+    def record_for(self, item: pytest.Item) -> TestRecord:
+        rec = self.records.get(item.nodeid)
+        if rec is not None:
+            return rec
+        cs = getattr(item, "callspec", None)
+        params = {k: v for k, v in (cs.params.items() if cs else []) if k != "offload_target"}
+        key = item.nodeid
+        if cs is not None:
+            stripped = strip_target_id(cs.id)
+            key = item.nodeid.split("[", 1)[0] + (f"[{stripped}]" if stripped else "")
+        mod = getattr(item, "module", None)
+        suite = (mod.__name__.rsplit(".", 1)[-1] if mod else item.nodeid.split("::")[0]).removeprefix("test_")
+        kw = self.marker_kwargs(item)
+        tol = settings.parse_marker_value("tolerance", kw["tolerance"], item.nodeid) if "tolerance" in kw else self.tolerance
+        metrics = kw.get("metrics")
+        if isinstance(metrics, str):
+            metrics = (metrics,)  # nvme_ai(metrics="bw") means the one metric, not the letters b and w
+        # A test that does not take offload_target is attributed to the first target, whose
+        # baseline it is gated against and saved into.
+        target = self.target_of(item) or (self.targets[0] if self.targets else None)
+        rec = TestRecord(
+            nodeid=item.nodeid, key=key, suite=suite, target=target, params=params,
+            tolerance=tol, gated_metrics=tuple(metrics) if metrics else None,
+        )
+        self.records[item.nodeid] = rec
+        item.stash[RECORD_KEY] = rec
+        return rec
+
+    def recorder(self, item: pytest.Item) -> Recorder:
+        return Recorder(self, item, self.record_for(item))
+
+    def gate(self, item: pytest.Item) -> list[Any]:
+        """Compare this test's metrics with its baseline; returns comparisons and sets the verdict."""
+        from pytest_nvme_ai.gate import verdict as gate
+
+        rec = item.stash.get(RECORD_KEY, None)
+        if rec is None or not rec.metrics:
+            return []
+        label = rec.target.label if rec.target else None
+        bfile = self.baselines.get(label) if label else None
+        entry = bfile.entries.get(rec.key) if bfile else None
+        incomparable = None
+        if bfile is not None and rec.target is not None and bfile.fingerprint != rec.target.device.fingerprint():
+            incomparable = gate.describe_fingerprint_change(bfile.fingerprint, rec.target.device.fingerprint())
+        elif entry is not None and entry.recorded.get("profile") not in (None, self.profile):
+            incomparable = (f"the baseline was recorded with profile {entry.recorded['profile']!r}, this run is "
+                            f"{self.profile!r} (other file sizes and durations); save a baseline for this profile")
+        elif entry is not None and (changed := _changed_params(entry.params, _jsonable(rec.params))):
+            incomparable = (f"the baseline was measured with other settings ({changed}); "
+                            f"save a baseline for these settings")
+        per_metric_tol = self.marker_kwargs(item).get("metric_tolerance", {}) or {}
+        comps = []
+        for name, m in rec.metrics.items():
+            gated = (name in rec.gated_metrics) if rec.gated_metrics is not None else m.gated
+            base_m = entry.metrics.get(name) if entry else None
+            tol = (settings.parse_marker_value("tolerance", per_metric_tol[name], item.nodeid)
+                   if name in per_metric_tol else rec.tolerance)
+            comps.append(gate.compare(m, base_m, tolerance_pct=tol, gated=gated, incomparable=incomparable))
+        rec.comparisons = comps
+        rec.baseline_file = str(bfile.path) if bfile is not None and entry else None
+        rec.verdict = gate.overall(comps)
+        return comps
+
+    def finalize_verdict(self, rec: TestRecord) -> None:
+        if rec.outcome == "skipped":
+            rec.verdict = None
+        elif rec.outcome in ("failed", "error") and rec.verdict != "regression":
+            rec.verdict = "error"
+
+    # ---- finish ----------------------------------------------------------------------------
+    def finish(self, exitstatus: int) -> None:
+        try:
+            if self.config.option.collectonly or not self.records:
+                return
+            data = self.results(exitstatus)
+            from pytest_nvme_ai.core.fsutil import atomic_symlink, atomic_write_json
+
+            self.results_path = self.run_dir / "results.json"
+            atomic_write_json(self.results_path, data)
+            self.render_report(data)
+            try:
+                atomic_symlink(self.report_dir / "latest", self.run_id)
+            except OSError as exc:
+                warnings.warn(NvmeAiWarning(f"could not point {self.report_dir / 'latest'} at this run: {exc}"))
+            if self.save_baseline:
+                self.save_baselines(data)
+            if self.benchmark_json:
+                from pytest_nvme_ai.run.benchmark_export import write_benchmark_json
+
+                write_benchmark_json(self.benchmark_json, data)
+        finally:
+            self.cleanup_targets()
+
+    def render_report(self, data: dict[str, Any]) -> None:
+        try:
+            from pytest_nvme_ai.report import render_run
+        except ImportError as exc:  # the report package is part of the plugin; this is a broken install
+            warnings.warn(NvmeAiWarning(f"HTML report not written: {exc}"))
+            return
+        out = self.run_dir / "index.html"
+        try:
+            render_run(data, out, run_dir=self.run_dir)
+        except Exception as exc:  # a report bug must not lose results.json, which is already written
+            warnings.warn(NvmeAiWarning(f"HTML report failed ({type(exc).__name__}: {exc}); results.json is intact, "
+                                        f"re-render with: nvme-ai report {self.results_path}"))
+            return
+        self.report_path = out
+
+    def save_baselines(self, data: dict[str, Any]) -> None:
+        from pytest_nvme_ai.gate import baseline
+
+        by_label: dict[str, list[TestRecord]] = {}
+        for rec in self.records.values():
+            if rec.outcome == "passed" and rec.metrics and rec.target is not None:
+                by_label.setdefault(rec.target.label, []).append(rec)
+        for t in self.targets:
+            recs = by_label.get(t.label)
+            if not recs:
+                continue
+            path = self.baseline_paths[t.label]
+            entries = {r.key: baseline.entry_from_record(r.to_dict()) for r in recs}
+            try:
+                baseline.save_entries(path, name=path.stem, fingerprint=t.device.fingerprint(), entries=entries,
+                                      run=data["run"], environment=data["environment"])
+            except baseline.BaselineError as exc:
+                self.save_errors.append(str(exc))
+                continue
+            self.saved_baselines.append(path)
+
+    def cleanup_targets(self) -> None:
+        for t in self.targets:
+            t.cleanup()
+
+    def results(self, exitstatus: int) -> dict[str, Any]:
+        from pytest_nvme_ai.run.environment import commit_info
+
+        smart_after = self.read_smart() if self.targets else {}
+        targets = []
+        for t in self.targets:
+            dev = t.device.to_dict() if t.device is not None else {}
+            dev["smart_before"] = _jsonable(self.smart_before.get(t.label))
+            dev["smart_after"] = _jsonable(smart_after.get(t.label))
+            dev["fingerprint"] = t.device.fingerprint() if t.device is not None else None
+            targets.append({"path": str(t.path), "label": t.label, "embedded": t.embedded, "device": dev,
+                            "baseline": str(self.baseline_paths.get(t.label)) if t.label in self.baseline_paths else None})
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run": {
+                "id": self.run_id,
+                "started": self.started.isoformat(),
+                "finished": datetime.now(timezone.utc).isoformat(),
+                "profile": self.profile,
+                "tolerance": self.tolerance,
+                "commit": commit_info(),
+                "argv": list(self.config.invocation_params.args),
+                "exitstatus": int(exitstatus),
+                "plugin_version": __import__("pytest_nvme_ai").__version__,
+            },
+            "environment": self.environment,
+            "targets": targets,
+            "tests": [r.to_dict() for r in self.records.values()],
+        }
+
+
+def profile_of(config: pytest.Config) -> Profile:
+    """The session's Profile (suites read their grid sizes from it at collection)."""
+    return PROFILES[get_session(config).profile]
