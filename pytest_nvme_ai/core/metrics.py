@@ -45,6 +45,13 @@ CATALOG: dict[str, MetricSpec] = {
     "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "effective read bandwidth during run / fio bandwidth"),
     "nvme_vs_cpu_throughput": MetricSpec("ratio", "higher", True, "NVMe-offload / CPU-offload total throughput"),
     "decode_ceiling": MetricSpec("tokens/s", "higher", False, "I/O-bound ceiling of decode throughput"),
+    # Energy (measure/energy.py): machine-wide counters (NVML, RAPL) include neighbours' work: ungated.
+    "gpu_energy_per_token": MetricSpec("J/token", "lower", False, "GPU energy (NVML) per generated token"),
+    "cpu_energy_per_token": MetricSpec("J/token", "lower", False, "CPU package energy (RAPL) per generated token"),
+    "gpu_avg_power": MetricSpec("W", "lower", False, "GPU energy (NVML) / loop time"),
+    "cpu_avg_power": MetricSpec("W", "lower", False, "CPU package energy (RAPL) / loop time"),
+    "nvme_vs_cpu_energy_per_token": MetricSpec("ratio", "lower", False,
+                                               "NVMe-offload / CPU-offload energy per token"),
 }
 
 

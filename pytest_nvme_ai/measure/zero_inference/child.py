@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pytest_nvme_ai.measure.energy import EnergyMeter, LoopEnergy
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
@@ -153,7 +154,7 @@ def check_swap_files_complete(files: list[dict[str, Any]]) -> None:
 
 
 def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hooks: FirstForward,
-                 sync: Callable[[], None], cuda: bool) -> LoopMeasurement:
+                 sync: Callable[[], None], cuda: bool, meter: EnergyMeter | None = None) -> LoopMeasurement:
     import torch
 
     if cuda:
@@ -161,18 +162,43 @@ def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hook
     hooks.reset()
     sync()
     bytes0 = read_bytes()
+    if meter is not None:
+        meter.start()
     t0 = time.perf_counter()
     with torch.no_grad():
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **gen_kwargs)
     sync()
     t1 = time.perf_counter()
+    energy = meter.stop() if meter is not None else LoopEnergy(None, None)
     bytes1 = read_bytes()
     return LoopMeasurement(
         total_latency=t1 - t0, prefill_latency=hooks.end - hooks.start, forward_calls=hooks.calls,
         read_bytes=bytes1 - bytes0, prefill_read_bytes=hooks.end_bytes - bytes0, peak_rss=peak_rss_bytes(),
         peak_gpu_mem=int(torch.cuda.max_memory_allocated()) if cuda else None,
         new_tokens=int(out.shape[-1] - input_ids.shape[-1]),
+        gpu_energy=energy.gpu_joules, cpu_energy=energy.cpu_joules,
     )
+
+
+def cuda_bus_ids(cuda: bool) -> list[str] | None:
+    """PCI bus ids of the GPU this process uses, so NVML reads that one (NVML ignores CUDA_VISIBLE_DEVICES)."""
+    if not cuda:
+        return None
+    import torch
+
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    if not hasattr(props, "pci_bus_id"):
+        return None  # older torch: the meter reads every visible GPU and says so
+    return [f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"]
+
+
+def open_energy_meter(model: Any, cuda: bool) -> EnergyMeter:
+    """The meter for the measured loops; polled at every forward pass so RAPL wrap-arounds are seen."""
+    meter = EnergyMeter.open(cuda=cuda, bus_ids=cuda_bus_ids(cuda))
+    if meter.cpu is not None:
+        model.register_forward_hook(lambda module, args, output: meter.poll())
+    say(f"energy: {meter.description}" + "".join(f"; {r}" for r in meter.reasons))
+    return meter
 
 
 def generate_kwargs(spec: InferenceSpec, pad_token_id: int | None) -> dict[str, Any]:
@@ -247,12 +273,13 @@ def run(spec: InferenceSpec, job: Mapping[str, Any]) -> dict[str, Any]:
     model.register_forward_pre_hook(hooks.pre)
     model.register_forward_hook(hooks.post)
     kwargs = generate_kwargs(spec, info.hf_config.get("pad_token_id"))
+    meter = open_energy_meter(model, cuda)
     warmup, loops = [], []
     for i in range(spec.warmup):
         warmup.append(measure_loop(model, input_ids, kwargs, hooks, sync, cuda))
         say(f"warm-up {i + 1}/{spec.warmup}: {warmup[-1].total_latency:.3f} s")
     for i in range(spec.loops):
-        loops.append(lp := measure_loop(model, input_ids, kwargs, hooks, sync, cuda))
+        loops.append(lp := measure_loop(model, input_ids, kwargs, hooks, sync, cuda, meter))
         say(f"loop {i + 1}/{spec.loops}: total {lp.total_latency:.3f} s, prefill {lp.prefill_latency:.3f} s, "
             f"read {lp.read_bytes} B, {lp.new_tokens} new tokens")
     del keepalive  # held until generation is done: transformers keeps only a weak reference
@@ -260,6 +287,7 @@ def run(spec: InferenceSpec, job: Mapping[str, Any]) -> dict[str, Any]:
         "outcome": "ok", "accelerator": accelerator, "dtype": dtype, "ds_config": ds_config,
         "versions": versions(), "device_name": torch.cuda.get_device_name() if cuda else None, **facts,
         "warmup": [lp.to_dict() for lp in warmup], "loops": [lp.to_dict() for lp in loops],
+        "energy": {"meter": meter.description, "reasons": meter.reasons},
     }
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable, Mapping
 
 from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.measure.energy import energy_metrics
 
 # Guards a division when a loop's decode time rounds to zero (gen_len 1): run_model.py uses the same floor.
 _MIN_SECONDS = 1e-10
@@ -29,6 +30,8 @@ class LoopMeasurement:
     peak_rss: int                 # B, process high-water mark after the call
     peak_gpu_mem: int | None      # B, torch.cuda.max_memory_allocated during the call; None off CUDA
     new_tokens: int               # tokens generated per sequence (checks min_new_tokens held)
+    gpu_energy: float | None = None  # J over the call, NVML (measure/energy.py); None where not readable
+    cpu_energy: float | None = None  # J over the call, RAPL package zones; None where not readable
 
     @property
     def decode_latency(self) -> float:
@@ -79,7 +82,10 @@ def loop_metrics(loops: Iterable[LoopMeasurement], *, batch_size: int, prompt_le
         del samples["decode_latency"], samples["decode_throughput"]
     if all(lp.peak_gpu_mem is not None for lp in loops):
         samples["peak_gpu_mem"] = [float(lp.peak_gpu_mem or 0) for lp in loops]
-    return {name: Metric.of(name, values) for name, values in samples.items()}
+    metrics = {name: Metric.of(name, values) for name, values in samples.items()}
+    metrics.update(energy_metrics((lp.gpu_energy, lp.cpu_energy, lp.total_latency, bs * lp.new_tokens)
+                                  for lp in loops))
+    return metrics
 
 
 def prefixed(metric: Metric, prefix: str) -> Metric:

@@ -126,6 +126,7 @@ class InferenceResult:
     returncode: int | None = None
     wall_seconds: float = 0.0
     init_seconds: float | None = None
+    energy: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the child's meter and why a counter is missing
 
     @property
     def ok(self) -> bool:
@@ -156,7 +157,17 @@ def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, 
         metrics=metrics, ds_config=data.get("ds_config") or ds_config, versions=data.get("versions") or {},
         swap_files=tuple(data.get("swap_files") or ()), log_path=log, log_tail=tail_of(log),
         returncode=exit_.returncode, wall_seconds=exit_.seconds, init_seconds=data.get("init_seconds"),
+        energy=data.get("energy") or {},
     )
+
+
+def record_energy_note(rec: "Recorder", energy: Mapping[str, Any], prefix: str | None) -> None:
+    """Which counters measured the energy metrics, and why any is missing (the metrics are then absent)."""
+    if not energy:
+        return
+    rec.set_extra(f"{prefix}_energy_meter" if prefix else "energy_meter", energy.get("meter"))
+    for reason in energy.get("reasons") or ():
+        rec.note(f"{prefix + ': ' if prefix else ''}energy not recorded: {reason}")
 
 
 class ZeroInferenceRunner:
@@ -287,6 +298,7 @@ class ZeroInferenceRunner:
             self._extra(prefix, key, value)
         for metric in result.metrics.values():
             rec.record(prefixed(metric, prefix) if prefix else metric)
+        record_energy_note(rec, result.energy, prefix)
         self._artifacts(result, prefix)
 
     def _artifacts(self, result: InferenceResult, prefix: str | None) -> None:
