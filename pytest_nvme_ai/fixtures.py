@@ -80,11 +80,20 @@ def ds_aio(offload_target: "Target", nvme_ai: Recorder) -> Any:
 
 
 @pytest.fixture
-def zero_inference(offload_target: "Target", nvme_ai: Recorder) -> Any:
+def zero_inference(offload_target: "Target", nvme_ai: Recorder, request: pytest.FixtureRequest) -> Any:
     """Run ZeRO-Inference specs in a child process; results are typed and recorded."""
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
 
     reason = inference_missing_reason()
     if reason:
         pytest.skip(reason)
-    return ZeroInferenceRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))
+    config = nvme_ai.config
+    loop_progress = terminal_progress(config) if config.get_verbosity() >= 1 else None  # -q stays quiet
+    return ZeroInferenceRunner(offload_target, nvme_ai, progress=terminal_progress(config),
+                               loop_progress=loop_progress, position=_position(request))
+
+
+def _position(request: pytest.FixtureRequest) -> str | None:
+    """'k/N': this test among the session's tests that use zero_inference (for progress lines)."""
+    items = [i for i in request.session.items if "zero_inference" in getattr(i, "fixturenames", ())]
+    return f"{items.index(request.node) + 1}/{len(items)}" if request.node in items else None

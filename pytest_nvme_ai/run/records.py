@@ -12,6 +12,7 @@ import pytest
 
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.run.settings import resolve as resolve_setting
 from pytest_nvme_ai.run.targets import Target
 
 if TYPE_CHECKING:
@@ -173,5 +174,10 @@ class Recorder:
     @property
     def aio_setting(self) -> str:
         return self._session.aio
+
+    @property
+    def engine_reuse(self) -> bool:
+        """--nvme-ai-engine-reuse: ZeRO-Inference cases that share an engine share one worker."""
+        return bool(resolve_setting(self.config, "engine_reuse"))
 
 

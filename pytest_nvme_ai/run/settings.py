@@ -111,6 +111,9 @@ SETTINGS: tuple[Setting, ...] = (
             _bool, False, kind="flag"),
     Setting("aio", "aio settings for ZeRO-Inference runs: 'default' (DeepSpeed's), 'auto' (tune the target first) "
             "or a JSON aio block.", _aio, "default", metavar="auto|default|JSON"),
+    Setting("engine_reuse", "ZeRO-Inference: 1 (default) keeps one worker per engine (model, dtype, quantization, "
+            "offload, aio, pinning) across the cases that share it; 0 runs every case in a fresh child.",
+            _bool, True, metavar="1|0"),
     Setting("benchmark_json", "also write time-valued metrics as a pytest-benchmark JSON file "
             "(so `pytest-benchmark compare` works on them).", _str, None, metavar="PATH"),
     Setting("timeout", "seconds before a child measurement (fio, a ZeRO-Inference run) is killed and "

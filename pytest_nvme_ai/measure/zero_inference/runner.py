@@ -173,10 +173,13 @@ def record_energy_note(rec: "Recorder", energy: Mapping[str, Any], prefix: str |
 class ZeroInferenceRunner:
     """The `zero_inference` fixture: `run(spec)` -> InferenceResult, recorded into the test."""
 
-    def __init__(self, target: "Target", recorder: "Recorder", progress: Progress | None = None) -> None:
+    def __init__(self, target: "Target", recorder: "Recorder", progress: Progress | None = None,
+                 loop_progress: Progress | None = None, position: str | None = None) -> None:
         self.target = target
         self.recorder = recorder
         self.progress = progress or default_progress
+        self.loop_progress = loop_progress  # per-loop lines (the plugin passes one at -v and above)
+        self.position = position            # "3/12": this case among the session's inference tests
 
     @property
     def accelerator(self) -> str:
@@ -259,6 +262,10 @@ class ZeroInferenceRunner:
         return d
 
     def _run_fresh(self, spec: InferenceSpec, accelerator: str, prefix: str | None) -> InferenceResult:
+        if getattr(self.recorder, "engine_reuse", True):
+            from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+
+            return run_in_worker(self, spec, accelerator, prefix)
         info = resolve_model(spec.model)
         offload_dir = self.offload_dir(prefix)
         nvme_path = offload_dir / spec.id if spec.offload == "nvme" else None

@@ -1,0 +1,91 @@
+"""A case run in the persistent worker of its engine (pool.py), recorded like a one-shot child's.
+
+`run_in_worker` is the runner's path when `--nvme-ai-engine-reuse` is on (the default). It builds
+the case's DeepSpeed config with the engine's swap folder as `nvme_path`, keeps the same
+artifacts a one-shot run keeps (job, result, the case's slice of the worker log), and classifies
+a dead or timed-out worker with the same rules (runner.classify). What the result adds:
+`engine_reused` (this case found its engine built) and `engine_key`, kept as extras, so that a
+report or a benchmark can tell build cost from measured loops.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
+from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
+from pytest_nvme_ai.measure.zero_inference.pool import PROCESS_BYTES, WorkerGone, engine_dir_name, shared_pool
+from pytest_nvme_ai.measure.zero_inference.progress import CaseProgress
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
+from pytest_nvme_ai.measure.zero_inference.worker import engine_key
+
+if TYPE_CHECKING:
+    from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, ZeroInferenceRunner
+
+_BYTES_PER_PARAM = {None: 2.0, 8: 1.0, 4: 0.5}
+
+
+def estimate_host_bytes(spec: InferenceSpec, info: ModelInfo, ds_config: Mapping[str, Any]) -> int:
+    """Host memory one worker of this engine holds: the process, plus the weights for none/cpu
+    offload (resident in host memory on the CPU accelerator and for CPU offload) or DeepSpeed's
+    swap buffers for NVMe offload (buffer_count × buffer_size elements, 16-bit)."""
+    if spec.offload == "nvme":
+        off = ds_config.get("zero_optimization", {}).get("offload_param", {})
+        weights = int(off.get("buffer_count", 5)) * int(off.get("buffer_size", 0)) * 2
+    else:
+        weights = int(info.param_count * _BYTES_PER_PARAM.get(spec.quant_bits, 2.0))
+    return PROCESS_BYTES + weights
+
+
+def swap_dir_for(runner: "ZeroInferenceRunner", spec: InferenceSpec, key: str) -> Path | None:
+    """<workdir>/zero_inference/engine-<hash>/: one per engine, removed when its worker closes."""
+    if spec.offload != "nvme":
+        return None
+    d = runner.target.inside("zero_inference", engine_dir_name(key))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def run_in_worker(runner: "ZeroInferenceRunner", spec: InferenceSpec, accelerator: str,
+                  prefix: str | None) -> "InferenceResult":
+    from pytest_nvme_ai.measure.zero_inference.runner import ChildExit, classify, result_from_child, tail_of
+
+    info = resolve_model(spec.model)
+    key = engine_key(spec)
+    swap_dir = swap_dir_for(runner, spec, key)
+    try:
+        ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=swap_dir)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    stem = f"{prefix}-{spec.id}" if prefix else spec.id
+    art = Path(runner.recorder.artifact_dir)
+    job_path, result_path, log = art / f"{stem}.job.json", art / f"{stem}.result.json", art / f"{stem}.log"
+    result_path.unlink(missing_ok=True)
+    job = {"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
+           "nvme_path": str(swap_dir) if swap_dir else None}
+    job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
+    progress = None
+    if runner.loop_progress is not None:
+        progress = CaseProgress(f"{prefix + ' ' if prefix else ''}{spec.id}", spec.warmup, spec.loops,
+                                runner.loop_progress, runner.position)
+    timeout = float(runner.recorder.timeout)
+    t0 = time.monotonic()
+    data: dict[str, Any] | None
+    try:
+        data = shared_pool().run(key, job, timeout=timeout, swap_dir=swap_dir,
+                                 estimate=estimate_host_bytes(spec, info, ds), progress=progress, case_log=log)
+        exit_ = ChildExit(None, False, time.monotonic() - t0)
+        result_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    except WorkerGone as gone:
+        data, exit_ = None, ChildExit(gone.returncode, gone.timed_out, time.monotonic() - t0)
+    outcome, error = classify(exit_.returncode, exit_.timed_out, data, tail_of(log))
+    if exit_.timed_out:
+        error = f"killed after {runner.recorder.timeout} s ({error})"
+    result = result_from_child(spec, accelerator, data, outcome, error, ds, log, exit_)
+    runner.recorder.set_extra(f"{prefix}_engine" if prefix else "engine",
+                              {"key": key, "reused": bool((data or {}).get("engine_reused")),
+                               "cases_on_engine": (data or {}).get("engine_cases"),
+                               "import_s": (data or {}).get("import_s"), "case_s": (data or {}).get("case_s")})
+    return result
