@@ -6,8 +6,9 @@ values chosen by the caller so a step in a series is known exactly.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 METRICS = (("bw", "B/s", "higher", True), ("iops", "IO/s", "higher", False),

@@ -62,7 +62,7 @@ class PgCluster:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def start(self) -> "PgCluster":
+    def start(self) -> PgCluster:
         r = self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed: {r.stderr.strip()[-2000:]}")

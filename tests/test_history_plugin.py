@@ -84,16 +84,16 @@ def test_newer_schema_store_stops_the_run_before_measuring(demo: pytest.Pytester
     eng.dispose()
     r = run(demo, "--nvme-ai-history", str(db))
     assert r.ret == pytest.ExitCode.USAGE_ERROR
-    r.stderr.fnmatch_lines(["*history store (--nvme-ai-history): the history store * has schema version 2, newer "
-                            "than this pytest-nvme-ai understands (1)*"])
+    r.stderr.fnmatch_lines([("*history store (--nvme-ai-history): the history store * has schema version 2, newer "
+                             "than this pytest-nvme-ai understands (1)*")])
     assert not (demo.path / "reports").exists()   # nothing was measured
 
 
 def test_unreachable_store_stops_the_run_before_measuring(demo: pytest.Pytester, tmp_path: Path) -> None:
     r = run(demo, "--nvme-ai-history", f"postgresql://postgres@/fleet?host={tmp_path}/no-server-here")
     assert r.ret == pytest.ExitCode.USAGE_ERROR
-    r.stderr.fnmatch_lines(["*history store (--nvme-ai-history): history store postgresql+psycopg://postgres@/fleet"
-                            "* is not reachable or not usable: OperationalError*"])
+    r.stderr.fnmatch_lines([("*history store (--nvme-ai-history): history store postgresql+psycopg://postgres@/fleet"
+                             "* is not reachable or not usable: OperationalError*")])
     assert not (demo.path / "reports").exists()
 
 

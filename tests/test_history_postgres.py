@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import pg_cluster
+import pytest
 from history_data import run_doc
+from test_history_store import GOLDEN, KEY, concurrent_appends
+
 from pytest_nvme_ai.cli import main
 from pytest_nvme_ai.core.history_types import SeriesKey
 from pytest_nvme_ai.history import HistoryError, open_store
-from test_history_store import GOLDEN, KEY, concurrent_appends
 
 pytestmark = pytest.mark.skipif(pg_cluster.missing_reason() is not None, reason=str(pg_cluster.missing_reason()))
 

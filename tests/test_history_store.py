@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from history_data import run_doc
+
 from pytest_nvme_ai.cli import main
 from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
 from pytest_nvme_ai.history import HistoryError, open_store
@@ -167,7 +167,7 @@ def concurrent_appends(url: str, go: Path, n: int = 15) -> None:
     time.sleep(1.5)  # both have imported and opened the store
     go.touch()
     for p in procs:
-        out, err = p.communicate(timeout=300)
+        _out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
 
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["HistoryError", "open_store"]
 
 
-def open_store(raw_url: str, *, create: bool = True) -> "Store":
+def open_store(raw_url: str, *, create: bool = True) -> Store:
     from pytest_nvme_ai.history.store import open_store as _open
 
     return _open(raw_url, create=create)

@@ -14,10 +14,12 @@ MongoDB's signal-processing-algorithms needs numpy < 2 and Python 3.11).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from pytest_nvme_ai.core.history_types import ChangePoint, SeriesPoint
 
@@ -42,7 +44,7 @@ class Settings:
 
 def noise_scale(values: Sequence[float]) -> float:
     """Robust standard deviation from successive differences (a step moves one difference, not the MAD)."""
-    diffs = [b - a for a, b in zip(values, values[1:])]
+    diffs = [b - a for a, b in itertools.pairwise(values)]
     if not diffs:
         return 0.0
     med = statistics.median(diffs)

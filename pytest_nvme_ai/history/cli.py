@@ -8,8 +8,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pytest_nvme_ai.history.store import HistoryError, Store, open_store
 
@@ -95,18 +96,19 @@ def cli_history(args: argparse.Namespace) -> int:
 
 def cli_list(args: argparse.Namespace) -> int:
     store = _open(args, create=False)
-    kw = dict(test=getattr(args, "test", None), metric=getattr(args, "metric", None),
-              fingerprint=getattr(args, "fingerprint", None), since=_date(getattr(args, "since", None), "since"),
-              until=_date(getattr(args, "until", None), "until"), limit=getattr(args, "limit", 50))
+    kw: dict[str, Any] = {
+        "test": getattr(args, "test", None), "metric": getattr(args, "metric", None),
+        "fingerprint": getattr(args, "fingerprint", None), "since": _date(getattr(args, "since", None), "since"),
+        "until": _date(getattr(args, "until", None), "until"), "limit": getattr(args, "limit", 50)}
     try:
         if kw["test"] or kw["metric"]:
-            rows: Sequence[Any] = store.metric_rows(**kw)  # type: ignore[arg-type]
+            rows: Sequence[Any] = store.metric_rows(**kw)
             if getattr(args, "json", False):
                 print(json.dumps([r.__dict__ for r in rows], indent=1))
             else:
                 _print_metric_rows(rows)
         else:
-            rows = store.list_runs(**kw)  # type: ignore[arg-type]
+            rows = store.list_runs(**kw)
             if getattr(args, "json", False):
                 print(json.dumps([r.__dict__ for r in rows], indent=1))
             else:

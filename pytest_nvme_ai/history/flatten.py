@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 INTERRUPTED_EXIT = 2   # pytest.ExitCode.INTERRUPTED (Ctrl-C, SIGTERM): such a run must never look complete
 
@@ -113,17 +114,18 @@ def flatten(data: Mapping[str, Any], *, source: str | None = None) -> RunRows:
         t = _map(t)
         dev = _map(t.get("device"))
         fp = _map(dev.get("fingerprint"))
-        row = {
-            "run_id": run_id, "label": str(t.get("label") or t.get("path") or f"target{len(target_rows)}"),
+        label = str(t.get("label") or t.get("path") or f"target{len(target_rows)}")
+        row: dict[str, Any] = {
+            "run_id": run_id, "label": label,
             "path": t.get("path"), "kind": dev.get("kind"),
             "drive_model": str(fp.get("model") or dev.get("model") or dev.get("name") or "unknown"),
             "serial": dev.get("serial"), "firmware": dev.get("firmware"), "pcie_link": pcie_link(dev.get("pcie")),
             "fingerprint": fingerprint_text(fp) if fp else "unknown", "device_json": _dumps(dev),
         }
-        if row["label"] in by_label:
+        if label in by_label:
             continue  # a duplicated label in a hand-edited file: keep the first, like the report does
         target_rows.append(row)
-        by_label[row["label"]] = row
+        by_label[label] = row
         if t.get("path"):
             by_path[str(t["path"])] = row
     unknown = {"drive_model": "unknown", "fingerprint": "unknown"}
@@ -131,15 +133,16 @@ def flatten(data: Mapping[str, Any], *, source: str | None = None) -> RunRows:
     metric_rows: list[dict[str, Any]] = []
     for i, t in enumerate(_list(data.get("tests"))):
         t = _map(t)
-        label = t.get("target_label")
-        tgt = by_label.get(str(label)) if label is not None else by_path.get(str(t.get("target")))
+        tlabel = t.get("target_label")
+        tgt: dict[str, Any] | None = (by_label.get(str(tlabel)) if tlabel is not None
+                                      else by_path.get(str(t.get("target"))))
         if tgt is None and len(target_rows) == 1:
             tgt = target_rows[0]
-        tgt = tgt or unknown
+        tgt = tgt or dict(unknown)
         key = str(t.get("key") or t.get("nodeid") or f"test {i}")
         test_rows.append({
             "run_id": run_id, "test_index": i, "nodeid": str(t.get("nodeid") or key), "test_key": key,
-            "suite": t.get("suite"), "target_label": tgt.get("label", label), "outcome": t.get("outcome"),
+            "suite": t.get("suite"), "target_label": tgt.get("label", tlabel), "outcome": t.get("outcome"),
             "verdict": t.get("verdict"), "duration": _num(t.get("duration")), "params_json": _dumps(t.get("params") or {}),
         })
         for name, m in _map(t.get("metrics")).items():

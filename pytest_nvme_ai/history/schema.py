@@ -13,7 +13,8 @@ filter is a string comparison on one code path.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 

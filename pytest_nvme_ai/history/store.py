@@ -9,9 +9,10 @@ busy timeout; PostgreSQL: row-level, distinct primary keys).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
@@ -342,9 +343,10 @@ def open_store(raw_url: str, *, create: bool = True) -> Store:
         raise
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
+        cause = getattr(exc, "orig", None) or exc   # the driver's own error says what went wrong
+        first = (str(cause).strip().splitlines() or [""])[0]
         raise HistoryError(f"history store {redact(url)} is not reachable or not usable: "
-                           f"{type(exc.orig if getattr(exc, 'orig', None) else exc).__name__}: "
-                           f"{str(getattr(exc, 'orig', None) or exc).strip().splitlines()[0]}") from None
+                           f"{type(cause).__name__}: {first}") from None
     return store
 
 

@@ -7,7 +7,8 @@ written next to them, and the run the page is about as a large ring. Inline SVG,
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pytest_nvme_ai.core.history_types import Trend
 from pytest_nvme_ai.report import charts

@@ -11,10 +11,12 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generator, Mapping
+from typing import Any
 
 import pytest
 
@@ -170,6 +172,6 @@ def run_trends(store: Any, data: Mapping[str, Any]) -> list[Any]:
                             fingerprint=m["fingerprint"]))
     if skipped and trends:
         last = trends[-1]
-        trends[-1] = Trend(**{**last.__dict__, "notes": (f"{skipped} more series not drawn (at most {MAX_TRENDS} "
-                                                         "per report): nvme-ai history --test KEY lists them",)})
+        note = f"{skipped} more series not drawn (at most {MAX_TRENDS} per report): nvme-ai history --test KEY lists them"
+        trends[-1] = dataclasses.replace(last, notes=(note,))
     return trends
