@@ -23,16 +23,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # synthetic runs and the PG cluster
+from pytest_nvme_ai.core.history_types import SeriesKey
+from pytest_nvme_ai.history.flatten import flatten
+from pytest_nvme_ai.history.store import Store, open_store
 
-from history_data import run_doc  # noqa: E402
-
-from pytest_nvme_ai.core.history_types import SeriesKey  # noqa: E402
-from pytest_nvme_ai.history.flatten import flatten  # noqa: E402
-from pytest_nvme_ai.history.store import Store, open_store  # noqa: E402
+TESTS_DIR = str(Path(__file__).resolve().parent.parent / "tests")  # synthetic runs and the PG cluster live there
 
 KEY = SeriesKey("suites/test_seq_read.py::test_seq_read[case0]", "bw", "Micron 7450", "runner-a")
 BATCH = 500
+
+
+def run_doc(*args: Any, **kw: Any) -> dict[str, Any]:
+    if TESTS_DIR not in sys.path:
+        sys.path.insert(0, TESTS_DIR)
+    from history_data import run_doc as doc
+
+    return doc(*args, **kw)
 
 
 def fill(store: Store, runs: int, big_runs: int) -> tuple[float, int]:
@@ -97,6 +103,7 @@ def main() -> int:
             store.close()
         print(f"sqlite file: {(Path(d) / 'history.sqlite').stat().st_size / 1e6:.0f} MB", flush=True)
     if not args.no_postgres:
+        sys.path.insert(0, TESTS_DIR)
         import pg_cluster
 
         reason = pg_cluster.missing_reason()
