@@ -164,7 +164,7 @@ def concurrent_appends(url: str, go: Path, n: int = 15) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
     import time
 
-    time.sleep(1.5)  # both have imported and opened the store
+    time.sleep(1.5)  # both have imported and (raced to) open the store
     go.touch()
     for p in procs:
         _out, err = p.communicate(timeout=300)
@@ -173,7 +173,7 @@ def concurrent_appends(url: str, go: Path, n: int = 15) -> None:
 
 def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
     db = str(tmp_path / "h.sqlite")
-    open_store(db).close()
+    # No store yet: both writers also race to create the schema (SQLite: BEGIN IMMEDIATE; PostgreSQL: advisory lock).
     concurrent_appends(db, tmp_path / 'go')
     store = open_store(db)
     assert store.count_runs() == 30
