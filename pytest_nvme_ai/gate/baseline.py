@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.core.fsutil import atomic_write_json
 from pytest_nvme_ai.core.metrics import Metric, format_value
+from pytest_nvme_ai.core.text import device_slug
 
 LOCK_TIMEOUT_S = 120
 
@@ -43,20 +44,6 @@ class BaselineFile:
     entries: dict[str, BaselineEntry]
     schema_version: int
     updated: str | None
-
-
-def slug(fingerprint: Mapping[str, Any]) -> str:
-    """Filesystem-safe name from a device fingerprint (the default baseline name)."""
-    parts = []
-    for k in ("kind", "model", "firmware"):
-        if fingerprint.get(k):
-            parts.append(str(fingerprint[k]))
-    if fingerprint.get("pcie_gen"):
-        parts.append(f"gen{fingerprint['pcie_gen']}x{fingerprint.get('pcie_width') or '?'}")
-    if fingerprint.get("fs_type"):
-        parts.append(str(fingerprint["fs_type"]))
-    cleaned = [re.sub(r"[^a-z0-9.]+", "_", p.lower()).strip("_.") for p in parts]
-    return "-".join(c for c in cleaned if c) or "unknown-device"
 
 
 def _corrupt(path: Path, why: str) -> BaselineError:
@@ -211,7 +198,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
                              "promote without --name to get one baseline per device")
     for label, entries in by_label.items():
         fp = targets[label]["device"].get("fingerprint") or {}
-        bname = name or slug(fp)
+        bname = name or device_slug(fp)
         path = Path(baseline_dir) / f"{bname}.json"
         try:
             save_entries(path, name=bname, fingerprint=fp, entries=entries, run=data.get("run", {}),
