@@ -6,7 +6,7 @@ Runners in `measure/` type against this protocol, so they never import the pytes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, MutableMapping, Protocol
+from typing import Any, Protocol
 
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.profiles import Profile
@@ -38,7 +38,7 @@ class Recorder(Protocol):
     def artifact_dir(self) -> Path: ...
 
     @property
-    def session_cache(self) -> MutableMapping[Any, Any]: ...
+    def session_cache(self) -> dict[Any, Any]: ...
 
     @property
     def aio_setting(self) -> str: ...

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -126,7 +125,7 @@ def _to_json(bf: BaselineFile | None, name: str, fingerprint: Mapping[str, Any])
     if bf is None:
         return {"schema_version": SCHEMA_VERSION, "name": name, "fingerprint": dict(fingerprint),
                 "created": datetime.now(timezone.utc).isoformat(), "entries": {}}
-    raw = json.loads(bf.path.read_text(encoding="utf-8"))
+    raw: dict[str, Any] = json.loads(bf.path.read_text(encoding="utf-8"))
     raw["schema_version"] = SCHEMA_VERSION
     return raw
 
@@ -192,7 +191,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     if not by_label:
         raise ValueError(f"{results}: no passing measured tests to promote")
     if name and len(by_label) > 1:
-        fps = {json.dumps(targets[l]["device"].get("fingerprint"), sort_keys=True) for l in by_label}
+        fps = {json.dumps(targets[lbl]["device"].get("fingerprint"), sort_keys=True) for lbl in by_label}
         if len(fps) > 1:
             raise ValueError("--name names one baseline but the run measured devices with different fingerprints; "
                              "promote without --name to get one baseline per device")

@@ -274,7 +274,7 @@ class NvmeAiSession:
         out = self.run_dir / "index.html"
         try:
             render_run(data, out, run_dir=self.run_dir)
-        except Exception as exc:  # a report bug must not lose results.json, which is already written
+        except Exception as exc:  # noqa: BLE001 - a report bug must not lose results.json, already written
             warnings.warn(NvmeAiWarning(f"HTML report failed ({type(exc).__name__}: {exc}); results.json is intact, "
                                         f"re-render with: nvme-ai report {self.results_path}"))
             return
