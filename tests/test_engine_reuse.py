@@ -146,7 +146,7 @@ def e2e_ready() -> None:
 
 def _runner(tmp_path: Path, name: str, **kw: Any) -> Any:
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
-    from pytest_nvme_ai.run.targets import Target
+    from pytest_nvme_ai.core.targets import Target
     from test_zero_inference_runner import FakeRecorder
 
     (tmp_path / name).mkdir()
