@@ -20,6 +20,7 @@ No torch import here: the worker child passes the bus ids it learnt from torch.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ class NvmlCounter:
         """Raise EnergyUnavailable naming what is missing (package, driver, support on this GPU)."""
         if nvml is None:
             try:
-                import pynvml as nvml  # the nvidia-ml-py distribution
+                nvml = importlib.import_module("pynvml")  # the nvidia-ml-py distribution (untyped)
             except ImportError:
                 raise EnergyUnavailable("GPU energy: nvidia-ml-py is not installed "
                                         "(pip install 'pytest-nvme-ai[inference]')") from None

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Sequence, TypeVar
 
+import pytest
+
 T = TypeVar("T")
 MARKER = "nvme_ai_engines"
 
@@ -35,17 +37,17 @@ def greedy_order(items: Sequence[T], engines: Sequence[tuple[str, ...]], alive: 
     return [items[i] for i in out]
 
 
-def engine_order(items: list, alive: int = 2) -> list:  # type: ignore[type-arg]
+def engine_order(items: list[pytest.Item], alive: int = 2) -> list[pytest.Item]:
     """pytest items with the marked ones regrouped per file (see the module docstring)."""
-    def keys(item: object) -> tuple[str, ...] | None:
-        marker = item.get_closest_marker(MARKER)  # type: ignore[attr-defined]
+    def keys(item: pytest.Item) -> tuple[str, ...] | None:
+        marker = item.get_closest_marker(MARKER)
         return tuple(marker.args) if marker is not None else None
 
     out = list(items)
     by_file: dict[str, list[int]] = {}
     for index, item in enumerate(items):
         if keys(item) is not None:
-            by_file.setdefault(str(item.fspath), []).append(index)  # type: ignore[attr-defined]
+            by_file.setdefault(str(item.path), []).append(index)
     for slots in by_file.values():
         group = [items[i] for i in slots]
         for slot, item in zip(slots, greedy_order(group, [keys(i) or () for i in group], alive)):

@@ -187,9 +187,10 @@ def cuda_bus_ids(cuda: bool) -> list[str] | None:
     import torch
 
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    if not hasattr(props, "pci_bus_id"):
+    ids: list[int] = [i for part in ("domain", "bus", "device") if (i := getattr(props, f"pci_{part}_id", None)) is not None]
+    if len(ids) != 3:
         return None  # older torch: the meter reads every visible GPU and says so
-    return [f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"]
+    return [f"{ids[0]:08X}:{ids[1]:02X}:{ids[2]:02X}.0"]
 
 
 def open_energy_meter(model: Any, cuda: bool) -> EnergyMeter:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
 from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
@@ -22,7 +23,8 @@ from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
 from pytest_nvme_ai.measure.zero_inference.worker import engine_key
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, ZeroInferenceRunner
+    from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.core.targets import Target
 
 _BYTES_PER_PARAM = {None: 2.0, 8: 1.0, 4: 0.5}
 
@@ -39,53 +41,59 @@ def estimate_host_bytes(spec: InferenceSpec, info: ModelInfo, ds_config: Mapping
     return PROCESS_BYTES + weights
 
 
-def swap_dir_for(runner: "ZeroInferenceRunner", spec: InferenceSpec, key: str) -> Path | None:
+def swap_dir_for(target: "Target", spec: InferenceSpec, key: str) -> Path | None:
     """<workdir>/zero_inference/engine-<hash>/: one per engine, removed when its worker closes."""
     if spec.offload != "nvme":
         return None
-    d = runner.target.inside("zero_inference", engine_dir_name(key))
+    d = target.inside("zero_inference", engine_dir_name(key))
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def run_in_worker(runner: "ZeroInferenceRunner", spec: InferenceSpec, accelerator: str,
-                  prefix: str | None) -> "InferenceResult":
-    from pytest_nvme_ai.measure.zero_inference.runner import ChildExit, classify, result_from_child, tail_of
+@dataclass(frozen=True)
+class WorkerCase:
+    """How one case went in its worker; the runner classifies it like a one-shot child's exit."""
 
+    data: Mapping[str, Any] | None   # the result dict; None when the worker died or timed out first
+    returncode: int | None           # the worker's exit status when it died; None while it lives on
+    timed_out: bool
+    seconds: float
+    ds_config: Mapping[str, Any]
+    log: Path                        # the case's slice of the worker log
+
+
+def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, target: "Target",
+                  recorder: "Recorder", loop_progress: Callable[[str], None] | None = None,
+                  position: str | None = None) -> WorkerCase:
     info = resolve_model(spec.model)
     key = engine_key(spec)
-    swap_dir = swap_dir_for(runner, spec, key)
+    swap_dir = swap_dir_for(target, spec, key)
     try:
         ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=swap_dir)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     stem = f"{prefix}-{spec.id}" if prefix else spec.id
-    art = Path(runner.recorder.artifact_dir)
+    art = Path(recorder.artifact_dir)
     job_path, result_path, log = art / f"{stem}.job.json", art / f"{stem}.result.json", art / f"{stem}.log"
     result_path.unlink(missing_ok=True)
     job = {"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
            "nvme_path": str(swap_dir) if swap_dir else None}
     job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
     progress = None
-    if runner.loop_progress is not None:
+    if loop_progress is not None:
         progress = CaseProgress(f"{prefix + ' ' if prefix else ''}{spec.id}", spec.warmup, spec.loops,
-                                runner.loop_progress, runner.position)
-    timeout = float(runner.recorder.timeout)
+                                loop_progress, position)
     t0 = time.monotonic()
-    data: dict[str, Any] | None
+    data: dict[str, Any] | None = None
+    returncode, timed_out = None, False
     try:
-        data = shared_pool().run(key, job, timeout=timeout, swap_dir=swap_dir,
+        data = shared_pool().run(key, job, timeout=float(recorder.timeout), swap_dir=swap_dir,
                                  estimate=estimate_host_bytes(spec, info, ds), progress=progress, case_log=log)
-        exit_ = ChildExit(None, False, time.monotonic() - t0)
         result_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     except WorkerGone as gone:
-        data, exit_ = None, ChildExit(gone.returncode, gone.timed_out, time.monotonic() - t0)
-    outcome, error = classify(exit_.returncode, exit_.timed_out, data, tail_of(log))
-    if exit_.timed_out:
-        error = f"killed after {runner.recorder.timeout} s ({error})"
-    result = result_from_child(spec, accelerator, data, outcome, error, ds, log, exit_)
-    runner.recorder.set_extra(f"{prefix}_engine" if prefix else "engine",
-                              {"key": key, "reused": bool((data or {}).get("engine_reused")),
-                               "cases_on_engine": (data or {}).get("engine_cases"),
-                               "import_s": (data or {}).get("import_s"), "case_s": (data or {}).get("case_s")})
-    return result
+        returncode, timed_out = gone.returncode, gone.timed_out
+    recorder.set_extra(f"{prefix}_engine" if prefix else "engine",
+                       {"key": key, "reused": bool((data or {}).get("engine_reused")),
+                        "cases_on_engine": (data or {}).get("engine_cases"),
+                        "import_s": (data or {}).get("import_s"), "case_s": (data or {}).get("case_s")})
+    return WorkerCase(data, returncode, timed_out, time.monotonic() - t0, ds, log)

@@ -260,9 +260,7 @@ class ZeroInferenceRunner:
 
     def _run_fresh(self, spec: InferenceSpec, accelerator: str, prefix: str | None) -> InferenceResult:
         if getattr(self.recorder, "engine_reuse", True):
-            from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
-
-            return run_in_worker(self, spec, accelerator, prefix)
+            return self._run_in_worker(spec, accelerator, prefix)
         info = resolve_model(spec.model)
         offload_dir = self.offload_dir(prefix)
         nvme_path = offload_dir / spec.id if spec.offload == "nvme" else None
@@ -285,6 +283,18 @@ class ZeroInferenceRunner:
         if exit_.timed_out:
             error = f"killed after {self.recorder.timeout} s ({error})"
         return result_from_child(spec, accelerator, data, outcome, error, ds, log, exit_)
+
+    def _run_in_worker(self, spec: InferenceSpec, accelerator: str, prefix: str | None) -> InferenceResult:
+        """The case in its engine's persistent worker (engine.py), classified like a one-shot child."""
+        from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+
+        case = run_in_worker(spec, accelerator, prefix, target=self.target, recorder=self.recorder,
+                             loop_progress=self.loop_progress, position=self.position)
+        outcome, error = classify(case.returncode, case.timed_out, case.data, tail_of(case.log))
+        if case.timed_out:
+            error = f"killed after {self.recorder.timeout} s ({error})"
+        return result_from_child(spec, accelerator, case.data, outcome, error, case.ds_config, case.log,
+                                 ChildExit(case.returncode, case.timed_out, case.seconds))
 
     def record(self, result: InferenceResult, prefix: str | None = None) -> None:
         rec, spec = self.recorder, result.spec
