@@ -11,6 +11,7 @@ from pytest_nvme_ai.run import settings
 from pytest_nvme_ai.run.records import RECORD_KEY
 from pytest_nvme_ai.run.session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
 from pytest_nvme_ai.run.history_hook import register as register_history
+from pytest_nvme_ai.run.order import engine_order
 from pytest_nvme_ai.run.summary import write_summary
 
 # Fixtures live in their own module; importing it here registers them with the plugin.
@@ -29,6 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with the reason when none is visible")
     config.addinivalue_line("markers", "nvme: needs a target on a real NVMe device; skipped otherwise")
+    config.addinivalue_line("markers", "nvme_ai_engines(key, ...): the ZeRO-Inference engines a case uses; "
+                            "cases sharing one run together (run/order.py)")
     if config.option.help or config.option.version:
         return
     if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
@@ -86,6 +89,10 @@ class _Hooks:
             targets = self.s.targets
             metafunc.parametrize("offload_target", targets, ids=[t.id for t in targets], indirect=True,
                                  scope="session")
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if settings.resolve(self.s.config, "engine_reuse"):
+            items[:] = engine_order(items)  # cases sharing a ZeRO-Inference engine run next to each other
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:

@@ -115,9 +115,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     grid = GRIDS[profile_of(metafunc.config).name]()
     kind = "pair" if metafunc.function.__name__ == "test_nvme_vs_cpu" else "single"
-    params = [pytest.param(c, marks=[pytest.mark.gpu] if c.gpu else [], id=c.pair_id if kind == "pair" else c.id)
+    params = [pytest.param(c, marks=_marks(c, kind, metafunc.config), id=c.pair_id if kind == "pair" else c.id)
               for c in grid[kind]]
     metafunc.parametrize("case", params)
+
+
+def _marks(case: Case, kind: str, config: pytest.Config) -> list[Any]:
+    """gpu where needed, and the engines the case uses, so cases sharing one run together (run/order.py)."""
+    from pytest_nvme_ai.measure.zero_inference.worker import engine_key
+
+    profile = profile_of(config)
+    sides = ("nvme", "cpu") if kind == "pair" else (case.offload,)
+    marks = [pytest.mark.nvme_ai_engines(*(engine_key(case.spec_for(side, profile)) for side in sides))]
+    return marks + ([pytest.mark.gpu] if case.gpu else [])
 
 
 @pytest.fixture(scope="session")
@@ -207,5 +217,18 @@ def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pyt
     _check_run(cpu, nvme_ai)
     ratios = [n / c for n, c in zip(nvme.metrics["total_throughput"].samples, cpu.metrics["total_throughput"].samples)]
     nvme_ai.record(Metric.of("nvme_vs_cpu_throughput", ratios))
+    _record_energy_ratio(nvme, cpu, nvme_ai)
     # What separates the two runs is where the parameters come from: only the NVMe run reads the target.
     assert nvme.target_read_bytes > (cpu.target_read_bytes or 0)
+
+
+def _record_energy_ratio(nvme: Any, cpu: Any, nvme_ai: Any) -> None:
+    """nvme_vs_cpu_energy_per_token where both sides measured energy (docs/energy.md); a note where not."""
+    from pytest_nvme_ai.measure.energy import energy_ratio
+
+    ratios, basis = energy_ratio(nvme.metrics, cpu.metrics)
+    if ratios:
+        nvme_ai.record(Metric.of("nvme_vs_cpu_energy_per_token", ratios))
+        nvme_ai.set_extra("energy_ratio_basis", basis)
+    else:
+        nvme_ai.note("nvme_vs_cpu_energy_per_token not recorded: the two runs share no readable energy counter")

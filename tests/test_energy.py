@@ -13,6 +13,7 @@ Where the readings come from (no GPU and no RAPL on the build machines, so none 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -269,3 +270,36 @@ def test_energy_ratio_prefers_gpu_and_names_its_basis() -> None:
     del nvme["gpu_energy_per_token"]
     assert energy_ratio(nvme, cpu) == ([0.5, 0.5], "cpu_energy_per_token")
     assert energy_ratio({}, cpu) == ([], None)
+
+
+# ---- report ---------------------------------------------------------------------------------------
+
+def _zi_results(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"schema_version": 1, "tests": [{
+        "nodeid": "suites/test_zero_inference.py::test_zero_inference[@default-opt-1.3b-bs8-nvme-q16]",
+        "suite": "zero_inference", "outcome": "passed", "verdict": "new",
+        "params": {"model": "opt-1.3b", "batch_size": 8, "offload": "nvme", "quant_bits": 16, "kv_offload": False,
+                   "prompt_len": 512, "gen_len": 32},
+        "extra": {"run_outcome": "ok"},
+        "metrics": {name: Metric.of(name, samples).to_dict() for name, samples in metrics.items()}}]}
+
+
+def test_report_shows_energy_next_to_throughput(tmp_path: Path) -> None:
+    from pytest_nvme_ai.report import render_run
+
+    out = tmp_path / "index.html"
+    render_run(_zi_results({"total_throughput": [12.0, 12.5], "gpu_energy_per_token": [16.4, 15.6],
+                            "gpu_avg_power": [420.0, 500.0]}), out)
+    html = out.read_text(encoding="utf-8")
+    headers = re.findall(r"<th[^>]*>([^<]+)</th>", html)
+    assert headers.index("GPU J/token") == headers.index("total tok/s") + 1 and "GPU W" in headers
+    assert "CPU J/token" not in headers  # a column nobody measured is left out
+    assert "16 J/token" in html
+
+
+def test_report_without_energy_has_no_energy_columns(tmp_path: Path) -> None:
+    from pytest_nvme_ai.report import render_run
+
+    out = tmp_path / "index.html"
+    render_run(_zi_results({"total_throughput": [12.0, 12.5]}), out)
+    assert "J/token" not in out.read_text(encoding="utf-8")

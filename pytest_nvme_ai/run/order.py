@@ -41,7 +41,11 @@ def engine_order(items: list[pytest.Item], alive: int = 2) -> list[pytest.Item]:
     """pytest items with the marked ones regrouped per file (see the module docstring)."""
     def keys(item: pytest.Item) -> tuple[str, ...] | None:
         marker = item.get_closest_marker(MARKER)
-        return tuple(marker.args) if marker is not None else None
+        if marker is None:
+            return None
+        callspec = getattr(item, "callspec", None)
+        target = getattr(callspec.params.get("offload_target"), "label", "") if callspec is not None else ""
+        return tuple(f"{k} @ {target}" for k in marker.args)  # an engine lives on one target
 
     out = list(items)
     by_file: dict[str, list[int]] = {}

@@ -66,7 +66,7 @@ def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, 
                   recorder: "Recorder", loop_progress: Callable[[str], None] | None = None,
                   position: str | None = None) -> WorkerCase:
     info = resolve_model(spec.model)
-    key = engine_key(spec)
+    key = f"{engine_key(spec)} @ {target.label}"  # an engine's swap files are on one target
     swap_dir = swap_dir_for(target, spec, key)
     try:
         ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=swap_dir)

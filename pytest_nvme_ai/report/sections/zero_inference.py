@@ -26,7 +26,11 @@ ORDER = 30
 RUN_COLUMNS = (
     ("prefill latency", "prefill_latency"), ("decode latency", "decode_latency"),
     ("prefill tok/s", "prefill_throughput"), ("decode tok/s", "decode_throughput"),
-    ("total tok/s", "total_throughput"), ("peak GPU mem", "peak_gpu_mem"), ("peak RSS", "peak_rss"),
+    ("total tok/s", "total_throughput"),
+    # energy next to throughput (measure/energy.py); dropped where no counter was readable
+    ("GPU J/token", "gpu_energy_per_token"), ("GPU W", "gpu_avg_power"),
+    ("CPU J/token", "cpu_energy_per_token"), ("CPU W", "cpu_avg_power"),
+    ("peak GPU mem", "peak_gpu_mem"), ("peak RSS", "peak_rss"),
     ("read from target", "target_read_bytes"), ("read bandwidth", "target_read_bw"),
     ("read bw / fio", "read_bw_vs_fio"), ("I/O efficiency", "io_efficiency"),
     ("decode ceiling tok/s", "decode_ceiling"),

@@ -1,0 +1,256 @@
+"""How much of the ZeRO-Inference suite's wall time is measured loops, per-case children vs one worker per engine.
+
+Steps (each one a separate command, so that each takes the heavy lock for a few minutes only):
+
+  share   Run suites/test_zero_inference.py on quick twice, side by side: `--nvme-ai-engine-reuse 0`
+          (the old path: a fresh child per run) and `1` (one worker per engine), in the order given by
+          --order (default: per-case first, then reuse, then per-case again, so drift shows). Prints
+          per run: suite wall time, time in measured loops (sum of every run's total_latency samples),
+          their share; the grid's distinct engines and runs; the bound with perfect reuse,
+          loops ÷ (loops + one start-up per engine), with its arithmetic; and each test's
+          total_throughput under both paths with the ratio and the per-path spread (noise).
+  order   The same case first on a fresh engine vs after two other cases on the same engine,
+          interleaved over --trials rounds; prints both groups' decode throughput, the difference of
+          medians, the within-group spread and a Mann-Whitney U p-value.
+  build   Dummy-weight build time of opt-125m, opt-350m and opt-1.3b (NVMe offload, bf16, in the worker
+          the suite uses); fits seconds = a + b × params and projects OPT-13b/30b/66b; with `share`'s
+          output, projects the full profile's builds before and after.
+
+Run:  flock /work/heavy.lock .venv/bin/python benchmarks/zi_suite_share.py share
+      flock /work/heavy.lock .venv/bin/python benchmarks/zi_suite_share.py order --trials 5
+      flock /work/heavy.lock .venv/bin/python benchmarks/zi_suite_share.py build
+Figures on the shared build VM are noisy; read the ratios, not the absolute seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "suites" / "test_zero_inference.py"
+ENGINE_PARAMS = ("model", "dtype", "offload", "quant_bits", "aio", "pin_memory")
+
+
+# ---- share --------------------------------------------------------------------------------------
+
+def run_suite(reuse: bool, workdir: Path, deselect: str) -> dict[str, Any]:
+    report = workdir / f"reports-{int(reuse)}-{time.monotonic_ns()}"
+    argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-k", deselect,
+            "--nvme-ai-report-dir", str(report), "--nvme-ai-engine-reuse", "1" if reuse else "0",
+            "--basetemp", str(workdir / f"bt-{int(reuse)}-{time.monotonic_ns()}")]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    results = sorted(report.glob("*/results.json"))
+    if not results:
+        raise SystemExit(f"the suite wrote no results.json (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
+    return {"reuse": reuse, "wall": wall, "rc": proc.returncode, "tail": proc.stdout.strip().splitlines()[-1:],
+            "results": json.loads(results[-1].read_text())}
+
+
+def runs_of(test: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each ZeRO-Inference run in a test: its params, loop latencies, and the engine facts the worker left."""
+    extra, metrics = test.get("extra") or {}, test.get("metrics") or {}
+    out = []
+    for prefix in ("", "nvme_", "cpu_", "none_", "compute_"):
+        lat = metrics.get(f"{prefix}total_latency")
+        if not lat:
+            continue
+        params = extra.get(f"{prefix}params") if prefix else test.get("params")
+        out.append({"params": params or {}, "loops": list(lat.get("samples") or [lat["value"]]),
+                    "engine": extra.get(f"{prefix}engine"), "init_s": extra.get(f"{prefix}init_seconds")})
+    return out
+
+
+def engine_of(params: dict[str, Any]) -> str:
+    return json.dumps({k: params.get(k) for k in ENGINE_PARAMS}, sort_keys=True, default=str)
+
+
+def summarize(run: dict[str, Any]) -> dict[str, Any]:
+    tests = [t for t in run["results"]["tests"] if "test_zero_inference.py" in t["nodeid"]]
+    runs = [r for t in tests for r in runs_of(t)]
+    loops = sum(sum(r["loops"]) for r in runs)
+    engines = {engine_of(r["params"]) for r in runs}
+    startups = [(r["engine"] or {}).get("import_s", 0) + (r["init_s"] or 0) for r in runs
+                if r["engine"] and not r["engine"].get("reused")]
+    return {"tests": tests, "runs": len(runs), "engines": len(engines), "loops": loops, "wall": run["wall"],
+            "share": loops / run["wall"], "startups": startups,
+            "throughput": {t["nodeid"].split("::", 1)[1]: t["metrics"] for t in tests if t.get("metrics")}}
+
+
+def spread(samples: Iterable[float]) -> float:
+    s = list(samples)
+    return (max(s) - min(s)) / statistics.median(s) if len(s) > 1 and statistics.median(s) else 0.0
+
+
+def cmd_share(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="zi-share-"))
+    order = [c == "1" for c in args.order.split(",")]
+    summaries = []
+    for reuse in order:
+        r = run_suite(reuse, work, args.k)
+        s = summarize(r)
+        summaries.append((reuse, s))
+        print(f"{'one worker per engine' if reuse else 'per-case children   '}: wall {s['wall']:.1f} s, "
+              f"measured loops {s['loops']:.1f} s, share {s['share']:.1%}  ({r['tail'][0] if r['tail'] else ''})")
+    reuse_runs = [s for reuse, s in summaries if reuse]
+    if reuse_runs:
+        s = reuse_runs[-1]
+        startup = statistics.median(s["startups"]) if s["startups"] else float("nan")
+        bound = s["loops"] / (s["loops"] + s["engines"] * startup)
+        print(f"grid: {s['runs']} runs on {s['engines']} distinct engines; start-ups measured "
+              f"(import + build, s): {', '.join(f'{x:.1f}' for x in s['startups'])}")
+        print(f"bound with perfect reuse = loops / (loops + engines × start-up) = {s['loops']:.1f} / "
+              f"({s['loops']:.1f} + {s['engines']} × {startup:.1f}) = {bound:.1%}; achieved {s['share']:.1%} "
+              f"= {s['share'] / bound:.0%} of the bound")
+    base = [s for reuse, s in summaries if not reuse]
+    if base and reuse_runs:
+        print("\nper-test total_throughput (tokens/s, median of loops): per-case vs worker, ratio, spreads")
+        for test, metrics in reuse_runs[-1]["throughput"].items():
+            for name in sorted(m for m in metrics if m.endswith("total_throughput")):
+                new = metrics[name]
+                olds = [b["throughput"].get(test, {}).get(name) for b in base]
+                olds = [o for o in olds if o]
+                if not olds:
+                    continue
+                old_v = statistics.median(o["value"] for o in olds)
+                print(f"  {test} {name}: {old_v:.3g} vs {new['value']:.3g}  ratio {new['value'] / old_v:.3f}  "
+                      f"spread per-case {max(spread(o['samples']) for o in olds):.1%}, "
+                      f"worker {spread(new['samples']):.1%}")
+    (work / "summary.json").write_text(json.dumps([(r, {k: v for k, v in s.items() if k != "tests"})
+                                                   for r, s in summaries], default=str, indent=1))
+    print(f"\nraw: {work}/summary.json")
+
+
+# ---- order --------------------------------------------------------------------------------------
+
+class BenchRecorder:
+    """What engine.run_in_worker needs of a recorder, outside pytest."""
+
+    def __init__(self, artifact_dir: Path, timeout: int = 900) -> None:
+        self.artifact_dir, self.timeout = artifact_dir, timeout
+        self.extra: dict[str, Any] = {}
+
+    def set_extra(self, key: str, value: Any) -> None:
+        self.extra[key] = value
+
+
+def decode_tps(data: dict[str, Any], batch: int, gen: int) -> list[float]:
+    return [batch * (gen - 1) / max(lp["total_latency"] - lp["prefill_latency"], 1e-9) for lp in data["loops"]]
+
+
+def cmd_order(args: argparse.Namespace) -> None:
+    from scipy.stats import mannwhitneyu
+
+    from pytest_nvme_ai.core.targets import Target
+    from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op, ensure_comm_op
+    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+    from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
+    from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
+
+    ensure_comm_op()
+    reason = ensure_aio_op()
+    if reason:
+        raise SystemExit(reason)
+    work = Path(tempfile.mkdtemp(prefix="zi-order-"))
+    target = Target(path=work / "target", label="bench", run_id="order")
+    target.path.mkdir()
+    x = InferenceSpec(model=args.model, batch_size=1, prompt_len=32, gen_len=8, offload="nvme",
+                      loops=args.loops, warmup=1)
+    others = [x.with_(batch_size=2), x.with_(batch_size=4, gen_len=4)]
+    pool = shared_pool()
+
+    def case(spec: InferenceSpec) -> dict[str, Any]:
+        rec = BenchRecorder(work)
+        c = run_in_worker(spec, "cpu", None, target=target, recorder=rec)  # type: ignore[arg-type]
+        if not c.data or c.data.get("outcome") != "ok":
+            raise SystemExit(f"{spec.id} failed: {c.data}\n{c.log.read_text()[-2000:]}")
+        return dict(c.data)
+
+    first: list[float] = []
+    after: list[float] = []
+    for trial in range(args.trials):
+        for kind in (("first", "after") if trial % 2 == 0 else ("after", "first")):
+            pool.close_all()                                   # a fresh worker and engine for each arm
+            if kind == "after":
+                for o in others:
+                    case(o)
+            tps = decode_tps(case(x), x.batch_size, x.gen_len)
+            (first if kind == "first" else after).append(statistics.median(tps))
+            print(f"trial {trial + 1} {kind:5s}: decode {statistics.median(tps):.3f} tok/s "
+                  f"(loops {', '.join(f'{v:.3f}' for v in tps)})", flush=True)
+    pool.close_all()
+    mf, ma = statistics.median(first), statistics.median(after)
+    p = mannwhitneyu(first, after).pvalue
+    print(f"\n{x.id}: first on its engine, median {mf:.3f} tok/s (spread {spread(first):.1%}); after others, "
+          f"median {ma:.3f} tok/s (spread {spread(after):.1%}); difference {ma / mf - 1:+.1%}; "
+          f"Mann-Whitney U p = {p:.3f} (n = {len(first)} + {len(after)})")
+
+
+# ---- build --------------------------------------------------------------------------------------
+
+def cmd_build(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from pytest_nvme_ai.core.targets import Target
+    from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op, ensure_comm_op
+    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+    from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+    from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
+    from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
+
+    ensure_comm_op()
+    if ensure_aio_op():
+        raise SystemExit(ensure_aio_op())
+    work = Path(tempfile.mkdtemp(prefix="zi-build-"))
+    target = Target(path=work / "target", label="bench", run_id="build")
+    target.path.mkdir()
+    params, seconds = [], []
+    for model in args.models.split(","):
+        spec = InferenceSpec(model=model, batch_size=1, prompt_len=8, gen_len=2, offload="nvme", loops=1, warmup=0)
+        shared_pool().close_all()
+        c = run_in_worker(spec, "cpu", None, target=target, recorder=BenchRecorder(work))  # type: ignore[arg-type]
+        if not c.data or c.data.get("outcome") != "ok":
+            raise SystemExit(f"{model}: {c.data}")
+        n, s = resolve_model(model).param_count, float(c.data["init_seconds"])
+        swap = sum(f["bytes"] for f in c.data["swap_files"])
+        params.append(n)
+        seconds.append(s)
+        print(f"{model}: {n / 1e6:.0f} M params, build {s:.1f} s ({n / s / 1e6:.1f} M params/s), "
+              f"imports {c.data.get('import_s', 0):.1f} s, swap files {swap / 1e9:.2f} GB", flush=True)
+    shared_pool().close_all()
+    b, a = np.polyfit(params, seconds, 1)
+    print(f"fit: build ≈ {a:.1f} s + {b * 1e9:.1f} s per billion params")
+    for model in ("opt-13b", "opt-30b", "opt-66b"):
+        n = resolve_model(model).param_count
+        print(f"  {model}: {n / 1e9:.1f} B params -> {a + b * n:.0f} s ({(a + b * n) / 60:.0f} min) per build "
+              f"at this machine's rate (CPU random init + swap writes)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("share")
+    s.add_argument("--order", default="0,1,0", help="comma list of 0 (per-case) / 1 (worker) suite runs")
+    s.add_argument("-k", default="not drive_speed", help="pytest -k expression (default: without test_drive_speed)")
+    o = sub.add_parser("order")
+    o.add_argument("--trials", type=int, default=5)
+    o.add_argument("--loops", type=int, default=3)
+    o.add_argument("--model", default="opt-125m")
+    b = sub.add_parser("build")
+    b.add_argument("--models", default="opt-125m,opt-350m,opt-1.3b")
+    args = ap.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    {"share": cmd_share, "order": cmd_order, "build": cmd_build}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
