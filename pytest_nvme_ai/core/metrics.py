@@ -41,10 +41,19 @@ CATALOG: dict[str, MetricSpec] = {
     "peak_rss": MetricSpec("B", "lower", False, "peak resident memory of the run"),
     "target_read_bytes": MetricSpec("B", "lower", False, "bytes read from the target during the run"),
     "target_read_bw": MetricSpec("B/s", "higher", False, "bytes read from the target / total latency"),
-    "io_efficiency": MetricSpec("ratio", "higher", False, "decode throughput / I/O-bound ceiling"),
-    "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "effective read bandwidth during run / fio bandwidth"),
+    "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "I/O utilization of decode: t_io / t_step"),
     "nvme_vs_cpu_throughput": MetricSpec("ratio", "higher", True, "NVMe-offload / CPU-offload total throughput"),
-    "decode_ceiling": MetricSpec("tokens/s", "higher", False, "I/O-bound ceiling of decode throughput"),
+    # The two-bound (roofline) model, docs/roofline.md; report-only: they explain, the throughputs gate.
+    "offloaded_bytes": MetricSpec("B", "lower", False, "parameter bytes in DeepSpeed's swap files on the target"),
+    "roofline_throughput": MetricSpec("tokens/s", "higher", False, "decode: batch / max(t_io, t_compute)"),
+    "accelerator_utilization": MetricSpec("ratio", "higher", False, "decode: t_compute / t_step (MLPerf's AU)"),
+    "overlap": MetricSpec("ratio", "higher", False, "decode: share of the shorter bound hidden behind the longer"),
+    "prefill_roofline_throughput": MetricSpec("tokens/s", "higher", False, "prefill: batch*prompt / max(t_io, t_compute)"),
+    "prefill_read_bw_vs_fio": MetricSpec("ratio", "higher", False, "I/O utilization of prefill: t_io / t_step"),
+    "prefill_accelerator_utilization": MetricSpec("ratio", "higher", False, "prefill: t_compute / t_step"),
+    "prefill_overlap": MetricSpec("ratio", "higher", False, "prefill: share of the shorter bound hidden"),
+    "bandwidth_sensitivity": MetricSpec("ratio", "higher", False,
+                                        "decode throughput gain from doubling read bandwidth (measured between caps)"),
 }
 
 

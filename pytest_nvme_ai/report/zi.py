@@ -26,9 +26,11 @@ RUN_COLUMNS = (
     ("prefill tok/s", "prefill_throughput"), ("decode tok/s", "decode_throughput"),
     ("total tok/s", "total_throughput"), ("peak GPU mem", "peak_gpu_mem"), ("peak RSS", "peak_rss"),
     ("read from target", "target_read_bytes"), ("read bandwidth", "target_read_bw"),
-    ("read bw / fio", "read_bw_vs_fio"), ("I/O efficiency", "io_efficiency"),
-    ("decode ceiling tok/s", "decode_ceiling"),
+    ("offloaded", "offloaded_bytes"), ("offloaded share", "offloaded_fraction"),
+    ("roofline tok/s", "roofline_throughput"), ("read bw / fio", "read_bw_vs_fio"),
+    ("accel. util.", "accelerator_utilization"), ("overlap", "overlap"),
 )
+PARAM_COLUMNS = ("offloaded_fraction",)  # shown as a column, recorded as a param (it decides comparability)
 NOT_RUN = ("skipped", "not_applicable", "—")   # no number, and not a failure either
 PAIR_SIDES = ("cpu", "nvme")
 
@@ -42,6 +44,10 @@ class Run:
     prefix: str = ""    # "cpu_" / "nvme_" inside a pairing test
 
     def value(self, metric: str) -> float | None:
+        if metric in PARAM_COLUMNS:
+            if self.prefix:
+                return num(as_map(as_map(self.view.raw.get("extra")).get(self.prefix + "params")).get(metric))
+            return num(param(self.view, metric)) if self.offload != "cpu" else None
         return metric_value(self.view.raw, self.prefix + metric)
 
     def spread(self, metric: str) -> tuple[float | None, float | None]:
@@ -218,8 +224,10 @@ def side_by_side(groups: dict[str, list[Run]], pairs: dict[tuple[str, Any], Test
 def run_cell(r: Run, metric: str) -> Cell:
     """Throughputs without their unit (the header says tok/s): keeps a 15-column table on one screen."""
     v = r.value(metric)
-    if metric.endswith("_throughput") or metric == "decode_ceiling":
+    if metric.endswith("_throughput"):
         return Cell(fmt(v))
+    if metric in PARAM_COLUMNS:
+        return Cell("—" if v is None else f"{v:.1%}")
     unit = str(as_map(as_map(r.view.raw.get("metrics")).get(r.prefix + metric)).get("unit") or "")
     return Cell(fmt(v, unit))
 
