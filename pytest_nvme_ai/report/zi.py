@@ -19,6 +19,7 @@ from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio, num
 from pytest_nvme_ai.report.render import Cell, Table, TestView, metric_range, metric_value
 from pytest_nvme_ai.report.sections import OFFLOAD_ORDER, SUITE_TITLES, Section, draw, param, sort_key, xticks
+from pytest_nvme_ai.report.zi_roofline import zi_roofline_panels, zi_roofline_sentences
 
 # Columns of the per-run table: (header, metric). A column nobody measured is dropped.
 RUN_COLUMNS = (
@@ -271,6 +272,12 @@ def zi_section(views: list[TestView]) -> Section:
         sec.charts.append(draw("Total generation throughput vs batch size; ✕ marks runs that produced no number",
                                charts.line_chart, panels, height=3.2))
     sec.intro.extend(s for s in (crossover(t, runs, pairs) for t, runs in groups.items()) if s)
+    roof = zi_roofline_panels(views)
+    if roof:
+        sec.charts.append(draw("Decode throughput vs read bandwidth per NVMe-offloaded case: the I/O slope, the "
+                               "compute ceiling (weights resident), the model with the measured overlap, and the "
+                               "drive's fio bandwidth (docs/roofline.md)", charts.line_chart, roof, height=3.2))
+    sec.intro.extend(zi_roofline_sentences(views))
     if any(r.value(m) is not None for runs in groups.values() for r in runs
            for m in ("prefill_latency", "decode_latency")):
         sec.charts.append(draw("Latency breakdown per run: prefill (first forward) and decode (remaining tokens)",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pytest_nvme_ai.core.metrics import Metric
-from pytest_nvme_ai.measure.bounds import Bounds, ridge_bandwidth
+from pytest_nvme_ai.measure.bounds import Bounds, predict_step, predict_throughput, ridge_bandwidth
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult
@@ -46,6 +46,11 @@ class RunBounds:
                 out[phase] = phase_summary(bounds)
         if self.decode and self.decode_bytes_per_step:
             out["ridge_bw"] = ridge_bandwidth(self.decode_bytes_per_step, self.decode[0].t_compute)
+            d = out["decode"]
+            out["x2_gain"] = x2_gain(d["t_io"], d["t_compute"], d["overlap"])
+            out["curve"] = model_curve(d["tokens_per_step"], self.decode_bytes_per_step, self.fio_bw,
+                                       d["t_compute"], d["overlap"])
+            out["sentence"] = sentence(out)
         return out
 
 
@@ -116,18 +121,36 @@ def fio_bw_of(recorder: "Recorder") -> float | None:
     return float(value) if value else None
 
 
+CURVE_FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def x2_gain(t_io: float, t_compute: float, overlap: float) -> float:
+    """Predicted decode throughput gain from twice the read bandwidth, with the overlap share held."""
+    return predict_step(t_io, t_compute, overlap) / predict_step(t_io / 2, t_compute, overlap) - 1
+
+
+def model_curve(tokens_per_step: float, bytes_per_step: float, fio_bw: float, t_compute: float,
+                overlap: float) -> list[list[float]]:
+    """[read bandwidth B/s, predicted tokens/s] from ⅛ to 4× the drive's fio figure: the report draws it
+    (the report imports no measuring code, so the model is evaluated here)."""
+    return [[f * fio_bw, predict_throughput(tokens_per_step, bytes_per_step, f * fio_bw, t_compute, overlap)]
+            for f in CURVE_FRACTIONS]
+
+
 def sentence(summary: Mapping[str, Any]) -> str | None:
     """One line for the report: which bound holds, how much is hidden, what ×2 bandwidth would give."""
-    from pytest_nvme_ai.measure.bounds import predict_step
-
     d = summary.get("decode")
     if not d:
         return None
     t_io, t_c, t_step, ov = d["t_io"], d["t_compute"], d["t_step"], d["overlap"]
     hidden = min(t_io, t_c)
-    gain = predict_step(t_io, t_c, ov) / predict_step(t_io / 2, t_c, ov) - 1
+    gain = x2_gain(t_io, t_c, ov)
     which = "I/O bound (the drive)" if d["bound"] == "io" else "compute bound (the accelerator)"
     shorter = "compute" if d["bound"] == "io" else "I/O"
-    return (f"Decode is {which}: t_io {t_io * 1e3:.3g} ms vs t_compute {t_c * 1e3:.3g} ms per step, measured "
-            f"{t_step * 1e3:.3g} ms; {ov:.0%} of the {shorter} time ({hidden * 1e3:.3g} ms) is hidden. "
+    return (f"Decode is {which}: t_io {_ms(t_io)} vs t_compute {_ms(t_c)} per step, measured "
+            f"{_ms(t_step)}; {ov:.0%} of the {shorter} time ({_ms(hidden)}) is hidden. "
             f"Twice the read bandwidth would give about {gain:+.0%} decode throughput.")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"

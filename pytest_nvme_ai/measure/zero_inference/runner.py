@@ -32,7 +32,7 @@ from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, det
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, median, prefixed
-from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+from pytest_nvme_ai.measure.zero_inference.models import equal_offload_max_block, resolve_model
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError, SpecNotApplicable
 
 if TYPE_CHECKING:
@@ -260,21 +260,27 @@ class ZeroInferenceRunner:
         if setting == "default":
             return spec
         if setting == "auto":
-            block = self._tuned_aio()
+            block = self._tuned_aio(spec)
             return spec.with_(aio=block) if block else spec
         try:
             return spec.with_(aio=parse_aio_json(setting))
         except AioSettingError as exc:
             raise SpecError(f"--nvme-ai-aio: {exc}") from None
 
-    def _tuned_aio(self) -> dict[str, Any] | None:
-        """The tuner's block (it tunes once per target and session, and records its extras in each test)."""
+    def _tuned_aio(self, spec: InferenceSpec) -> dict[str, Any] | None:
+        """The tuner's block (it tunes once per target, session and block bound, and records its extras in
+        each test), searched only over block sizes that offload the same tensors as DeepSpeed's default:
+        the tuner must not win by offloading less (models.equal_offload_max_block)."""
         try:
-            from pytest_nvme_ai.measure.aio.tune import tuned_aio_block
+            from pytest_nvme_ai.measure.aio.tune import BLOCK_SIZES, tuned_aio_block
         except ImportError as exc:
             self.recorder.note(f"--nvme-ai-aio auto: no tuner available ({exc}); DeepSpeed's aio defaults used")
             return None
-        return normalize_aio(tuned_aio_block(self.target, self.recorder))
+        bpe = (spec.quant_bits or 16) / 8
+        max_block = equal_offload_max_block(resolve_model(spec.model), bpe, BLOCK_SIZES)
+        self.recorder.note(f"--nvme-ai-aio auto: block sizes up to {max_block >> 10} KiB searched; a larger block "
+                           f"would keep some of {spec.model}'s weights in memory (equal offloaded bytes)")
+        return normalize_aio(tuned_aio_block(self.target, self.recorder, max_block_size=max_block))
 
     def _cache(self) -> dict[Any, Any]:
         session_cache = getattr(self.recorder, "session_cache", None)
