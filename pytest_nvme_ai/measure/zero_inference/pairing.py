@@ -20,8 +20,8 @@ from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.bounds import Bounds, predict_step, predict_throughput, ridge_bandwidth
 
 if TYPE_CHECKING:
+    from pytest_nvme_ai.core.recorder import Recorder
     from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult
-    from pytest_nvme_ai.run.records import Recorder
 
 METRICS = ("roofline_throughput", "read_bw_vs_fio", "accelerator_utilization", "overlap")
 

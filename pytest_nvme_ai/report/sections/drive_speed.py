@@ -12,11 +12,13 @@ from typing import Any, Mapping
 
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, num
-from pytest_nvme_ai.report.render import Cell, Table, TestView, metric_range, metric_value
-from pytest_nvme_ai.report.sections import Section, draw, param
+from pytest_nvme_ai.report.sections.base import Section, SectionBuilder, draw, param
+from pytest_nvme_ai.report.view import Cell, Table, TestView, metric_range, metric_value
+
+ORDER = 35
 
 GB = 1e9
-TITLE = "Drive-speed emulation: the same run at capped read bandwidths"
+TITLE = "Drive-speed emulation (block throttle)"
 
 
 def case_title(v: TestView) -> str:
@@ -128,3 +130,6 @@ def _sensitivity_sentence(title: str, ds: Mapping[str, Any]) -> str:
     if pred is not None:
         parts.append(f"; the bounds predict {pred:+.0%} from a drive twice as fast as this one")
     return " ".join(parts) + "."
+
+
+SECTION = SectionBuilder("drive_speed", TITLE, drive_speed_section)
