@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
 from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
@@ -64,9 +64,14 @@ class WorkerCase:
 
 def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, target: "Target",
                   recorder: "Recorder", loop_progress: Callable[[str], None] | None = None,
-                  position: str | None = None) -> WorkerCase:
+                  position: str | None = None, wrap: Sequence[str] = ()) -> WorkerCase:
+    """`wrap` (a cgroup-joining wrapper, measure.throttle): the case runs in a fresh worker started
+    through it, so the worker and all its threads are inside the cgroup from their first read; that
+    worker is closed after the case, before the caller removes the cgroup. No pid is moved."""
     info = resolve_model(spec.model)
     key = f"{engine_key(spec)} @ {target.label}"  # an engine's swap files are on one target
+    if wrap:
+        key += " in " + " ".join(wrap)
     swap_dir = swap_dir_for(target, spec, key)
     try:
         ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=swap_dir)
@@ -88,7 +93,8 @@ def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, 
     returncode, timed_out = None, False
     try:
         data = shared_pool().run(key, job, timeout=float(recorder.timeout), swap_dir=swap_dir,
-                                 estimate=estimate_host_bytes(spec, info, ds), progress=progress, case_log=log)
+                                 estimate=estimate_host_bytes(spec, info, ds), progress=progress, case_log=log,
+                                 wrap=wrap)
         result_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     except WorkerGone as gone:
         returncode, timed_out = gone.returncode, gone.timed_out

@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any, Callable, Mapping, Sequence
 
 from pytest_nvme_ai.core import procutil
 
@@ -203,7 +203,7 @@ class EnginePool:
         return PoolStats(self.started, self.cases, self.reused)
 
     def worker_for(self, key: str, swap_dir: Path | None, estimate: int,
-                   env: Mapping[str, str] | None = None) -> InferenceWorker:
+                   env: Mapping[str, str] | None = None, wrap: Sequence[str] = ()) -> InferenceWorker:
         w = self.workers.pop(key, None)
         if w is not None and w.alive:
             self.workers[key] = w  # most recently used now
@@ -214,7 +214,7 @@ class EnginePool:
         while self.workers and (len(self.workers) >= self.max_alive or not self._fits(key)):
             oldest = next(iter(self.workers))
             self.close(oldest)
-        w = InferenceWorker(key, swap_dir, self.argv, env)
+        w = InferenceWorker(key, swap_dir, [*wrap, *(self.argv or WORKER_ARGV)], env)
         self.started += 1
         self.workers[key] = w
         return w
@@ -229,10 +229,11 @@ class EnginePool:
 
     def run(self, key: str, job: Mapping[str, Any], *, timeout: float, swap_dir: Path | None, estimate: int,
             progress: CaseProgress | None = None, case_log: Path | None = None,
-            env: Mapping[str, str] | None = None) -> dict[str, Any]:
+            env: Mapping[str, str] | None = None, wrap: Sequence[str] = ()) -> dict[str, Any]:
         """The case's result dict (as child.py writes it); WorkerGone when the worker died or timed out.
-        A result that is not ok also ends the worker (it exits by itself)."""
-        w = self.worker_for(key, swap_dir, estimate, env)
+        A result that is not ok also ends the worker (it exits by itself). A `wrap`ped worker (started
+        inside a cgroup) is closed after its case: the cgroup is removed right after."""
+        w = self.worker_for(key, swap_dir, estimate, env, wrap)
         reused = w.cases > 0
         try:
             msg = w.run(job, timeout, progress, case_log)
@@ -241,7 +242,7 @@ class EnginePool:
             raise
         self.cases += 1
         self.reused += int(reused)
-        if msg.get("outcome") != "ok":
+        if msg.get("outcome") != "ok" or wrap:
             self.close(key)
         return msg
 
