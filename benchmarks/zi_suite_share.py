@@ -92,15 +92,21 @@ def spread(samples: Iterable[float]) -> float:
 
 
 def cmd_share(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="zi-share-"))
-    order = [c == "1" for c in args.order.split(",")]
-    summaries = []
-    for reuse in order:
+    """Runs the suite per --order, saving each run's summary under --out; then reports over every run saved
+    there (so the runs can be made in separate commands, each holding the heavy lock for one run)."""
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    for reuse in [c == "1" for c in args.order.split(",") if c]:
         r = run_suite(reuse, work, args.k)
         s = summarize(r)
-        summaries.append((reuse, s))
+        saved = {k: v for k, v in s.items() if k != "tests"}
+        (work / f"run-{time.time_ns()}-{int(reuse)}.json").write_text(json.dumps(saved, default=str))
+        print(f"ran: {'one worker per engine' if reuse else 'per-case children'}, exit {r['rc']}, "
+              f"{r['tail'][0] if r['tail'] else ''}", flush=True)
+    summaries = [(p.stem.endswith("-1"), json.loads(p.read_text())) for p in sorted(work.glob("run-*.json"))]
+    for reuse, s in summaries:
         print(f"{'one worker per engine' if reuse else 'per-case children   '}: wall {s['wall']:.1f} s, "
-              f"measured loops {s['loops']:.1f} s, share {s['share']:.1%}  ({r['tail'][0] if r['tail'] else ''})")
+              f"measured loops {s['loops']:.1f} s, share {s['share']:.1%}")
     reuse_runs = [s for reuse, s in summaries if reuse]
     if reuse_runs:
         s = reuse_runs[-1]
@@ -125,9 +131,7 @@ def cmd_share(args: argparse.Namespace) -> None:
                 print(f"  {test} {name}: {old_v:.3g} vs {new['value']:.3g}  ratio {new['value'] / old_v:.3f}  "
                       f"spread per-case {max(spread(o['samples']) for o in olds):.1%}, "
                       f"worker {spread(new['samples']):.1%}")
-    (work / "summary.json").write_text(json.dumps([(r, {k: v for k, v in s.items() if k != "tests"})
-                                                   for r, s in summaries], default=str, indent=1))
-    print(f"\nraw: {work}/summary.json")
+    print(f"\nraw: {work}/run-*.json")
 
 
 # ---- order --------------------------------------------------------------------------------------
@@ -239,7 +243,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("share")
-    s.add_argument("--order", default="0,1,0", help="comma list of 0 (per-case) / 1 (worker) suite runs")
+    s.add_argument("--order", default="0,1", help="comma list of 0 (per-case) / 1 (worker) suite runs; '' = report only")
+    s.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "zi-share"), help="where run summaries are kept")
     s.add_argument("-k", default="not drive_speed", help="pytest -k expression (default: without test_drive_speed)")
     o = sub.add_parser("order")
     o.add_argument("--trials", type=int, default=5)

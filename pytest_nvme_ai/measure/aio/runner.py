@@ -18,7 +18,6 @@ import errno
 import json
 import mmap
 import os
-import selectors
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader
 from pytest_nvme_ai.core.text import file_tail
 from pytest_nvme_ai.measure.deepspeed.ops import BUILD_TIMEOUT_S, Progress, default_progress, missing_prerequisite
 from pytest_nvme_ai.measure.deepspeed.version import aio_block
@@ -140,7 +140,7 @@ class AioWorker:
         self._log: IO[bytes] = open(log_path, "ab")
         self.proc = procutil.start(argv or [sys.executable, "-m", "pytest_nvme_ai.measure.aio.worker"],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
-        self._buf = b""
+        self._reader = LineReader(self.proc.stdout)  # type: ignore[arg-type]  # stdout=PIPE above
         try:
             self.ready = self._expect("ready", start_timeout)
         except BaseException:  # AioError, or Ctrl-C during the first build: never leave the worker behind
@@ -198,23 +198,13 @@ class AioWorker:
                 return msg
 
     def _next_message(self, deadline: float) -> dict[str, Any]:
-        out = self.proc.stdout
-        assert out is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(out, selectors.EVENT_READ)
-            while b"\n" not in self._buf:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.kill()
-                    raise AioError(f"aio worker timed out (killed)\n--- aio worker log ---\n{self.log_tail()}")
-                if not sel.select(timeout=min(left, 5.0)):
-                    continue
-                chunk = os.read(out.fileno(), 65536)
-                if not chunk:
-                    raise self._died("mid-request")
-                self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
+        try:
+            return self._reader.next(deadline)
+        except ChildSilent:
+            self.kill()
+            raise AioError(f"aio worker timed out (killed)\n--- aio worker log ---\n{self.log_tail()}") from None
+        except ChildClosed:
+            raise self._died("mid-request") from None
 
     def _died(self, when: str) -> AioError:
         code = self.proc.wait()

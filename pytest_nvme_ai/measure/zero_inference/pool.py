@@ -17,7 +17,6 @@ import atexit
 import hashlib
 import json
 import os
-import selectors
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader
 
 WORKER_ARGV = [sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference.worker"]
 PROCESS_BYTES = 3 << 30      # torch + DeepSpeed + transformers in one process, before any model (RSS, measured ~2 GiB)
@@ -61,7 +61,7 @@ class InferenceWorker:
         self.started = time.monotonic()
         self.proc = procutil.start(argv or WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=self._log, env=dict(env) if env is not None else None)
-        self._buf = b""
+        self._reader = LineReader(self.proc.stdout)  # type: ignore[arg-type]  # stdout=PIPE above
         self.cases = 0
         self.ready: dict[str, Any] = {}
         try:
@@ -144,23 +144,13 @@ class InferenceWorker:
                 return msg
 
     def _next_message(self, deadline: float) -> dict[str, Any]:
-        out = self.proc.stdout
-        assert out is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(out, selectors.EVENT_READ)
-            while b"\n" not in self._buf:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    procutil.stop(self.proc, grace_s=2.0)
-                    raise self._gone("in time", timed_out=True)
-                if not sel.select(timeout=min(left, 5.0)):
-                    continue
-                chunk = os.read(out.fileno(), 65536)
-                if not chunk:
-                    raise self._gone("mid-request", timed_out=False)
-                self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return dict(json.loads(line))
+        try:
+            return self._reader.next(deadline)
+        except ChildSilent:
+            procutil.stop(self.proc, grace_s=2.0)
+            raise self._gone("in time", timed_out=True) from None
+        except ChildClosed:
+            raise self._gone("mid-request", timed_out=False) from None
 
     def _gone(self, when: str, timed_out: bool) -> WorkerGone:
         try:

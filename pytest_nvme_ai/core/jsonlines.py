@@ -1,0 +1,44 @@
+"""JSON lines from a persistent child's stdout, each awaited until a deadline.
+
+The aio worker and the inference workers answer requests on a pipe, one JSON object per line; a
+reply that does not come in time, or a pipe that closes, is how the parent learns that the child
+hung or died. Callers turn those two exceptions into their own errors (with the child's log tail).
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import time
+from typing import IO, Any
+
+
+class ChildSilent(TimeoutError):
+    """No complete line arrived before the deadline."""
+
+
+class ChildClosed(EOFError):
+    """The child closed its stdout (it exited or died) before a complete line."""
+
+
+class LineReader:
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._buf = b""
+
+    def next(self, deadline: float, poll_s: float = 5.0) -> dict[str, Any]:
+        """The next line as a JSON object; ChildSilent at `deadline` (time.monotonic), ChildClosed at EOF."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._stream, selectors.EVENT_READ)
+            while b"\n" not in self._buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ChildSilent("no reply before the deadline")
+                if not sel.select(timeout=min(left, poll_s)):
+                    continue
+                chunk = os.read(self._stream.fileno(), 65536)
+                if not chunk:
+                    raise ChildClosed("the child closed its output")
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return dict(json.loads(line))
