@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import warnings
 from typing import Any, Generator
 
@@ -154,12 +155,21 @@ class _Hooks:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         signal.signal(signal.SIGTERM, getattr(self, "_previous_sigterm", signal.SIG_DFL) or signal.SIG_DFL)
+        _close_inference_workers()
         self.s.finish(exitstatus)
         if self.s.save_errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the tests passed, but the baseline was not saved
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write_summary(terminalreporter, self.s)
+
+
+def _close_inference_workers() -> None:
+    """End the ZeRO-Inference workers and remove their swap files when the session ends (not only at
+    interpreter exit: an in-process pytest run, like pytester's, goes on living)."""
+    pool = sys.modules.get("pytest_nvme_ai.measure.zero_inference.pool")
+    if pool is not None:
+        pool.close_shared_pool()
 
 
 def _sigterm_as_interrupt() -> Any:
