@@ -90,6 +90,21 @@ def _aio(v: str) -> str:
     return s
 
 
+def _seconds(v: str) -> float:
+    x = float(v)
+    if x < 0:
+        raise ValueError(f"{v!r} must be a number of seconds, 0 or more")
+    return x
+
+
+def _fio_client(v: str) -> str:
+    """HOST=DIR for fio client/server; checked here so a typo stops the run before any test."""
+    from pytest_nvme_ai.measure.fio.remote import parse_remote
+
+    parse_remote(str(v))
+    return str(v)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("target", "directory on the device under test (repeatable; tests are parametrized over targets). "
             "Default: a directory under pytest's basetemp, reported as whatever device backs it. "
@@ -115,6 +130,18 @@ SETTINGS: tuple[Setting, ...] = (
             "(so `pytest-benchmark compare` works on them).", _str, None, metavar="PATH"),
     Setting("timeout", "seconds before a child measurement (fio, a ZeRO-Inference run) is killed and "
             "recorded as 'timeout'. Default: the profile's.", _positive_int, None, metavar="SECONDS"),
+    # Qualification rigor (docs/qualification.md).
+    Setting("ss_budget", "steady-state time budget per seq-read repetition in seconds (fio ss=, judged by SNIA's "
+            "criteria). Default: the profile's (quick 0 = off, standard 120, full 600); 0 turns it off.",
+            _seconds, None, metavar="SECONDS"),
+    Setting("precondition", "before the seq-read points, fill each target's private directory with a sequential "
+            "write sized by the profile and capped by the free space (qualification; off by default).",
+            _bool, False, kind="flag"),
+    Setting("concurrent", "also run the seq-read points on all targets at once: one fio run with a job per "
+            "target, aggregate and per-drive bandwidth (needs 2 or more targets).", _bool, False, kind="flag"),
+    Setting("fio_client", "HOST=DIR (repeatable): run the raw seq-read checks on a remote `fio --server` HOST, "
+            "in a private directory under DIR on that host. Env NVME_AI_FIO_CLIENT takes several separated by ':'"
+            " only where no HOST has a port; prefer the option.", _fio_client, [], kind="list", metavar="HOST=DIR"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
