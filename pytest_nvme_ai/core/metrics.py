@@ -45,6 +45,10 @@ CATALOG: dict[str, MetricSpec] = {
     "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "effective read bandwidth during run / fio bandwidth"),
     "nvme_vs_cpu_throughput": MetricSpec("ratio", "higher", True, "NVMe-offload / CPU-offload total throughput"),
     "decode_ceiling": MetricSpec("tokens/s", "higher", False, "I/O-bound ceiling of decode throughput"),
+    # Several drives at once (measure/fio/multi.py): `bw` is the set's last-done figure; per-drive figures are
+    # custom `bw_drive_<label>` metrics, report-only.
+    "bw_first_done": MetricSpec("B/s", "higher", False,
+                                "all drives' rates summed while all were reading (elbencho first-done)"),
 }
 
 

@@ -3,20 +3,24 @@
 MLPerf Storage users published client-CPU-bound results that looked like storage results. fio
 reports each job's CPU use (usr + sys, % of one core). A job that keeps a core busy could not
 have issued I/O any faster, whatever the drive: its figure is the host's. On a shared machine a
-CPU-hungry job may not get a whole core, so a second rule covers that: a job using at least half
-a core while the host's CPUs were (nearly) never idle was waiting for a CPU, not for the drive.
-Host idle comes from /proc/stat deltas around the measurement (iowait counts as idle: the CPU
-was free; steal counts as busy: another guest had it).
+CPU-hungry job may not get a whole core, so a second rule covers that: a job that was, for at
+least 90% of its life, either running or runnable (waiting in the run queue for a CPU, per
+/proc/<pid>/schedstat) never waited for the drive: it was CPU-bound on a contended host. A job
+waiting on I/O sleeps, and neither counter grows. The probe finds fio's processes by the job
+file's path on their command line (fio forks its jobs, which keep the parent's command line).
+Host idle (/proc/stat deltas; iowait counts as idle, steal as busy) is recorded alongside.
 """
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CORE_PCT = 90.0          # issue 15: a job at >= 90% of one core is host-bound
-BUSY_JOB_PCT = 50.0      # ... or at >= 50% of a core while the host had
-HOST_IDLE_PCT = 10.0     # ... less than 10% idle CPU
+BUSY_PCT = 90.0          # ... or running + runnable for >= 90% of its life (CPU-bound on a contended host)
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,9 @@ class HostBound:
                 "reason": self.reason}
 
 
-def judge(usr: float | None, sys: float | None, host_idle_pct: float | None = None, who: str = "fio job") -> HostBound:
-    """Flag from one job's CPU (% of one core) and, where known, the host's idle share."""
+def judge(usr: float | None, sys: float | None, host_idle_pct: float | None = None, who: str = "fio job",
+          busy_pct: float | None = None) -> HostBound:
+    """Flag from one job's CPU (% of one core) and, where known, its running + runnable share of its life."""
     if usr is None and sys is None:
         return HostBound(False, None, host_idle_pct, f"{who}: no CPU figures reported")
     cpu = (usr or 0.0) + (sys or 0.0)
@@ -67,9 +72,66 @@ def judge(usr: float | None, sys: float | None, host_idle_pct: float | None = No
         return HostBound(True, cpu, host_idle_pct,
                          f"host-bound: {who} used {cpu:.0f}% of one core (>= {CORE_PCT:g}%): the figure describes "
                          f"the host's CPU, not the drive")
-    if cpu >= BUSY_JOB_PCT and host_idle_pct is not None and host_idle_pct < HOST_IDLE_PCT:
+    if busy_pct is not None and busy_pct >= BUSY_PCT:
         return HostBound(True, cpu, host_idle_pct,
-                         f"host-bound: {who} used {cpu:.0f}% of a core while the host's CPUs were only "
-                         f"{host_idle_pct:.0f}% idle (< {HOST_IDLE_PCT:g}%): it waited for a CPU, not the drive")
+                         f"host-bound: {who} used {cpu:.0f}% of a core and waited for a CPU most of the rest "
+                         f"(running or runnable {busy_pct:.0f}% of the time, >= {BUSY_PCT:g}%): it never waited for "
+                         f"the drive")
     idle = f", host {host_idle_pct:.0f}% idle" if host_idle_pct is not None else ""
-    return HostBound(False, cpu, host_idle_pct, f"{who} used {cpu:.0f}% of one core{idle}")
+    busy = f", running or runnable {busy_pct:.0f}% of the time" if busy_pct is not None else ""
+    return HostBound(False, cpu, host_idle_pct, f"{who} used {cpu:.0f}% of one core{busy}{idle}")
+
+
+def _schedstat(pid: str) -> tuple[int, int] | None:
+    try:
+        run_ns, wait_ns, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+        return int(run_ns), int(wait_ns)
+    except (OSError, ValueError):
+        return None
+
+
+class BusyProbe:
+    """While fio runs: every `interval_s`, the schedstat of each process whose command line contains
+    `marker` (the job file's path). `busy_pct()`: the largest share of wall time any of them spent
+    running or runnable between its first and last sighting (None when none was seen twice)."""
+
+    def __init__(self, marker: str, interval_s: float = 0.2) -> None:
+        self._marker = marker.encode()
+        self.interval_s = interval_s
+        self._seen: dict[str, tuple[float, int, float, int]] = {}   # pid -> first (t, ns), last (t, ns)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nvme-ai-busy-probe", daemon=True)
+
+    def _scan(self) -> None:
+        now = time.monotonic()
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if self._marker not in cmd:
+                continue
+            st = _schedstat(pid)
+            if st is None:
+                continue
+            ns = st[0] + st[1]
+            first = self._seen.get(pid)
+            self._seen[pid] = (first[0], first[1], now, ns) if first else (now, ns, now, ns)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._scan()
+
+    def __enter__(self) -> BusyProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def busy_pct(self) -> float | None:
+        shares = [(n1 - n0) / 1e9 / (t1 - t0) * 100.0 for t0, n0, t1, n1 in self._seen.values() if t1 - t0 >= 0.3]
+        return max(shares) if shares else None

@@ -247,8 +247,12 @@ def _job_result(job: Mapping[str, Any], version: str | None) -> FioResult:
     ss = job.get("steadystate")
     steady = None
     if ss:
-        # The window's per-second samples ("data") stay: SNIA's range criterion is judged on them.
-        steady = dict(ss)
+        # The window's per-second bandwidth samples stay (SNIA's range criterion is judged on them); the
+        # iops copy of the same window does not.
+        steady = {k: v for k, v in ss.items() if k != "data"}
+        data = ss.get("data") or {}
+        if data:
+            steady["data"] = {"bw_mean": data.get("bw_mean"), "bw": list(data.get("bw") or [])}
         steady["attained"] = bool(steady.get("attained"))
     return FioResult(
         jobname=str(job.get("jobname", "")), fio_version=version,

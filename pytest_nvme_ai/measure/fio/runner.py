@@ -145,13 +145,14 @@ class FioRunner:
             stems = self._free_stems(job.name, n)
             for stem in stems:
                 cpu0, t0 = hostbound.cpu_times(), time.time()
-                r = run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
-                            stem=stem, check_direct=False)
+                with hostbound.BusyProbe(str(self.recorder.artifact_dir / f"{stem}.fio")) as probe:
+                    r = run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
+                                stem=stem, check_direct=False)
                 cpu1, t1 = hostbound.cpu_times(), time.time()
                 idle = cpu1.idle_pct_since(cpu0) if cpu0 and cpu1 else None
                 results.append(r)
                 spans.append((t0, t1))
-                flags.append(hostbound.judge(r.cpu_usr, r.cpu_sys, idle))
+                flags.append(hostbound.judge(r.cpu_usr, r.cpu_sys, idle, busy_pct=probe.busy_pct()))
         combined = combine_results(results)
         if record:
             self._record(job, combined, stems)
