@@ -271,3 +271,95 @@ def test_fio_client_option_refuses_a_bad_spec(pytester: pytest.Pytester) -> None
     r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "--nvme-ai-fio-client", "/mnt/x")
     assert r.ret != 0
     r.stdout.fnmatch_lines(["*bad value*for fio_client from command line --nvme-ai-fio-client*is not HOST=DIR*"])
+
+
+# ---- a point that is not steady passes ungated, marked in the terminal and the report -------------
+NOT_STEADY_FILE = """
+import os
+from dataclasses import dataclass
+from pytest_nvme_ai.measure.fio.runner import FioJob
+from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
+
+@dataclass(frozen=True)
+class Unreachable(SteadyPolicy):
+    @property
+    def fio_ss(self):
+        return "bw_slope:0%"   # fio stops when |slope| < limit: never at 0, so it runs to the budget
+
+def test_point(fio, nvme_ai):
+    kind = Unreachable if os.environ["SS_KIND"] == "unreachable" else SteadyPolicy
+    job = FioJob(name="capped", bs="1M", iodepth=4, size="64M", rate=os.environ["CAP_RATE"])
+    fio.run(job, steady_state=kind(budget_s=4, window_s=2, ramp_s=0))
+    nvme_ai.set_params(rate="emulated drive", ss="sought")   # the cap and criterion stand in for the drive
+"""
+
+
+@needs_fio
+def test_not_steady_point_is_not_gated_and_is_marked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_seq_read=NOT_STEADY_FILE)   # the seq-read suite's name: its report section
+    mp = pytester._monkeypatch
+    mp.setenv("CAP_RATE", "64M")
+    mp.setenv("SS_KIND", "reachable")
+    saved = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--nvme-ai-save-baseline", "--nvme-ai-repeat", "2")
+    saved.assert_outcomes(passed=1)
+    saved.stdout.fnmatch_lines(["*steady state: 1 of 1 point(s) steady*"])
+    # Half as fast, and never steady: compared as if steady this would be a regression.
+    mp.setenv("CAP_RATE", "32M")
+    mp.setenv("SS_KIND", "unreachable")
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--nvme-ai-repeat", "2")
+    r.assert_outcomes(passed=1)
+    r.stdout.fnmatch_lines(["*NOT STEADY (not gated): test_seq_read.py::test_point*0 of 2 repetitions steady*"])
+    data = json.loads((pytester.path / "reports" / "latest" / "results.json").read_text())
+    (t,) = data["tests"]
+    assert t["verdict"] != "regression" and t["metrics"]["bw"]["gated"] is False
+    assert t["baseline"]["metrics"]["bw"]["verdict"] == "regression"   # the figure moved; it just is not gated
+    assert any(n.startswith("not steady: not gated") for n in t["notes"])
+    ss = t["extra"]["steady_state"]
+    assert not ss["reached"] and all(not rep["fio_attained"] and rep["ran_s"] <= 5 for rep in ss["repetitions"])
+    page = (pytester.path / "reports" / "latest" / "index.html").read_text()
+    assert "NOT steady: not gated" in page and "not attained; slope excursion" in page
+
+
+@needs_fio
+def test_precondition_fills_the_private_dir_first(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_seq_read=SUITE.read_text())
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--nvme-ai-precondition", "-k",
+                                      "test_seq_read and bs1M", "--nvme-ai-repeat", "1")
+    r.assert_outcomes(passed=1, deselected=5)
+    data = json.loads((pytester.path / "reports" / "latest" / "results.json").read_text())
+    (t,) = data["tests"]
+    pre = t["extra"]["precondition"]
+    target = Path(data["targets"][0]["path"])
+    if pre["done"]:   # quick: 512 MiB, unless the build disk is nearly full (then the reason says so)
+        assert pre["bytes"] == 512 << 20 and pre["write_bw"] > 0
+        assert Path(pre["file"]).parent.parent == target and Path(pre["file"]).parent.name.startswith(".nvme-ai-")
+    else:
+        assert "free" in pre["reason"]
+    assert not list(target.glob(".nvme-ai-*"))   # removed with the private directory at the end
+
+
+# ---- report: temperature next to bandwidth ------------------------------------------------------
+def _seq_test(nodeid: str, t0: float, throttled_reps: list[bool]) -> dict[str, Any]:
+    samples = [[t0 + i, 40 + 10 * i, 0 if i < 2 else 1, 0, 0] for i in range(4)]
+    return {"nodeid": nodeid, "suite": "seq_read", "target_label": "nvme0", "outcome": "passed", "verdict": "new",
+            "params": {"bs": "1M", "iodepth": 16, "numjobs": 1},
+            "metrics": {"bw": {"value": 3e9, "unit": "B/s", "better": "higher", "samples": [3e9, 3e9]}},
+            "extra": {"timeline": [[t0, t0 + 1.5, 3.1e9], [t0 + 1.5, t0 + 3, 2.4e9]],
+                      "host_bound": {"flagged": False, "reason": "fio job used 7% of one core", "repetitions": []},
+                      "health": {"interval_s": 1, "samples": samples, "throttled": any(throttled_reps),
+                                 "throttle_reason": "time above the warning temperature grew by 1 min",
+                                 "repetitions_throttled": throttled_reps}}}
+
+
+def test_report_draws_temperature_next_to_bandwidth_and_flags_throttling(tmp_path: Path) -> None:
+    from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+    from pytest_nvme_ai.report import render_run
+
+    data = {"schema_version": SCHEMA_VERSION, "run": {"id": "r"}, "environment": {}, "targets": [],
+            "tests": [_seq_test("s.py::test_seq_read[@nvme0-bs1M]", 1000.0, [False, True])]}
+    out = tmp_path / "index.html"
+    render_run(data, out)
+    page = out.read_text()
+    assert "Drive temperature (SMART)" in page and "Read bandwidth over the run" in page
+    assert "Drive health during the run (@nvme0)" in page and "40–70 °C" in page
+    assert "throttled" in page and "chart could not be drawn" not in page
