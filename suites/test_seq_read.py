@@ -162,15 +162,15 @@ def test_seq_read_concurrent(nvme_ai, drive_set: int | None, bs: str, iodepth: i
                        size=jobs[0].size, drives=sorted(t.device.slug() for t in targets), n_drives=len(targets))
     nvme_ai.record_samples("bw", [r.last_done_bw for r in results])
     nvme_ai.record_samples("bw_first_done", [r.first_done_bw for r in results])
-    for label, _ in zip(labels, jobs):
-        nvme_ai.record_samples(f"bw_drive_{label}", [r.per_job[labels.index(label)].bw_bytes for r in results],
+    for i, label in enumerate(labels):
+        nvme_ai.record_samples(f"bw_drive_{label}", [r.per_job[i].bw_bytes for r in results],
                                unit="B/s", better="higher", gated=False)
     nvme_ai.set_extra("concurrent", [r.to_dict() for r in results])
     flags = [judge(j.cpu_usr, j.cpu_sys, who=f"fio job {j.jobname}") for r in results for j in r.per_job]
     bound = [f for f in flags if f.flagged]
     nvme_ai.set_extra("host_bound", {"flagged": bool(bound), "reason": (bound or flags)[0].reason,
                                      "repetitions": [f.to_dict() for f in flags]})
-    for i, r in enumerate(results, 1):
+    for i in range(1, len(results) + 1):
         nvme_ai.add_artifact(f"fio job file concurrent-{i}", nvme_ai.artifact_dir / f"concurrent-{i}.fio")
     for r in results:
         assert all(j.io_bytes >= jobs[0].bs_bytes for j in r.per_job), "a drive of the set read nothing"

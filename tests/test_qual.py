@@ -263,7 +263,8 @@ def test_loopback_through_the_suite_option(fio_server: int, pytester: pytest.Pyt
     (t,) = [t for t in data["tests"] if "remote" in t["nodeid"]]
     assert t["params"]["host"] == "127.0.0.1" and t["metrics"]["bw"]["value"] > 0
     assert list(remote_dir.iterdir()) == []
-    assert "Remote drives through fio client/server" in (pytester.path / "reports" / "latest" / "index.html").read_text()
+    page = (pytester.path / "reports" / "latest" / "index.html").read_text()
+    assert "Remote drives through fio client/server" in page
 
 
 def test_fio_client_option_refuses_a_bad_spec(pytester: pytest.Pytester) -> None:

@@ -134,7 +134,7 @@ def health_cards_and_chart(views: Sequence[TestView]) -> tuple[list[tuple[str, l
                           if as_list(s) and num(as_list(s)[0]) is not None}, key=lambda s: s[0])
         unavailable = next((str(h["unavailable"]) for h in healths if h.get("unavailable")), "")
         throttled = [v for v in tviews if any(as_list(as_map(extra(v).get("health")).get("repetitions_throttled")))]
-        temps = [num(s[1]) for s in samples if len(s) > 1 and num(s[1]) is not None]
+        temps = [t for t in (num(s[1]) for s in samples if len(s) > 1) if t is not None]
         rows = [("SMART samples during the measurements", str(len(samples)) if samples else
                  f"none: {unavailable or 'not recorded'}")]
         if temps:

@@ -76,5 +76,6 @@ def rigor_lines(records: list[TestRecord]) -> list[str]:
             lines.append(f"THROTTLED: {rec.nodeid}: {health.get('throttle_reason')}")
     if steady:
         n = sum(bool(r.extra["steady_state"].get("reached")) for r in steady)
-        lines.append(f"steady state: {n} of {len(steady)} point(s) steady ({steady[0].extra['steady_state'].get('criterion')})")
+        crit = steady[0].extra["steady_state"].get("criterion")
+        lines.append(f"steady state: {n} of {len(steady)} point(s) steady ({crit})")
     return lines

@@ -139,7 +139,8 @@ class FioRunner:
         results: list[FioResult] = []
         spans: list[tuple[float, float]] = []
         flags: list[hostbound.HostBound] = []
-        with _skip_without_direct_io(), sampler_for(self.target.device, self.recorder.profile.health_interval_s) as health:
+        interval = self.recorder.profile.health_interval_s
+        with _skip_without_direct_io(), sampler_for(self.target.device, interval) as health:
             if job.direct:
                 self._check_direct_once()
             stems = self._free_stems(job.name, n)
