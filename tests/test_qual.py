@@ -364,3 +364,36 @@ def test_report_draws_temperature_next_to_bandwidth_and_flags_throttling(tmp_pat
     assert "Drive temperature (SMART)" in page and "Read bandwidth over the run" in page
     assert "Drive health during the run (@nvme0)" in page and "40–70 °C" in page
     assert "throttled" in page and "chart could not be drawn" not in page
+
+
+def test_busiest_thread_of_a_long_lived_process() -> None:
+    """The aio worker's CPU is judged per thread: a spinning thread shows, a sleeping process does not."""
+    import os
+    import threading
+
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    th = threading.Thread(target=spin)
+    th.start()
+    time.sleep(0.05)
+    before, t0 = hostbound.thread_stats(os.getpid()), time.monotonic()   # the spinner exists now
+    time.sleep(0.6)
+    cpu, busy = hostbound.busiest_thread(before, hostbound.thread_stats(os.getpid()), time.monotonic() - t0)
+    stop.set()
+    th.join()
+    assert cpu is not None and busy is not None
+    # The GIL lets the spinner run whenever the main thread sleeps: it ran or queued for a CPU all the time.
+    assert hostbound.judge(cpu, None, busy_pct=busy, who="spinner").flagged, (cpu, busy)
+    sleeper = subprocess.Popen(["sleep", "2"])
+    try:
+        a, t = hostbound.thread_stats(sleeper.pid), time.monotonic()
+        time.sleep(0.5)
+        cpu, busy = hostbound.busiest_thread(a, hostbound.thread_stats(sleeper.pid), time.monotonic() - t)
+        assert not hostbound.judge(cpu, None, busy_pct=busy, who="sleeper").flagged
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -135,3 +135,37 @@ class BusyProbe:
     def busy_pct(self) -> float | None:
         shares = [(n1 - n0) / 1e9 / (t1 - t0) * 100.0 for t0, n0, t1, n1 in self._seen.values() if t1 - t0 >= 0.3]
         return max(shares) if shares else None
+
+
+# ---- a long-lived process (DeepSpeed's aio worker): its busiest thread over one request ------------------
+def thread_stats(pid: int) -> dict[str, tuple[int, int]]:
+    """tid -> (utime + stime in clock ticks, run + run-queue wait in ns) for every thread of `pid`."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()   # the command name may hold spaces: skip past it
+            ticks = int(fields[11]) + int(fields[12])      # utime, stime (fields 14 and 15 of stat)
+        except (OSError, ValueError, IndexError):
+            continue
+        sched = _schedstat(f"{pid}/task/{tid}")
+        out[tid] = (ticks, sum(sched) if sched else 0)
+    return out
+
+
+def busiest_thread(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+                   seconds: float) -> tuple[float | None, float | None]:
+    """(CPU % of one core, running + runnable %) of the busiest thread seen at both ends of `seconds`."""
+    if seconds <= 0:
+        return None, None
+    hz = os.sysconf("SC_CLK_TCK")
+    common = [t for t in after if t in before]
+    if not common:
+        return None, None
+    cpu = max((after[t][0] - before[t][0]) / hz / seconds * 100.0 for t in common)
+    busy = max((after[t][1] - before[t][1]) / 1e9 / seconds * 100.0 for t in common)
+    return cpu, busy
