@@ -24,10 +24,10 @@ needs_fio = pytest.mark.skipif(shutil.which("fio") is None, reason="fio not foun
 
 
 # ---- steady state ---------------------------------------------------------------------------
-def test_slope_limit_is_snia_excursion_over_the_window() -> None:
+def test_fio_stops_on_a_deviation_that_bounds_snia_range() -> None:
     p = steady.SteadyPolicy(budget_s=60, window_s=10, ramp_s=5)
-    assert p.fio_ss == "bw_slope:1%"          # 10% over 10 s = 1% of the mean per second
-    assert steady.SteadyPolicy(600, 30, 10).fio_ss == "bw_slope:0.3333%"
+    assert p.fio_ss == "bw:10%"          # every sample within ±10% of the mean: max - min <= 20% of it
+    assert "SNIA slope excursion <= 10%" in p.criterion()
     with pytest.raises(ValueError, match="shorter than ss_ramp"):
         steady.SteadyPolicy(budget_s=10, window_s=10, ramp_s=5)
 
@@ -40,7 +40,7 @@ def test_fitted_excursion_and_range() -> None:
 
 
 def _ss(attained: bool, bw: list[float]) -> dict[str, Any]:
-    return {"ss": "bw_slope:1%", "attained": attained, "data": {"bw_mean": sum(bw) / len(bw), "bw": bw}}
+    return {"ss": "bw:10%", "attained": attained, "data": {"bw_mean": sum(bw) / len(bw), "bw": bw}}
 
 
 def test_judge_needs_fio_attained_and_snia_range() -> None:
@@ -49,8 +49,10 @@ def test_judge_needs_fio_attained_and_snia_range() -> None:
     assert ok.reached and ok.after_s == 7.2 and ok.range_pct is not None and ok.range_pct < 5
     wide = steady.judge(_ss(True, [1e9, 1.4e9, 0.8e9, 1.1e9]), p, 9000)
     assert not wide.reached and wide.fio_attained and "range" in wide.reason
+    ramp = steady.judge(_ss(True, [0.92e9, 0.97e9, 1.02e9, 1.07e9]), p, 9000)   # within ±10%, but a 16% climb
+    assert not ramp.reached and "slope excursion" in ramp.reason
     never = steady.judge(_ss(False, [1e9, 1.2e9, 1.4e9, 1.6e9]), p, 60000)
-    assert not never.reached and never.after_s is None and "60 s budget" in never.reason
+    assert not never.reached and never.after_s is None and "60 s budget" in never.reason and "range" in never.reason
     point = steady.combine([ok, never])
     assert point["reached"] is False and point["reason"].startswith("1 of 2 repetitions steady")
     assert steady.combine([ok, ok])["after_s"] == 7.2
@@ -285,7 +287,7 @@ from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
 class Unreachable(SteadyPolicy):
     @property
     def fio_ss(self):
-        return "bw_slope:0%"   # fio stops when |slope| < limit: never at 0, so it runs to the budget
+        return "bw_slope:0%"   # fio stops when |slope| < limit: never below 0, so it runs to the budget
 
 def test_point(fio, nvme_ai):
     kind = Unreachable if os.environ["SS_KIND"] == "unreachable" else SteadyPolicy

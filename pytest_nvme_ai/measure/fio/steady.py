@@ -6,14 +6,21 @@ Why fio's `ss=` and not SNIA rounds: SNIA's PTS judges 5 whole rounds, so a poin
 and stops the job as soon as a rolling window is steady, so the budget is an upper bound, not the
 cost. The window is judged by SNIA's criteria, in SNIA's terms:
 
+* range: max - min of the window's samples at most 20% of their mean. fio stops on `bw:10%`:
+  every sample within 10% of the window's mean, which bounds max - min to 20% of it.
 * slope: the least-squares line over the window may move at most 10% of the window's mean from
-  start to end. fio's `bw_slope:X%` compares the fitted slope per second (as % of the mean) with X,
-  so X = 10% / window seconds expresses exactly that (window 10 s -> bw_slope:1%).
-* range: max - min of the window's samples at most 20% of their mean. fio can only stop on one
-  criterion, so this one is checked here on the per-second samples fio reports with the result.
+  start to end. fio can stop on one criterion only, so this one is checked here, on the
+  per-second samples fio reports with the result.
 
-A point is steady when fio attained its criterion within the budget *and* the window's range
-passes. `after_s` is how long the job ran until then (ss_ramp included).
+Why fio stops on the range and not on the slope (`bw_slope:X%` with X = 10% / window would
+express SNIA's slope exactly): measured on the build VM (standard profile, 10 s window), fio's
+slope criterion was met after 19-26 s on windows whose range was 21-31% of the mean, so fio
+stopped early on a window SNIA would reject, with most of the budget unused. A window within
+±10% rarely has a steep fitted line, and a noisy drive keeps being measured until it settles or
+the budget ends.
+
+A point is steady when fio attained its criterion within the budget *and* both SNIA criteria
+pass on the window. `after_s` is how long the job ran until then (ss_ramp included).
 """
 from __future__ import annotations
 
@@ -41,17 +48,13 @@ class SteadyPolicy:
                              f"window {self.window_s:g} s: raise --nvme-ai-ss-budget")
 
     @property
-    def slope_limit_pct(self) -> float:
-        """fio's bw_slope limit (per second, % of mean) that equals SNIA's 10% excursion over the window."""
-        return SNIA_SLOPE_EXCURSION_PCT / self.window_s
-
-    @property
     def fio_ss(self) -> str:
-        return f"bw_slope:{self.slope_limit_pct:.4g}%"
+        """fio's max-deviation criterion that bounds the window's range to SNIA's 20% of the mean."""
+        return f"bw:{SNIA_RANGE_PCT / 2:g}%"
 
     def criterion(self) -> str:
-        return (f"fio ss={self.fio_ss} over a {self.window_s:g} s window (SNIA slope excursion <= "
-                f"{SNIA_SLOPE_EXCURSION_PCT:g}%), range <= {SNIA_RANGE_PCT:g}% of the mean (SNIA), "
+        return (f"fio ss={self.fio_ss} over a {self.window_s:g} s window (SNIA range <= {SNIA_RANGE_PCT:g}% of "
+                f"the mean), then SNIA slope excursion <= {SNIA_SLOPE_EXCURSION_PCT:g}% on the window, "
                 f"budget {self.budget_s:g} s")
 
 
@@ -115,13 +118,15 @@ def judge(steadystate: Mapping[str, Any] | None, policy: SteadyPolicy, runtime_m
     slope = fitted_excursion_pct(window)
     rng = range_pct(window)
     if not attained:
-        reason = (f"not steady within the {policy.budget_s:g} s budget: slope excursion "
-                  f"{_pct(slope)} (limit {SNIA_SLOPE_EXCURSION_PCT:g}%) over the last {policy.window_s:g} s")
+        reason = (f"not steady within the {policy.budget_s:g} s budget: the last {policy.window_s:g} s had range "
+                  f"{_pct(rng)} (limit {SNIA_RANGE_PCT:g}%), slope excursion {_pct(slope)} "
+                  f"(limit {SNIA_SLOPE_EXCURSION_PCT:g}%)")
         return SteadyVerdict(False, None, ran, policy.budget_s, crit, False, slope, rng, window, reason)
-    if rng is not None and rng > SNIA_RANGE_PCT:
-        reason = (f"fio's slope criterion was met after {ran:.0f} s, but the window's range is {rng:.1f}% of its "
-                  f"mean (SNIA limit {SNIA_RANGE_PCT:g}%)")
-        return SteadyVerdict(False, None, ran, policy.budget_s, crit, True, slope, rng, window, reason)
+    for value, limit, what in ((rng, SNIA_RANGE_PCT, "range"), (slope, SNIA_SLOPE_EXCURSION_PCT, "slope excursion")):
+        if value is not None and value > limit:
+            reason = (f"fio's criterion was met after {ran:.0f} s, but the window's {what} is {value:.1f}% of its "
+                      f"mean (SNIA limit {limit:g}%)")
+            return SteadyVerdict(False, None, ran, policy.budget_s, crit, True, slope, rng, window, reason)
     reason = f"steady after {ran:.1f} s (slope excursion {_pct(slope)}, range {_pct(rng)})"
     return SteadyVerdict(True, ran, ran, policy.budget_s, crit, True, slope, rng, window, reason)
 
