@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from pytest_nvme_ai.core.text import size_or_none
 from pytest_nvme_ai.report import charts
-from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_size, num, parse_size
-from pytest_nvme_ai.report.render import Cell, Table, TestView, metric_value, status_cell
+from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_size, num
+from pytest_nvme_ai.report.view import Cell, Table, TestView, metric_value, status_cell
 
 GB = 1e9
 
@@ -39,7 +40,7 @@ def _param(v: TestView, name: str) -> Any:
 
 
 def point_text(v: TestView) -> str:
-    bs = parse_size(_param(v, "bs"))
+    bs = size_or_none(_param(v, "bs"))
     return f"{fmt_size(bs) if bs else '—'} QD{_param(v, 'iodepth') or '—'} ×{_param(v, 'numjobs') or 1}"
 
 
