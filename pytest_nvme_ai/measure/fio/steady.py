@@ -87,7 +87,8 @@ def _finite(x: Any) -> float | None:
 
 
 def fitted_excursion_pct(samples: Sequence[float]) -> float | None:
-    """|least-squares slope| x window length, as % of the mean (SNIA's slope excursion)."""
+    """How far the least-squares line moves from the window's first sample to its last (|slope| x (n - 1)),
+    as % of the mean: SNIA's slope excursion."""
     n = len(samples)
     mean = sum(samples) / n if n else 0.0
     if n < 2 or mean <= 0:
@@ -95,7 +96,7 @@ def fitted_excursion_pct(samples: Sequence[float]) -> float | None:
     xm = (n - 1) / 2
     sxx = sum((i - xm) ** 2 for i in range(n))
     slope = sum((i - xm) * (y - mean) for i, y in enumerate(samples)) / sxx
-    return abs(slope) * n / mean * 100.0
+    return abs(slope) * (n - 1) / mean * 100.0
 
 
 def range_pct(samples: Sequence[float]) -> float | None:
