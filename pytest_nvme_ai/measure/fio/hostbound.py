@@ -95,7 +95,7 @@ class BusyProbe:
     `marker` (the job file's path). `busy_pct()`: the largest share of wall time any of them spent
     running or runnable between its first and last sighting (None when none was seen twice)."""
 
-    def __init__(self, marker: str, interval_s: float = 0.2) -> None:
+    def __init__(self, marker: str, interval_s: float = 0.4) -> None:
         self._marker = marker.encode()
         self.interval_s = interval_s
         self._seen: dict[str, tuple[float, int, float, int]] = {}   # pid -> first (t, ns), last (t, ns)
