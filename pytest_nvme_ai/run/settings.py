@@ -51,10 +51,9 @@ def _profile(v: str) -> str:
 
 
 def _percent(v: str) -> float:
-    x = float(str(v).rstrip("%"))
-    if not 0 < x < 1000:
-        raise ValueError(f"tolerance {v!r} must be a percentage above 0, e.g. 10 for 10%")
-    return x
+    from pytest_nvme_ai.gate.policy import parse_percent  # one tolerance parser: the gate owns the unit
+
+    return parse_percent(v)
 
 
 def _positive_int(v: str) -> int:
@@ -105,6 +104,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("save_baseline", "write/refresh baseline entries from this run's passing tests.", _bool, False, kind="flag"),
     Setting("tolerance", "allowed change in percent before a metric counts as changed (default 10). "
             "The nvme_ai(tolerance=...) marker overrides it per test.", _percent, 10.0, metavar="PCT"),
+    Setting("baseline_window", "sessions kept per baseline entry (default 10): --nvme-ai-save-baseline appends this "
+            "session and drops the oldest beyond N; the gate uses the drift between them once there are 5.",
+            _positive_int, 10, metavar="N"),
     Setting("repeat", "repetitions per measurement (default: the profile's). The marker's repeat= overrides it.",
             _positive_int, None, metavar="N"),
     Setting("strict", "treat a baseline from a different device fingerprint as an error instead of 'incomparable'.",
