@@ -8,7 +8,6 @@ from typing import Any, Generator
 import pytest
 
 from pytest_nvme_ai.run import settings
-from pytest_nvme_ai.run.records import RECORD_KEY
 from pytest_nvme_ai.run.session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
 from pytest_nvme_ai.run.summary import write_summary
 

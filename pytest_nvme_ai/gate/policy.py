@@ -1,6 +1,6 @@
 """The whole gate decision for one test: which metrics are gated, which tolerance applies, whether the
 baseline is comparable at all, and the verdict. The session hands over the test's measured data and
-its baseline file, and gets a `TestVerdict` back; nothing of this policy lives in run/ or plugin.py.
+its baseline file, and gets a `GateVerdict` back; nothing of this policy lives in run/ or plugin.py.
 
 Precedence of the tolerance (percent everywhere): the marker's metric_tolerance={name: PCT} for that
 metric > the marker's tolerance=PCT > the run's --nvme-ai-tolerance (CLI > env > ini > 10).
@@ -66,7 +66,7 @@ class GateRules:
 
 
 @dataclass(frozen=True)
-class TestUnderGate:
+class GateSubject:
     """What the gate needs of a measured test (plain data: gate/ does not know the pytest session)."""
 
     key: str
@@ -78,7 +78,7 @@ class TestUnderGate:
 
 
 @dataclass(frozen=True)
-class TestVerdict:
+class GateVerdict:
     comparisons: tuple[Comparison, ...]
     verdict: str | None
     baseline_file: str | None
@@ -107,7 +107,7 @@ def _changed_params(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "; ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k])
 
 
-def incomparable_reason(test: TestUnderGate, bfile: BaselineFile | None, entry: BaselineEntry | None) -> str | None:
+def incomparable_reason(test: GateSubject, bfile: BaselineFile | None, entry: BaselineEntry | None) -> str | None:
     """Why this baseline cannot gate this test, or None when it can."""
     if bfile is not None and test.fingerprint is not None and bfile.fingerprint != dict(test.fingerprint):
         return describe_fingerprint_change(bfile.fingerprint, test.fingerprint)
@@ -122,7 +122,7 @@ def incomparable_reason(test: TestUnderGate, bfile: BaselineFile | None, entry: 
     return None
 
 
-def decide(test: TestUnderGate, rules: GateRules, bfile: BaselineFile | None, *, window: int) -> TestVerdict:
+def decide(test: GateSubject, rules: GateRules, bfile: BaselineFile | None, *, window: int) -> GateVerdict:
     """Compare every metric of the test with its baseline window; one verdict for the test."""
     entry = bfile.entries.get(test.key) if bfile is not None else None
     reason = incomparable_reason(test, bfile, entry)
@@ -132,7 +132,7 @@ def decide(test: TestUnderGate, rules: GateRules, bfile: BaselineFile | None, *,
         sessions = entry.points(name, window) if entry is not None else None
         comps.append(compare(m, base, tolerance_pct=rules.tolerance_for(name), gated=rules.is_gated(m),
                              incomparable=reason, sessions=sessions))
-    return TestVerdict(tuple(comps), overall(comps),
+    return GateVerdict(tuple(comps), overall(comps),
                        str(bfile.path) if bfile is not None and entry is not None else None)
 
 
@@ -150,12 +150,13 @@ def window_warnings(bfile: BaselineFile, tolerance_pct: float, window: int) -> l
             if w is None:
                 short += 1
                 continue
-            mdc = w.mdc_pct(m.better, tolerance_pct)
-            if mdc > tolerance_pct:
-                blind.append(f"{key} {name}: {mdc:.0f}% (window {w.k} sessions, drift ±{w.drift_pct:.1f}%)")
-    lines = [f"the gate cannot see changes smaller than its minimum detectable change here, which exceeds the "
-             f"tolerance ±{tolerance_pct:g}% for: {b}; the fix is more repetitions (--nvme-ai-repeat), a longer run "
-             f"(profile) or a quieter runner" for b in blind]
+            if w.blind_to(m.better, tolerance_pct):
+                blind.append(f"{key} {name}: drift between sessions ±{w.drift_pct:.1f}% over {w.k} sessions, "
+                             f"prediction limit {w.limit_pct(m.better):.0f}%, minimum detectable change "
+                             f"{w.mdc_pct(m.better, tolerance_pct):.0f}%")
+    lines = [f"the gate cannot see a change of the tolerance's size (±{tolerance_pct:g}%) here, only changes "
+             f"beyond the minimum detectable change: {b}; the fix is more repetitions (--nvme-ai-repeat), a longer "
+             f"run (profile) or a quieter runner" for b in blind]
     if short:
         lines.append(f"{short} gated check(s) have fewer than {MIN_SESSIONS} sessions in their window: the drift "
                      f"between sessions is unknown, so the minimum detectable change is unknown and each is "

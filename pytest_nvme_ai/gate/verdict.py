@@ -53,6 +53,7 @@ class Comparison:
     drift_pct: float | None = None             # SD of the session medians (percent): drift between sessions
     limit_pct: float | None = None             # how far a session may move and stay inside the window
     min_detectable_change: float | None = None # percent; None while the window is too short to know the drift
+    blind: bool = False                        # the drift hides a change of tolerance size (limit > tolerance)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,7 +171,7 @@ def _window_verdict(now: Metric, w: window.WindowStats, tol: float, mk: Callable
     )
     return mk(verdict, message, baseline=w.centre, delta=delta, method="session-window", n_base=w.k,
               window_first=w.first, window_last=w.last, drift_pct=w.drift_pct, limit_pct=limit,
-              min_detectable_change=mdc)
+              min_detectable_change=mdc, blind=w.blind_to(now.better, tol))
 
 
 def overall(comparisons: list[Comparison]) -> str | None:

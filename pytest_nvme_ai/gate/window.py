@@ -38,14 +38,15 @@ would claim a sensitivity it does not have. With fewer sessions the within-sessi
 the message says the window is too short to know the drift.
 
 Minimum detectable change (MDC): the smallest true shift of the metric that this window flags with
-probability POWER (90%): the limit plus z(POWER) session standard deviations, on the log scale, but
-never below the tolerance. A gate that reports an MDC of 25% catches a 30% drop nine times in ten.
+probability POWER (90%): the larger of the limit and the tolerance, plus t(k-1, POWER) session
+standard deviations (with the centre's own uncertainty), on the log scale. A gate that reports an
+MDC of 25% catches a 30% drop at least nine times in ten, if the runner keeps drifting as the window
+shows.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Sequence
 
 ALPHA = 0.01          # one-sided false-alarm rate per gated check, under the model
@@ -79,6 +80,7 @@ class WindowStats:
     within_pct: float        # within-session standard error of a median, as a percentage
     limit_log: float         # half-width of the one-sided prediction limit on the log scale
     t_quantile: float
+    t_power: float           # t(k-1, POWER): the margin that turns the limit into a 90%-power change
     first: str | None
     last: str | None
 
@@ -87,11 +89,23 @@ class WindowStats:
         return max(self.drift_pct, self.within_pct) / 100.0
 
     def mdc_pct(self, better: str, tolerance_pct: float) -> float:
-        """Smallest shift (percent, in the worse direction) flagged with probability POWER."""
-        z_power = NormalDist().inv_cdf(POWER)
-        reach = self.limit_log + z_power * self.spread_log
+        """Smallest shift (percent, in the worse direction) flagged with probability POWER.
+
+        A run shifted by d lands at c - d +- the session spread (and the centre itself is uncertain by
+        s/sqrt(k)); it is flagged when it passes both the prediction limit and the tolerance, so
+        d = max(limit, tolerance) + t(k-1, POWER) * s * sqrt(1 + 1/k) on the log scale."""
+        tol = tolerance_pct / 100.0
+        tol_log = -math.log(1.0 - tol) if better == "higher" and tol < 1 else math.log(1.0 + tol)
+        if better == "higher" and tol >= 1:
+            return 100.0   # a drop of the whole value: nothing smaller can pass a tolerance of 100% or more
+        reach = max(self.limit_log, tol_log) + self.t_power * self.spread_log * math.sqrt(1.0 + 1.0 / self.k)
         change = (1.0 - math.exp(-reach)) if better == "higher" else (math.exp(reach) - 1.0)
-        return max(tolerance_pct, change * 100.0)
+        return change * 100.0
+
+    def blind_to(self, better: str, tolerance_pct: float) -> bool:
+        """True when the drift alone hides a change of tolerance size: the prediction limit is wider than
+        the tolerance, so a change that large can never be flagged here (the header warns)."""
+        return self.limit_pct(better) > tolerance_pct
 
     def limit_pct(self, better: str) -> float:
         """How far (percent, worse direction) a session median may move before it is outside the window."""
@@ -130,7 +144,7 @@ def stats(sessions: Sequence[SessionPoint], n_now: int, alpha: float = ALPHA) ->
     limit = t * max(drift, within) * math.sqrt(1.0 + 1.0 / k)
     times = sorted(p.time for p in sessions if p.time)
     return WindowStats(k=k, centre=math.exp(centre), drift_pct=drift * 100.0, within_pct=within * 100.0,
-                       limit_log=limit, t_quantile=t, first=times[0] if times else None,
+                       limit_log=limit, t_quantile=t, t_power=t_quantile(k - 1, POWER), first=times[0] if times else None,
                        last=times[-1] if times else None)
 
 

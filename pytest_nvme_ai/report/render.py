@@ -162,7 +162,7 @@ def metric_rows(t: Mapping[str, Any]) -> list[MetricRow]:
         rows.append(MetricRow(
             name=name, now=fmt(m.get("value", c.get("now")), unit), spread=spread,
             baseline=fmt(c.get("baseline"), unit), delta=fmt_delta(c.get("delta")),
-            tolerance=tolerance_text(c.get("tolerance"), c.get("min_detectable_change")), verdict=text, css=css, note=evidence(c),
+            tolerance=tolerance_text(c.get("tolerance"), c.get("min_detectable_change"), c.get("blind")), verdict=text, css=css, note=evidence(c),
             message=str(c.get("message") or ""),
         ))
     return rows

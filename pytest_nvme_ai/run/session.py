@@ -201,14 +201,14 @@ class NvmeAiSession:
             raise settings.SettingError(str(exc)) from None
 
     def gate(self, item: pytest.Item) -> Any:
-        """Hand the test's record and its baseline to gate/; returns the gate.policy.TestVerdict (or None)."""
-        from pytest_nvme_ai.gate.policy import TestUnderGate, decide
+        """Hand the test's record and its baseline to gate/; returns the gate.policy.GateVerdict (or None)."""
+        from pytest_nvme_ai.gate.policy import GateSubject, decide
 
         rec = item.stash.get(RECORD_KEY, None)
         if rec is None or not rec.metrics:
             return None
         bfile = self.baselines.get(rec.target.label) if rec.target else None
-        test = TestUnderGate(rec.key, rec.nodeid, dict(rec.metrics), _jsonable(rec.params), self.profile,
+        test = GateSubject(rec.key, rec.nodeid, dict(rec.metrics), _jsonable(rec.params), self.profile,
                              rec.target.device.fingerprint() if rec.target is not None else None)
         v = decide(test, self.gate_rules(item), bfile, window=self.baseline_window)
         rec.comparisons, rec.baseline_file, rec.verdict = list(v.comparisons), v.baseline_file, v.verdict

@@ -21,7 +21,7 @@ def mdc_text(c: Any) -> str:
         return "-"
     if c.min_detectable_change is None:
         return f"? ({c.window_sessions}/{MIN_SESSIONS} sess.)"
-    return f"{c.min_detectable_change:.0f}%" + ("!" if c.min_detectable_change > c.tolerance else "")
+    return f"{c.min_detectable_change:.0f}%" + ("!" if c.blind else "")
 
 
 def iter_table_rows(records: list[TestRecord]) -> Iterator[Row]:
@@ -57,8 +57,8 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
             tr.write_line(fmt.format(*cells), red=r[6] == "regression", green=r[6] == "improvement")
         if any(r[5].endswith("!") for r in rows):
             tr.write_line("min det. = the smallest change the gate catches 9 times in 10 on this runner (from the "
-                          "baseline window); '!' = larger than the tolerance: the gate cannot see a change of "
-                          "tolerance size here (more repetitions, a longer run or a quieter runner)")
+                          "baseline window); '!' = the drift between sessions hides a change of the tolerance's "
+                          "size (more repetitions, a longer run or a quieter runner)")
     else:
         tr.write_line("no measured metrics in this run")
     improvements = [r for r in rows if r[6] == "improvement"]
