@@ -18,7 +18,6 @@ a message and never overwritten.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -109,20 +108,6 @@ class BaselineFile:
     schema_version: int          # as found on disk (1 for a file not yet migrated)
     updated: str | None
     created: str | None = None
-
-
-def slug(fingerprint: Mapping[str, Any]) -> str:
-    """Filesystem-safe name from a device fingerprint (the default baseline name)."""
-    parts = []
-    for k in ("kind", "model", "firmware"):
-        if fingerprint.get(k):
-            parts.append(str(fingerprint[k]))
-    if fingerprint.get("pcie_gen"):
-        parts.append(f"gen{fingerprint['pcie_gen']}x{fingerprint.get('pcie_width') or '?'}")
-    if fingerprint.get("fs_type"):
-        parts.append(str(fingerprint["fs_type"]))
-    cleaned = [re.sub(r"[^a-z0-9.]+", "_", p.lower()).strip("_.") for p in parts]
-    return "-".join(c for c in cleaned if c) or "unknown-device"
 
 
 def link_of(fingerprint: Mapping[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pytest_nvme_ai.core.metrics import format_value
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+from pytest_nvme_ai.core.text import device_slug
 from pytest_nvme_ai.gate import baseline
 from pytest_nvme_ai.gate.window import MIN_SESSIONS, stats
 
@@ -50,7 +51,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
                              "promote without --name to get one baseline per device")
     for label, sessions in by_label.items():
         fp = targets[label]["device"].get("fingerprint") or {}
-        bname = name or baseline.slug(fp)
+        bname = name or device_slug(fp)
         path = Path(baseline_dir) / f"{bname}.json"
         try:
             baseline.save_sessions(path, name=bname, fingerprint=fp, sessions=sessions, run=data.get("run", {}),
