@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJob, FioResult, combine_results, format_size, format_time,
@@ -74,8 +74,9 @@ def _tail(text: str, lines: int = 20) -> str:
 
 
 def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem: str | None = None,
-            check_direct: bool = True) -> FioResult:
-    """Run one job from a job file saved in artifact_dir; raise FioError with fio's words on failure."""
+            check_direct: bool = True, wrap: Sequence[str] = ()) -> FioResult:
+    """Run one job from a job file saved in artifact_dir; raise FioError with fio's words on failure.
+    `wrap` prefixes the command (measure.throttle: join a capped cgroup first)."""
     exe = find_fio()
     if exe is None:
         raise FioError(MISSING_REASON)
@@ -85,7 +86,7 @@ def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem
     jobfile, output = artifact_dir / f"{stem}.fio", artifact_dir / f"{stem}.json"
     jobfile.write_text(job.to_jobfile())
     output.unlink(missing_ok=True)
-    argv = [exe, "--output-format=json+", f"--output={output}", str(jobfile)]
+    argv = [*wrap, exe, "--output-format=json+", f"--output={output}", str(jobfile)]
     try:
         rc, out, err = procutil.run(argv, timeout, cwd=workdir)
     except subprocess.TimeoutExpired:
@@ -121,8 +122,9 @@ class FioRunner:
         return self.recorder.session_cache
 
     def run(self, job: FioJob, repeat: int | None = None, record: bool = True,
-            steady_state: SteadyPolicy | None = None) -> FioResult:
+            steady_state: SteadyPolicy | None = None, wrap: Sequence[str] = ()) -> FioResult:
         """Run `job` `repeat` times (default: the session's repeat); one metric sample per repetition.
+        `wrap` prefixes fio's command (a capped cgroup's wrapper, measure.throttle).
 
         With `steady_state`, each repetition runs until fio's steady-state detector stops it or the
         budget runs out (measure/fio/steady.py); a point not steady in every repetition is recorded
@@ -149,7 +151,7 @@ class FioRunner:
                 cpu0, t0 = hostbound.cpu_times(), time.time()
                 with hostbound.BusyProbe(str(self.recorder.artifact_dir / f"{stem}.fio")) as probe:
                     r = run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
-                                stem=stem, check_direct=False)
+                                stem=stem, check_direct=False, wrap=wrap)
                 cpu1, t1 = hostbound.cpu_times(), time.time()
                 idle = cpu1.idle_pct_since(cpu0) if cpu0 and cpu1 else None
                 results.append(r)
