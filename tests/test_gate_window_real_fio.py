@@ -42,7 +42,9 @@ def test_window_of_sessions_gates_a_real_slowdown(pytester: pytest.Pytester) -> 
 
     three = run(pytester, "16M")
     three.assert_outcomes(passed=1)
-    three.stdout.fnmatch_lines(["*fewer than 5 sessions in their window: the drift between sessions is unknown*",
+    assert any("fewer than 5 sessions" in w for w in latest(pytester)["run"]["gate_warnings"])
+    three.stdout.fnmatch_lines(["*nvme-ai WARNING @default: 1 gated check(s) have fewer than 5 sessions in their window: "
+                                "the drift between sessions is unknown*",
                                 "*test_capped_read*bw*? (3/5 sess.)*pass*"])
 
     for _ in range(2):
@@ -53,6 +55,10 @@ def test_window_of_sessions_gates_a_real_slowdown(pytester: pytest.Pytester) -> 
     assert bw["method"] == "session-window" and bw["window_sessions"] == 5 and bw["verdict"] == "pass"
     assert bw["tolerance"] == 10.0 and 10.0 <= bw["min_detectable_change"] < 50
     assert 'name="nvme_ai.bw.min_detectable_change_pct"' in (pytester.path / "junit.xml").read_text()
+    run_info = latest(pytester)["run"]
+    assert run_info["baseline_window"] == 10 and isinstance(run_info["gate_warnings"], list)
+    page = (pytester.path / "reports" / "latest" / "index.html").read_text()
+    assert "Baseline window" in page and f"detects ≥{bw['min_detectable_change']:.0f}%" in page
 
     # A quarter of the bandwidth (the caps sit far below what the disk sustains even when 8 sessions share it). The shared VM sometimes stalls a whole session; such a session widens
     # the window, and then the gate must have said beforehand that it cannot see this change.
