@@ -88,3 +88,14 @@ def zero_inference(offload_target: "Target", nvme_ai: Recorder) -> Any:
     if reason:
         pytest.skip(reason)
     return ZeroInferenceRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))
+
+
+@pytest.fixture
+def zero_infinity(offload_target: "Target", nvme_ai: Recorder) -> Any:
+    """Run ZeRO-Infinity training specs (parameters and optimizer offloaded) in a child process."""
+    from pytest_nvme_ai.measure.zero_infinity.runner import ZeroInfinityRunner, training_missing_reason
+
+    reason = training_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return ZeroInfinityRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))

@@ -45,6 +45,19 @@ CATALOG: dict[str, MetricSpec] = {
     "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "effective read bandwidth during run / fio bandwidth"),
     "nvme_vs_cpu_throughput": MetricSpec("ratio", "higher", True, "NVMe-offload / CPU-offload total throughput"),
     "decode_ceiling": MetricSpec("tokens/s", "higher", False, "I/O-bound ceiling of decode throughput"),
+    # ZeRO-Infinity training steps (measure/zero_infinity); target_read_bytes/_bw and peak_rss are per step there
+    "step_time": MetricSpec("s", "lower", True, "one training step: forward, backward, optimizer step"),
+    "train_throughput": MetricSpec("tokens/s", "higher", True, "batch*seq_len/step_time"),
+    "target_write_bytes": MetricSpec("B", "lower", False, "bytes written to the target during the step"),
+    "target_write_bw": MetricSpec("B/s", "higher", False, "bytes written to the target / step time"),
+    "loss": MetricSpec("loss", "lower", False, "training loss of the step (shows the run trained)"),
+    "nvme_vs_cpu_step": MetricSpec("ratio", "lower", True, "NVMe-offload step time / CPU-offload step time"),
+    "step_io_bound": MetricSpec("s", "lower", False, "step's bytes read/written at fio's read/write bandwidth"),
+    "step_io_fraction": MetricSpec("ratio", "higher", False, "step_io_bound / measured step time"),
+    # write-side raw checks (suites/test_write.py); `bw` stays read bandwidth
+    "write_bw": MetricSpec("B/s", "higher", True, "sequential write bandwidth (direct I/O)"),
+    "fsync_latency": MetricSpec("s", "lower", False, "fsync of one checkpoint file after writing it"),
+    "readback_bw": MetricSpec("B/s", "higher", True, "checkpoint read back, page cache bypassed"),
 }
 
 

@@ -19,6 +19,8 @@ SUITE_TITLES = {
     "seq_read": "fio sequential read",
     "aio_read": "DeepSpeed aio read vs fio",
     "zero_inference": "DeepSpeed ZeRO-Inference",
+    "write": "Write side: fio sequential write and checkpoint",
+    "zero_infinity": "DeepSpeed ZeRO-Infinity training step",
 }
 OFFLOAD_ORDER = ("none", "cpu", "nvme")
 PARALLELISM = ("intra_op_parallelism", "parallelism")   # DeepSpeed's key, and the aio suite's param name
@@ -235,13 +237,15 @@ def aio_section(views: list[TestView]) -> Section:
 
 
 def build_sections(views: list[TestView]) -> list[Section]:
+    from pytest_nvme_ai.report.training import training_section, write_section
     from pytest_nvme_ai.report.zi import zi_section
 
     by_suite: dict[str, list[TestView]] = {}
     for v in views:
         by_suite.setdefault(v.suite, []).append(v)
     builders: dict[str, Callable[[list[TestView]], Section]] = {
-        "seq_read": fio_section, "aio_read": aio_section, "zero_inference": zi_section}
+        "seq_read": fio_section, "aio_read": aio_section, "write": write_section, "zero_inference": zi_section,
+        "zero_infinity": training_section}
     sections = [builders[s](by_suite.pop(s)) for s in builders if s in by_suite]
     sections += [generic_section(f"suite-{i}", suite, by_suite[suite]) for i, suite in enumerate(sorted(by_suite))]
     # Tuned settings are recorded by whichever test asked for them (`--nvme-ai-aio auto` tunes inside the

@@ -90,12 +90,14 @@ class ChildExit:
     seconds: float
 
 
-def run_child(job: Path, result: Path, log: Path, timeout: float) -> ChildExit:
+def run_child(job: Path, result: Path, log: Path, timeout: float,
+              module: str = "pytest_nvme_ai.measure.zero_inference") -> ChildExit:
+    """`python -m MODULE JOB RESULT` (the inference child, or the training one) under `timeout` s."""
     t0 = time.monotonic()
     with open(log, "w", encoding="utf-8") as fh:
         # Its own session, so a stop reaches DeepSpeed's helpers too. A Ctrl-C in pytest, which the child
         # would not see, takes it down with us (a shorter grace) instead of leaving it running.
-        proc = procutil.start([sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference", str(job), str(result)],
+        proc = procutil.start([sys.executable, "-m", module, str(job), str(result)],
                               stdout=fh, stderr=subprocess.STDOUT, env=child_env())
         try:
             procutil.finish(proc, timeout, grace_s=10.0, interrupt_grace_s=2.0)
