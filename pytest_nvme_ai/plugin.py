@@ -10,6 +10,7 @@ import pytest
 from pytest_nvme_ai.run import settings
 from pytest_nvme_ai.run.records import RECORD_KEY
 from pytest_nvme_ai.run.session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
+from pytest_nvme_ai.run.history_hook import register as register_history
 from pytest_nvme_ai.run.summary import write_summary
 
 # Fixtures live in their own module; importing it here registers them with the plugin.
@@ -42,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = NvmeAiSession(config)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(_Hooks(session), "nvme_ai_session")
+    register_history(config)  # run/history_hook.py: opens the store now, appends the run after results.json
 
 
 class _Hooks:
@@ -100,7 +102,7 @@ class _Hooks:
                 item.user_properties.append(("nvme_ai.verdict", rec.verdict))
         regressions = [c for c in comps if c.verdict == "regression" and c.gated]
         if regressions:
-            pytest.fail("\n".join(c.message for c in regressions) + f"\nbaseline file: {rec.baseline_file}",
+            pytest.fail("\n".join(c.message for c in regressions) + f"\nbaseline file: {rec.baseline_file if rec is not None else None}",
                         pytrace=False)
         for c in comps:
             if c.verdict == "improvement" and c.gated:

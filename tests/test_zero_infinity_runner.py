@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_nvme_ai.core import procutil
-from pytest_nvme_ai.run.targets import Target
+from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.measure.zero_infinity.runner import ZeroInfinityRunner, training_missing_reason
 from pytest_nvme_ai.measure.zero_infinity.spec import TrainingSpec
 

@@ -18,9 +18,9 @@ import pytest
 
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.run import settings
-from pytest_nvme_ai.run.records import RECORD_KEY, Recorder, TestRecord, _jsonable
+from pytest_nvme_ai.run.records import RECORD_KEY, SessionRecorder, TestRecord, _jsonable
 from pytest_nvme_ai.core.profiles import PROFILES, Profile
-from pytest_nvme_ai.run.targets import Target, TargetError, make_labels, strip_target_id, validate_target_dir
+from pytest_nvme_ai.core.targets import Target, TargetError, make_labels, strip_target_id, validate_target_dir
 
 SESSION_KEY = pytest.StashKey["NvmeAiSession"]()
 
@@ -119,7 +119,7 @@ class NvmeAiSession:
 
         names: dict[str, str] = {}
         for t in self.targets:
-            names[t.label] = self.baseline_name or baseline.slug(t.device.fingerprint())
+            names[t.label] = self.baseline_name or t.device.slug()
         if self.baseline_name and len({t.device.slug() for t in self.targets}) > 1:
             raise pytest.UsageError(
                 "pytest-nvme-ai: --nvme-ai-baseline-name names one baseline, but the targets are on devices with "
@@ -198,8 +198,10 @@ class NvmeAiSession:
         item.stash[RECORD_KEY] = rec
         return rec
 
-    def recorder(self, item: pytest.Item) -> Recorder:
-        return Recorder(self, item, self.record_for(item))
+    def recorder(self, item: pytest.Item) -> SessionRecorder:
+        return SessionRecorder(self.record_for(item), config=self.config, profile=self.profile_obj,
+                               repeat=self.repeat_for(item), timeout=self.timeout, run_dir=lambda: self.run_dir,
+                               cache=self.cache, aio=self.aio)
 
     def gate(self, item: pytest.Item) -> list[Any]:
         """Compare this test's metrics with its baseline; returns comparisons and sets the verdict."""
@@ -272,7 +274,7 @@ class NvmeAiSession:
         out = self.run_dir / "index.html"
         try:
             render_run(data, out, run_dir=self.run_dir)
-        except Exception as exc:  # a report bug must not lose results.json, which is already written
+        except Exception as exc:  # noqa: BLE001 - a report bug must not lose results.json, already written
             warnings.warn(NvmeAiWarning(f"HTML report failed ({type(exc).__name__}: {exc}); results.json is intact, "
                                         f"re-render with: nvme-ai report {self.results_path}"))
             return

@@ -14,35 +14,25 @@ the aio block in the installed version's key names), plus what training adds:
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
 from pytest_nvme_ai.measure.deepspeed.version import default_aio_block
 from pytest_nvme_ai.measure.zero_inference.ds_config import buffer_elements, normalize_aio, stage3_block
-from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
+from pytest_nvme_ai.measure.zero_inference.models import ModelInfo
+from pytest_nvme_ai.measure.zero_infinity.spec import TrainingSpec, model_info
+
+__all__ = ["build_ds_config", "model_info", "optimizer_buffer_count", "swap_bytes_estimate"]
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from pytest_nvme_ai.measure.zero_infinity.spec import TrainingSpec
 
 OPTIMIZER_BUFFER_COUNT = 4   # Adam's states per parameter: param, gradient, momentum, variance
 PARAM_BUFFER_COUNT = 5       # DeepSpeed's default, and run_model.py's
 
 
-def model_info(spec: "TrainingSpec") -> ModelInfo:
-    """The spec's model with its layer override applied (the config arithmetic then sizes the slice)."""
-    info = resolve_model(spec.model)
-    if spec.num_layers is None:
-        return info
-    cfg = dict(info.hf_config)
-    cfg["num_hidden_layers"] = int(spec.num_layers)
-    return replace(info, hf_config=cfg)
-
-
-def offload_param_block(spec: "TrainingSpec", info: ModelInfo, nvme_path: "Path | str | None",
+def offload_param_block(spec: TrainingSpec, info: ModelInfo, nvme_path: "Path | str | None",
                         pin: bool) -> dict[str, Any] | None:
     if spec.offload_param == "none":
         return None
@@ -52,7 +42,7 @@ def offload_param_block(spec: "TrainingSpec", info: ModelInfo, nvme_path: "Path 
             "buffer_count": PARAM_BUFFER_COUNT, "buffer_size": buffer_elements(info.largest_param_numel)}
 
 
-def offload_optimizer_block(spec: "TrainingSpec", nvme_path: "Path | str | None", pin: bool) -> dict[str, Any] | None:
+def offload_optimizer_block(spec: TrainingSpec, nvme_path: "Path | str | None", pin: bool) -> dict[str, Any] | None:
     if spec.offload_optimizer == "none":
         return None
     if spec.offload_optimizer == "cpu":
@@ -62,7 +52,7 @@ def offload_optimizer_block(spec: "TrainingSpec", nvme_path: "Path | str | None"
             "pipeline_write": bool(spec.pipeline_write)}
 
 
-def optimizer_buffer_count(spec: "TrainingSpec") -> int:
+def optimizer_buffer_count(spec: TrainingSpec) -> int:
     """Swap buffers for the optimizer: Adam's 4 states for the sub-group being updated, and 4 more for each
     overlapped stage (the next sub-group read ahead, the previous one still being written). DeepSpeed's
     documented 4 runs out as soon as a pipeline is on (`assert new_alloc_buffers is not None` in
@@ -70,7 +60,7 @@ def optimizer_buffer_count(spec: "TrainingSpec") -> int:
     return OPTIMIZER_BUFFER_COUNT * (1 + int(bool(spec.pipeline_read)) + int(bool(spec.pipeline_write)))
 
 
-def build_ds_config(spec: "TrainingSpec", info: ModelInfo, *, accelerator: str,
+def build_ds_config(spec: TrainingSpec, info: ModelInfo, *, accelerator: str,
                     nvme_path: "Path | str | None" = None, version: Version | None = None) -> dict[str, Any]:
     """The complete DeepSpeed config for `spec` on `accelerator` ("cuda" or "cpu")."""
     dtype = spec.resolved_dtype(accelerator)
@@ -100,7 +90,7 @@ def build_ds_config(spec: "TrainingSpec", info: ModelInfo, *, accelerator: str,
     return cfg
 
 
-def swap_bytes_estimate(info: ModelInfo, spec: "TrainingSpec") -> int:
+def swap_bytes_estimate(info: ModelInfo, spec: TrainingSpec) -> int:
     """Bytes the swap files take on the target: 16-bit parameters, and fp32 master weights + 2 Adam moments."""
     n = info.param_count
     need = 0

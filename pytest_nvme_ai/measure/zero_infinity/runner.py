@@ -23,15 +23,16 @@ from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.deepspeed.ops import (Progress, default_progress, detect_accelerator, ensure_adam_op,
                                                   ensure_aio_op, ensure_comm_op)
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, normalize_aio, parse_aio_json
-from pytest_nvme_ai.measure.zero_inference.metrics import median, prefixed
+from pytest_nvme_ai.core.text import median
+from pytest_nvme_ai.measure.zero_inference.metrics import prefixed
 from pytest_nvme_ai.measure.zero_inference.runner import ChildExit, classify, run_child, tail_of
 from pytest_nvme_ai.measure.zero_infinity.ds_config import build_ds_config, model_info, swap_bytes_estimate
 from pytest_nvme_ai.measure.zero_infinity.metrics import StepMeasurement, step_metrics
 from pytest_nvme_ai.measure.zero_infinity.spec import SpecError, SpecNotApplicable, TrainingSpec
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.run.records import Recorder
-    from pytest_nvme_ai.run.targets import Target
+    from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.core.targets import Target
 
 CHILD_MODULE = "pytest_nvme_ai.measure.zero_infinity"
 SPACE_MARGIN = 64 << 20   # leave room so a run never fills the target to the last block

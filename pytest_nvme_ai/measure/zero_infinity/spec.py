@@ -15,7 +15,9 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Mapping
 
-from pytest_nvme_ai.measure.zero_inference.spec import FP16_CPU_REASON, SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.zero_inference.errors import SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
+from pytest_nvme_ai.measure.zero_inference.spec import FP16_CPU_REASON
 
 Dtype = Literal["auto", "fp16", "bf16"]
 Offload = Literal["none", "cpu", "nvme"]
@@ -26,7 +28,7 @@ OFFLOADS = ("none", "cpu", "nvme")
 # "hang_after_init" waits once the swap files exist: the test of cleanup after a killed child.
 TEST_HOOKS = ("sleep", "memory_error", "sigkill", "crash", "hang_after_init")
 
-__all__ = ["SpecError", "SpecNotApplicable", "TrainingSpec"]
+__all__ = ["SpecError", "SpecNotApplicable", "TrainingSpec", "model_info"]
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,6 @@ class TrainingSpec:
     # ---- validation --------------------------------------------------------------------------
     def validate(self, accelerator: str = "cpu") -> None:
         """Raise SpecError naming the bad field and what is accepted; SpecNotApplicable for a skip."""
-        from pytest_nvme_ai.measure.zero_infinity.ds_config import model_info
-
         for name in ("batch_size", "seq_len", "steps", "sub_group_size"):
             _check_positive(name, getattr(self, name))
         if self.num_layers is not None:
@@ -153,6 +153,16 @@ class TrainingSpec:
         if unknown:
             raise SpecError(f"unknown spec key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
         return cls(**dict(d))
+
+
+def model_info(spec: TrainingSpec) -> ModelInfo:
+    """The spec's model with its layer override applied (the config arithmetic then sizes the slice)."""
+    info = resolve_model(spec.model)
+    if spec.num_layers is None:
+        return info
+    cfg = dict(info.hf_config)
+    cfg["num_hidden_layers"] = int(spec.num_layers)
+    return replace(info, hf_config=cfg)
 
 
 def _check_positive(name: str, value: Any) -> None:

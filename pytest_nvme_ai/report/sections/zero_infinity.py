@@ -1,9 +1,9 @@
-"""Training and write-side sections: ZeRO-Infinity step time, swap bandwidth and I/O bound per case,
-NVMe vs CPU offload; fio write and the checkpoint workload.
+"""ZeRO-Infinity training section: step time, swap bandwidth and I/O bound per case; NVMe vs CPU offload.
 
 A pairing test (`test_nvme_vs_cpu`) holds two runs recorded with `nvme_`/`cpu_` prefixes; it is
 unfolded into two rows here, as the ZeRO-Inference section does. Runs that ended without numbers
-(OOM, timeout, error) are listed with their outcome, never dropped.
+(OOM, timeout, error) are listed with their outcome, never dropped. The loss curve is drawn: a
+training run whose loss did not fall on its fixed batch did not train.
 """
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pytest_nvme_ai.report import charts
-from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio, num
-from pytest_nvme_ai.report.render import Cell, Table, TestView, metric_value, status_cell
-from pytest_nvme_ai.report.sections import Section, draw, mcell, param
+from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio
+from pytest_nvme_ai.report.sections.base import Section, SectionBuilder, draw, param
+from pytest_nvme_ai.report.view import Cell, Table, TestView, metric_value, status_cell
 
-TRAINING_TITLE = "DeepSpeed ZeRO-Infinity training step"
-WRITE_TITLE = "Write side: fio sequential write and checkpoint"
+ORDER = 40
+TITLE = "DeepSpeed ZeRO-Infinity training step"
 PAIR_SIDES = ("nvme", "cpu")
 # (header, metric): a column nobody measured is dropped.
 COLUMNS = (("step time", "step_time"), ("tok/s", "train_throughput"), ("read / step", "target_read_bytes"),
@@ -123,7 +123,7 @@ def loss_panel(runs: list[TrainRun]) -> charts.Panel:
 
 
 def training_section(views: list[TestView]) -> Section:
-    sec = Section("zero_infinity", TRAINING_TITLE, tests=views)
+    sec = Section("zero_infinity", TITLE, tests=views)
     runs = runs_of(views)
     sec.intro.extend(pair_sentences(views))
     if any(r.losses for r in runs):
@@ -133,18 +133,5 @@ def training_section(views: list[TestView]) -> Section:
     return sec
 
 
-def write_section(views: list[TestView]) -> Section:
-    sec = Section("write", WRITE_TITLE, tests=views)
-    rows = []
-    for v in views:
-        extra = as_map(v.raw.get("extra"))
-        what = "checkpoint" if "checkpoint" in v.nodeid.rsplit("::", 1)[-1] else "fio seq write"
-        size = num(extra.get("checkpoint_bytes"))
-        detail = (f"{param(v, 'files')} files × {fmt(param(v, 'file_bytes'), 'B')}, read back "
-                  f"{extra.get('readback_method', '?')}" if what == "checkpoint"
-                  else f"bs {param(v, 'bs')}, QD {param(v, 'iodepth')}, {param(v, 'size')}")
-        rows.append([Cell(what), Cell(detail, title=f"{size:.0f} B" if size else ""), mcell(v, "write_bw"),
-                     mcell(v, "fsync_latency"), mcell(v, "readback_bw"), status_cell(v)])
-    sec.tables.append(Table(["check", "what", "write bw", "fsync latency (median)", "read-back bw", "verdict"],
-                            rows, "Write bandwidth, fsync latency and cold read-back", numeric_from=2))
-    return sec
+
+SECTION = SectionBuilder("zero_infinity", TITLE, training_section)
