@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytest_nvme_ai.core.catalog.base import MetricSpec
 
-ORDER = 15
+ORDER = 35
 METRICS = {
     "write_bw": MetricSpec("B/s", "higher", True, "sequential write bandwidth (direct I/O; checkpoint: write + fsync)"),
     "fsync_latency": MetricSpec("s", "lower", False, "fsync of one checkpoint file after writing it"),

@@ -6,7 +6,7 @@ from pytest_nvme_ai.report.fmt import as_map, num
 from pytest_nvme_ai.report.sections.base import Section, SectionBuilder, mcell, param
 from pytest_nvme_ai.report.view import Cell, Table, TestView, status_cell
 
-ORDER = 15
+ORDER = 35
 TITLE = "Write side: fio sequential write and checkpoint"
 
 
