@@ -21,11 +21,13 @@ Worked example (the build VM, REFERENCE.md): 1.08 GB read and 1.08 GB written pe
 read 1.2 GB/s and write 1.0 GB/s give 0.90 + 1.08 = 1.98 s; against a 1.56 s step that is more than
 1: then the drive did better than fio's figure (page cache, burst credits) and the bound says so.
 
-Pure arithmetic; when the roofline issue's `measure/bounds.py` grows a write side, this can move there.
+Pure arithmetic, on the roofline's `io_time` (measure/bounds.py: bytes / bandwidth), applied to each direction.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pytest_nvme_ai.measure.bounds import io_time
 
 
 def _positive(name: str, value: float) -> float:
@@ -38,12 +40,11 @@ def step_io_bound(read_bytes: float, write_bytes: float, read_bw: float, write_b
     """Seconds one step needs for its reads and writes at fio's bandwidths (formula above)."""
     if read_bytes < 0 or write_bytes < 0:
         raise ValueError(f"bytes per step cannot be negative (read {read_bytes!r}, written {write_bytes!r})")
-    t = 0.0
-    if read_bytes:
-        t += read_bytes / _positive("fio read bandwidth (B/s)", read_bw)
-    if write_bytes:
-        t += write_bytes / _positive("fio write bandwidth (B/s)", write_bw)
-    return t
+    # A direction with no bytes costs nothing, whatever fio says (a CPU-offloaded run writes nothing).
+    t_read = io_time(read_bytes, read_bw) if read_bytes else 0.0
+    if write_bytes and not write_bw > 0:
+        raise ValueError(f"fio write bandwidth (B/s) must be positive, not {write_bw!r}")
+    return t_read + (io_time(write_bytes, write_bw) if write_bytes else 0.0)
 
 
 @dataclass(frozen=True)
