@@ -95,7 +95,7 @@ def test_runner_records_offloaded_fraction_as_a_param_so_baselines_compare_like_
     """Another aio block offloads another share of the model (DeepSpeed's min_aio_bytes): the fraction is a
     param, and the gate's changed-params rule makes such a baseline incomparable, saying which one."""
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
-    from pytest_nvme_ai.run.session import _changed_params
+    from pytest_nvme_ai.gate.policy import _changed_params
 
     rec = FakeRecorder(tmp_path)
     residency = ({"name": "model.decoder.layers.0.fc1.weight", "numel": 3, "swapped": True},
