@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the runners import their own heavy-ish modules: only when a
     from pytest_nvme_ai.measure.device import DeviceIdentity
     from pytest_nvme_ai.measure.fio.runner import FioRunner
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
+    from pytest_nvme_ai.measure.zero_infinity.runner import ZeroInfinityRunner
 
 
 def terminal_progress(config: pytest.Config) -> Callable[[str], None]:
@@ -102,3 +103,14 @@ def _position(request: pytest.FixtureRequest) -> str | None:
     """'k/N': this test among the session's tests that use zero_inference (for progress lines)."""
     items = [i for i in request.session.items if "zero_inference" in getattr(i, "fixturenames", ())]
     return f"{items.index(request.node) + 1}/{len(items)}" if request.node in items else None
+
+
+@pytest.fixture
+def zero_infinity(offload_target: Target, nvme_ai: SessionRecorder) -> ZeroInfinityRunner:
+    """Run ZeRO-Infinity training specs (parameters and optimizer offloaded) in a child process."""
+    from pytest_nvme_ai.measure.zero_infinity.runner import ZeroInfinityRunner, training_missing_reason
+
+    reason = training_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return ZeroInfinityRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))
