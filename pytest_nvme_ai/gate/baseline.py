@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.core.fsutil import atomic_write_json
 from pytest_nvme_ai.core.metrics import Metric, format_value
+from pytest_nvme_ai.core.names import check_name, path_in
 
 LOCK_TIMEOUT_S = 120
 
@@ -194,6 +195,8 @@ def _load_results(path: Path) -> dict[str, Any]:
 
 def promote(results: Path, baseline_dir: Path, name: str | None = None, include_failed: bool = False) -> list[tuple[Path, int]]:
     """Accept a reviewed run as the baseline without rerunning it."""
+    if name:
+        check_name(name, "baseline name", "to keep baselines elsewhere, use --baseline-dir")
     data = _load_results(results)
     targets = {t["label"]: t for t in data.get("targets", [])}
     written: list[tuple[Path, int]] = []
@@ -212,7 +215,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     for label, entries in by_label.items():
         fp = targets[label]["device"].get("fingerprint") or {}
         bname = name or slug(fp)
-        path = Path(baseline_dir) / f"{bname}.json"
+        path = path_in(Path(baseline_dir), bname, ".json", what="baseline name")  # a name, never a path
         try:
             save_entries(path, name=bname, fingerprint=fp, entries=entries, run=data.get("run", {}),
                          environment=data.get("environment"))
@@ -231,8 +234,8 @@ def cli_promote(args: argparse.Namespace) -> int:
 def _resolve_baseline(name: str, baseline_dir: Path) -> Path:
     p = Path(name)
     if p.suffix == ".json" and p.exists():
-        return p
-    cand = baseline_dir / f"{name}.json"
+        return p   # an explicit file, read only
+    cand = path_in(baseline_dir, name, ".json", what="baseline name")
     if not cand.exists():
         have = ", ".join(sorted(x.stem for x in baseline_dir.glob("*.json"))) or "none"
         raise FileNotFoundError(f"no baseline {name!r} in {baseline_dir} (have: {have})")

@@ -77,6 +77,13 @@ def _str(v: str) -> str:
     return str(v)
 
 
+def _name(v: str) -> str:
+    """A baseline name becomes <baseline dir>/<name>.json: a name, never a path."""
+    from pytest_nvme_ai.core.names import check_name
+
+    return check_name(str(v).strip(), "baseline name", "to keep baselines elsewhere, use --nvme-ai-baseline-dir")
+
+
 def _aio(v: str) -> str:
     """'default', 'auto' or a JSON aio block, checked now so a typo stops the run before any test."""
     s = str(v).strip()
@@ -101,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("baseline_dir", "directory of stored baselines (one JSON file per baseline name). Default: baselines/.",
             _str, "baselines", metavar="DIR"),
     Setting("baseline_name", "baseline to compare with / save to. Default: a slug of each target's device fingerprint.",
-            _str, None, metavar="NAME"),
+            _name, None, metavar="NAME"),
     Setting("save_baseline", "write/refresh baseline entries from this run's passing tests.", _bool, False, kind="flag"),
     Setting("tolerance", "allowed change in percent before a metric counts as changed (default 10). "
             "The nvme_ai(tolerance=...) marker overrides it per test.", _percent, 10.0, metavar="PCT"),
