@@ -45,6 +45,9 @@ def _build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("devices", help="show the drive identity behind directories")
     d.add_argument("paths", nargs="*", default=["."], help="directories (default: .)")
     d.add_argument("--json", action="store_true", help="print JSON")
+
+    from pytest_nvme_ai.history.cli import add_parser as add_history_parser  # light: argparse only
+    add_history_parser(sub)
     return p
 
 
@@ -58,6 +61,9 @@ def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     if args.command == "baseline":
         from pytest_nvme_ai.gate import baseline
         return baseline.cli_promote if args.baseline_command == "promote" else baseline.cli_show
+    if args.command == "history":
+        from pytest_nvme_ai.history.cli import cli_history
+        return cli_history
     if args.command == "tune":
         from pytest_nvme_ai.measure.aio.tune import cli_tune
         return cli_tune

@@ -10,6 +10,7 @@ import pytest
 from pytest_nvme_ai.run import settings
 from pytest_nvme_ai.run.records import RECORD_KEY
 from pytest_nvme_ai.run.session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
+from pytest_nvme_ai.run.history_hook import register as register_history
 from pytest_nvme_ai.run.summary import write_summary
 
 # Fixtures live in their own module; importing it here registers them with the plugin.
@@ -41,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = NvmeAiSession(config)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(_Hooks(session), "nvme_ai_session")
+    register_history(config)  # run/history_hook.py: opens the store now, appends the run after results.json
 
 
 class _Hooks:

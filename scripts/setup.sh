@@ -11,6 +11,8 @@ need=()
 command -v fio >/dev/null 2>&1 || need+=(fio)
 [ -e /usr/include/libaio.h ] || need+=(libaio-dev)
 command -v nvme >/dev/null 2>&1 || need+=(nvme-cli)
+# PostgreSQL server binaries: the history tests start a throwaway cluster (the plugin itself needs none).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing ${need[*]} with apt-get"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.core.fsutil import atomic_write_text
@@ -53,12 +53,18 @@ def check_schema(data: Any, where: str | Path) -> None:
             "upgrade pytest-nvme-ai (pip install -U pytest-nvme-ai) to render it")
 
 
-def render_run(data: Mapping[str, Any], out: Path, run_dir: Path | None = None) -> None:
-    """Write the run page to `out` atomically; artifact links are made relative to `out`."""
+def render_run(data: Mapping[str, Any], out: Path, run_dir: Path | None = None, trends: Sequence[Any] = ()) -> None:
+    """Write the run page to `out` atomically; artifact links are made relative to `out`.
+    `trends` (core.history_types.Trend, from the history store) adds the trend section."""
     from pytest_nvme_ai.report.render import render_page, run_context
 
     out = Path(out)
-    html = render_page("run.j2", run_context(data, out, Path(run_dir) if run_dir is not None else None))
+    context = run_context(data, out, Path(run_dir) if run_dir is not None else None)
+    if trends:
+        from pytest_nvme_ai.report.trends import trend_section
+
+        context["sections"] = [*context["sections"], trend_section(trends)]
+    html = render_page("run.j2", context)
     atomic_write_text(out, html)
 
 

@@ -120,6 +120,9 @@ SETTINGS: tuple[Setting, ...] = (
             "or a JSON aio block.", _aio, "default", metavar="auto|default|JSON"),
     Setting("benchmark_json", "also write time-valued metrics as a pytest-benchmark JSON file "
             "(so `pytest-benchmark compare` works on them).", _str, None, metavar="PATH"),
+    Setting("history", "run history store: a path (SQLite file), a postgresql://user@host/db URL shared by a fleet, "
+            "or 'none' to turn it off. Default: history.sqlite beside the reports (in the report dir).",
+            _str, None, metavar="PATH|URL|none"),
     Setting("timeout", "seconds before a child measurement (fio, a ZeRO-Inference run) is killed and "
             "recorded as 'timeout'. Default: the profile's.", _positive_int, None, metavar="SECONDS"),
 )

@@ -1,0 +1,413 @@
+"""The run store: one code path (SQLAlchemy Core) for an embedded SQLite file and a fleet's PostgreSQL.
+
+`open_store(url)` connects, checks the schema version (a newer store is refused with a message),
+creates or migrates the tables under a lock, and returns a `Store`. Appending a run is one
+transaction; a run id already present is skipped, so importing the same results.json twice is harmless
+and two sessions appending at once each get their own transaction (SQLite: BEGIN IMMEDIATE with a
+busy timeout; PostgreSQL: row-level, distinct primary keys).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
+from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+from pytest_nvme_ai.history.flatten import RunRows, flatten
+
+SQLITE_BUSY_TIMEOUT_S = 120   # a second session waits for the first one's append instead of failing
+_PG_LOCK_ID = 0x6E766D65      # "nvme": the advisory lock that serialises schema creation across a fleet
+
+
+class HistoryError(Exception):
+    """The store cannot be used; the message says what to do."""
+
+
+def normalise_url(raw: str) -> str:
+    """A path means an SQLite file; postgresql:// gets the psycopg (3) driver, which is what we install."""
+    s = str(raw).strip()
+    if "://" not in s:
+        return "sqlite:///" + str(Path(s).expanduser().resolve())
+    if s.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + s.split("://", 1)[1]
+    return s
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and the terminal."""
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL we cannot parse is shown without anything after '@'
+        return url.split("@")[-1]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    started: str
+    status: str
+    runner: str
+    commit: str | None
+    profile: str | None
+    tests: int
+    fingerprints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    run_id: str
+    started: str
+    status: str
+    test_key: str
+    metric: str
+    value: float | None
+    unit: str | None
+    fingerprint: str
+    runner: str
+
+
+def _make_engine(url: str) -> Any:
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, poolclass=sa.pool.NullPool)
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling starts transactions late and DEFERRED, which turns two
+            # concurrent writers into "database is locked"; take control and BEGIN IMMEDIATE ourselves.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+                                if url.startswith("postgresql") else {})
+    except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise HistoryError(f"history store URL {redact(url)!r} cannot be used: {exc}; "
+                           "use a path (SQLite) or postgresql://user@host/dbname") from None
+
+
+class Store:
+    def __init__(self, engine: Any, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    @property
+    def display(self) -> str:
+        return redact(self.url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- writing ---------------------------------------------------------------------------
+    def has_run(self, run_id: str) -> bool:
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        with self.engine.connect() as c:
+            return c.execute(sa.select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)).first() is not None
+
+    def append(self, data: Mapping[str, Any], *, source: str | None = None) -> bool:
+        """Store one run; False when its run id is already there (idempotent import)."""
+        return self.append_rows([flatten(data, source=source)]) == 1
+
+    def append_rows(self, batch: Sequence[RunRows]) -> int:
+        """Store runs in one transaction; returns how many were new."""
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        if not batch:
+            return 0
+        try:
+            with self.engine.begin() as c:
+                ids = [r.run_id for r in batch]
+                present: set[str] = set()
+                for chunk in _chunks(ids, 500):
+                    present |= set(c.execute(sa.select(s.runs.c.run_id).where(s.runs.c.run_id.in_(chunk))).scalars())
+                new = []
+                for r in batch:  # a glob that matched one file twice stores it once
+                    if r.run_id not in present:
+                        present.add(r.run_id)
+                        new.append(r)
+                if not new:
+                    return 0
+                c.execute(s.runs.insert(), [r.run for r in new])
+                for table, rows in ((s.targets, [t for r in new for t in r.targets]),
+                                    (s.tests, [t for r in new for t in r.tests]),
+                                    (s.metrics, [m for r in new for m in r.metrics])):
+                    if rows:
+                        c.execute(table.insert(), rows)
+                return len(new)
+        except sa.exc.IntegrityError:
+            # Another session stored the same run id between our check and our insert: it is there.
+            if len(batch) == 1 and self.has_run(batch[0].run_id):
+                return 0
+            raise
+
+    # ---- reading ---------------------------------------------------------------------------
+    def list_runs(self, *, test: str | None = None, metric: str | None = None, fingerprint: str | None = None,
+                  since: str | None = None, until: str | None = None, limit: int = 50) -> list[RunSummary]:
+        """Newest first. `test` and `fingerprint` match substrings; `metric` an exact name."""
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        q = sa.select(s.runs).order_by(s.runs.c.started.desc(), s.runs.c.run_id.desc()).limit(limit)
+        if since:
+            q = q.where(s.runs.c.started >= since)
+        if until:
+            q = q.where(s.runs.c.started < until)
+        if test or metric or fingerprint:
+            sub = sa.select(s.metrics.c.run_id)
+            if test:
+                sub = sub.where(s.metrics.c.test_key.contains(test, autoescape=True))
+            if metric:
+                sub = sub.where(s.metrics.c.name == metric)
+            if fingerprint:
+                sub = sub.where(s.metrics.c.fingerprint.contains(fingerprint.lower(), autoescape=True))
+            q = q.where(s.runs.c.run_id.in_(sub))
+        with self.engine.connect() as c:
+            rows = c.execute(q).mappings().all()
+            ids = [r["run_id"] for r in rows]
+            n_tests: dict[str, int] = {}
+            fps: dict[str, set[str]] = {}
+            for chunk in _chunks(ids, 500):
+                for rid, n in c.execute(sa.select(s.tests.c.run_id, sa.func.count()).where(
+                        s.tests.c.run_id.in_(chunk)).group_by(s.tests.c.run_id)):
+                    n_tests[rid] = n
+                for rid, fp in c.execute(sa.select(s.targets.c.run_id, s.targets.c.fingerprint).where(
+                        s.targets.c.run_id.in_(chunk))):
+                    fps.setdefault(rid, set()).add(fp)
+        return [RunSummary(r["run_id"], r["started"], r["status"], r["runner"], r["commit_id"], r["profile"],
+                           n_tests.get(r["run_id"], 0), tuple(sorted(fps.get(r["run_id"], ())))) for r in rows]
+
+    def metric_rows(self, *, test: str | None = None, metric: str | None = None, fingerprint: str | None = None,
+                    since: str | None = None, until: str | None = None, limit: int = 200) -> list[MetricRow]:
+        """Values of matching (run, test, metric), newest first."""
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        m, r = s.metrics, s.runs
+        q = (sa.select(m.c.run_id, m.c.started, r.c.status, m.c.test_key, m.c.name, m.c.value, m.c.unit,
+                       m.c.fingerprint, m.c.runner)
+             .join(r, r.c.run_id == m.c.run_id)
+             .order_by(m.c.started.desc(), m.c.run_id.desc(), m.c.test_key, m.c.name).limit(limit))
+        if test:
+            q = q.where(m.c.test_key.contains(test, autoescape=True))
+        if metric:
+            q = q.where(m.c.name == metric)
+        if fingerprint:
+            q = q.where(m.c.fingerprint.contains(fingerprint.lower(), autoescape=True))
+        if since:
+            q = q.where(m.c.started >= since)
+        if until:
+            q = q.where(m.c.started < until)
+        with self.engine.connect() as c:
+            return [MetricRow(*row) for row in c.execute(q)]
+
+    def series_keys(self, *, test: str | None = None, metric: str | None = None, drive_model: str | None = None,
+                    runner: str | None = None) -> list[tuple[SeriesKey, int]]:
+        """Every (test key, metric, drive model, runner) with its number of points."""
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        m = s.metrics
+        cols = (m.c.test_key, m.c.name, m.c.drive_model, m.c.runner)
+        q = sa.select(*cols, sa.func.count()).where(m.c.value.is_not(None)).group_by(*cols).order_by(*cols)
+        if test:
+            q = q.where(m.c.test_key.contains(test, autoescape=True))
+        if metric:
+            q = q.where(m.c.name == metric)
+        if drive_model:
+            q = q.where(m.c.drive_model.contains(drive_model, autoescape=True))
+        if runner:
+            q = q.where(m.c.runner == runner)
+        with self.engine.connect() as c:
+            return [(SeriesKey(*row[:4]), int(row[4])) for row in c.execute(q)]
+
+    def series(self, key: SeriesKey, *, fingerprint: str | None = None, last: int | None = None,
+               complete_only: bool = True) -> list[SeriesPoint]:
+        """One series, oldest first; `fingerprint` narrows it to one exact device fingerprint (the report's
+        trend); `last` keeps the newest N points. Interrupted runs are left out unless asked for."""
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        m, r = s.metrics, s.runs
+        q = (sa.select(m.c.run_id, m.c.started, m.c.value, m.c.samples_json, r.c.status, r.c.commit_id,
+                       m.c.fingerprint)
+             .join(r, r.c.run_id == m.c.run_id)
+             .where(m.c.test_key == key.test_key, m.c.name == key.metric, m.c.runner == key.runner,
+                    m.c.value.is_not(None))
+             .order_by(m.c.started.desc(), m.c.run_id.desc()))
+        q = q.where(m.c.fingerprint == fingerprint) if fingerprint is not None else q.where(
+            m.c.drive_model == key.drive_model)
+        if complete_only:
+            q = q.where(r.c.status == "complete")
+        if last:
+            q = q.limit(last)
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        return [SeriesPoint(run_id=row[0], started=row[1], value=float(row[2]),
+                            samples=tuple(json.loads(row[3] or "[]")), status=row[4], commit=row[5],
+                            fingerprint=row[6]) for row in reversed(rows)]
+
+    def unit_of(self, key: SeriesKey) -> tuple[str, str]:
+        """(unit, better) of a series, from its newest point."""
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        m = s.metrics
+        q = (sa.select(m.c.unit, m.c.better).where(m.c.test_key == key.test_key, m.c.name == key.metric)
+             .order_by(m.c.started.desc()).limit(1))
+        with self.engine.connect() as c:
+            row = c.execute(q).first()
+        return (str(row[0] or ""), str(row[1] or "higher")) if row else ("", "higher")
+
+    def run_context(self, run_id: str, test_key: str) -> dict[str, Any]:
+        """What a change-point report compares between two runs: commit, versions, kernel and the device
+        of the target the test ran on."""
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        with self.engine.connect() as c:
+            run = c.execute(sa.select(s.runs).where(s.runs.c.run_id == run_id)).mappings().first()
+            label = c.execute(sa.select(s.tests.c.target_label).where(
+                s.tests.c.run_id == run_id, s.tests.c.test_key == test_key).limit(1)).scalar()
+            tgt = c.execute(sa.select(s.targets).where(s.targets.c.run_id == run_id, s.targets.c.label == label)
+                            ).mappings().first() if label is not None else None
+        if run is None:
+            return {}
+        versions = json.loads(run["versions_json"] or "{}")
+        out: dict[str, Any] = {"run": run_id, "started": run["started"], "commit": run["commit_id"],
+                               "kernel": run["kernel"], "status": run["status"]}
+        for pkg in ("deepspeed", "torch", "fio", "transformers", "python"):
+            out[pkg] = versions.get(pkg)
+        if tgt is not None:
+            out.update(firmware=tgt["firmware"], pcie_link=tgt["pcie_link"], drive=tgt["drive_model"],
+                       fingerprint=tgt["fingerprint"])
+        return out
+
+    def count_runs(self) -> int:
+        import sqlalchemy as sa
+
+        from pytest_nvme_ai.history import schema as s
+
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(s.runs)).scalar() or 0)
+
+
+def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def open_store(raw_url: str, *, create: bool = True) -> Store:
+    """Connect, refuse a newer schema, create or migrate an older one. Raises HistoryError with what to do."""
+    import sqlalchemy as sa
+
+    url = normalise_url(raw_url)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists() and not create:
+            raise HistoryError(f"no history store at {path}: run the suite once, or pass --history URL")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"cannot create the directory of the history store {path}: {exc}") from None
+    engine = _make_engine(url)
+    store = Store(engine, url)
+    try:
+        _ensure_schema(engine)
+    except HistoryError:
+        engine.dispose()
+        raise
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        cause = getattr(exc, "orig", None) or exc   # the driver's own error says what went wrong
+        first = (str(cause).strip().splitlines() or [""])[0]
+        raise HistoryError(f"history store {redact(url)} is not reachable or not usable: "
+                           f"{type(cause).__name__}: {first}") from None
+    return store
+
+
+def _ensure_schema(engine: Any) -> None:
+    import sqlalchemy as sa
+
+    from pytest_nvme_ai.history import schema as s
+
+    with engine.begin() as c:
+        if engine.dialect.name == "postgresql":
+            # Forty runners configuring at once: one creates or migrates, the others wait and then see it done.
+            c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_ID})
+        insp = sa.inspect(c)
+        if not insp.has_table(s.meta.name):
+            if insp.has_table(s.runs.name):
+                raise HistoryError("the history store has run tables but no nvme_ai_meta version row: "
+                                   "it was not written by pytest-nvme-ai; point --nvme-ai-history at another store")
+            s.metadata.create_all(c)
+            c.execute(s.meta.insert(), [{"key": "schema_version", "value": str(s.STORE_SCHEMA_VERSION)}])
+            return
+        raw = c.execute(sa.select(s.meta.c.value).where(s.meta.c.key == "schema_version")).scalar()
+        try:
+            version = int(raw)
+        except (TypeError, ValueError):
+            raise HistoryError(f"the history store's schema_version is {raw!r}, not a number: "
+                               "it is damaged; point --nvme-ai-history at another store") from None
+        check_version(version, engine.url)
+        while version < s.STORE_SCHEMA_VERSION:
+            s.MIGRATIONS[version](c)
+            version += 1
+            c.execute(s.meta.update().where(s.meta.c.key == "schema_version").values(value=str(version)))
+        s.metadata.create_all(c)  # tables a migration added are created here; existing ones are left alone
+
+
+def check_version(version: int, url: Any) -> None:
+    from pytest_nvme_ai.history.schema import STORE_SCHEMA_VERSION
+
+    if version > STORE_SCHEMA_VERSION:
+        raise HistoryError(
+            f"the history store {redact(str(url))} has schema version {version}, newer than this pytest-nvme-ai "
+            f"understands ({STORE_SCHEMA_VERSION}): a newer pytest-nvme-ai wrote to it. Upgrade pytest-nvme-ai "
+            "(pip install -U pytest-nvme-ai) on this runner, or point --nvme-ai-history at another store "
+            "(or 'none')")
+
+
+def iter_results(paths: Iterable[str]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Read results.json files for import; a bad file raises ValueError naming it."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            p = p / "results.json"
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{p} not found: pass results.json files, e.g. reports/*/results.json") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{p} is not valid JSON ({exc}): pass results.json files written by pytest-nvme-ai") from None
+        if not isinstance(data, dict) or "run" not in data:
+            raise ValueError(f"{p} is not a pytest-nvme-ai results.json (no 'run' object)")
+        version = data.get("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ValueError(f"{p} has schema_version {version}, newer than this pytest-nvme-ai understands "
+                             f"({SCHEMA_VERSION}): upgrade pytest-nvme-ai to import it")
+        yield p, data

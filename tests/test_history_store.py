@@ -1,0 +1,181 @@
+"""History store on SQLite: rows from results.json, idempotent import, queries, change points, schema
+versions, and two real processes appending at once."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from history_data import run_doc
+
+from pytest_nvme_ai.cli import main
+from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
+from pytest_nvme_ai.history import HistoryError, open_store
+from pytest_nvme_ai.history.changes import differences, find_changes
+from pytest_nvme_ai.history.flatten import fingerprint_text, flatten
+
+GOLDEN = Path(__file__).parent / "golden" / "results_full.json"
+KEY = SeriesKey("suites/test_seq_read.py::test_seq_read[case0]", "bw", "Micron 7450", "runner-a")
+
+
+def test_flatten_golden_run() -> None:
+    rows = flatten(json.loads(GOLDEN.read_text()))
+    assert rows.run["status"] == "complete" and rows.run["runner"] == "qual-rig-07"
+    nvme = next(t for t in rows.targets if t["label"] == "nvme0")
+    assert nvme["fingerprint"] == "nvme-samsung_ssd_990_pro_2tb-4b2qjxd7-gen3x4-ext4"
+    assert nvme["pcie_link"] == "Gen3 x4" and nvme["firmware"] == "4B2QJXD7"
+    bw = next(m for m in rows.metrics if m["name"] == "bw" and m["test_key"].endswith("[1M-qd128-p8]"))
+    assert bw["drive_model"] == "Samsung SSD 990 PRO 2TB" and bw["runner"] == "qual-rig-07"
+    assert len(json.loads(bw["samples_json"])) >= 3
+
+
+def test_status_from_run_status_or_interrupted_exit() -> None:
+    assert flatten(run_doc("a", 0, status="interrupted")).run["status"] == "interrupted"
+    assert flatten(run_doc("b", 0, exitstatus=2)).run["status"] == "interrupted"
+    assert flatten(run_doc("c", 0, exitstatus=1)).run["status"] == "complete"
+    assert fingerprint_text({}) == "unknown"
+    with pytest.raises(ValueError, match="no run.id"):
+        flatten({"run": {}})
+
+
+def test_import_is_idempotent_and_list_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "h.sqlite")
+    files = []
+    for i, fw in enumerate(["E2MU200", "E2MU200", "E2MU300"]):
+        f = tmp_path / f"r{i}" / "results.json"
+        f.parent.mkdir()
+        f.write_text(json.dumps(run_doc(f"run-{i}", i, firmware=fw, n_tests=2)))
+        files.append(str(f))
+    files.append(str(GOLDEN))
+    assert main(["history", "import", "--history", db, *files]) == 0
+    assert "4 run(s) imported, 0 already there" in capsys.readouterr().out
+    assert main(["history", "import", "--history", db, *files, files[0]]) == 0
+    assert "0 run(s) imported, 5 already there" in capsys.readouterr().out
+    store = open_store(db)
+    assert store.count_runs() == 4
+    assert [r.run_id for r in store.list_runs(fingerprint="e2mu300")] == ["run-2"]
+    assert [r.run_id for r in store.list_runs(since="2026-01-01T01:00:00+00:00", until="2026-06-01")] == \
+        ["run-2", "run-1"]
+    assert {r.run_id for r in store.list_runs(test="test_seq_read[case1]")} == {"run-0", "run-1", "run-2"}
+    assert {r.run_id for r in store.list_runs(metric="decode_throughput")} == {"20261126-154500-a1b2c3"}
+    store.close()
+    assert main(["history", "--history", db, "--fingerprint", "E2MU300"]) == 0
+    out = capsys.readouterr().out
+    assert "run-2" in out and "run-0" not in out and "nvme-micron_7450-e2mu300-gen4x4-ext4" in out
+    assert main(["history", "list", "--history", db, "--test", "case1", "--metric", "bw", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["run_id"] for r in rows} == {"run-0", "run-1", "run-2"} and all(r["metric"] == "bw" for r in rows)
+    assert main(["history", "--history", db, "--since", "yesterday"]) == 2
+    assert "not a date" in capsys.readouterr().err
+
+
+def test_bad_import_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    assert main(["history", "import", "--history", str(tmp_path / "h.sqlite"), str(bad)]) == 2
+    assert f"{bad} is not valid JSON" in capsys.readouterr().err
+    newer = tmp_path / "n.json"
+    newer.write_text(json.dumps({**run_doc("x", 0), "schema_version": 99}))
+    assert main(["history", "import", "--history", str(tmp_path / "h.sqlite"), str(newer)]) == 2
+    assert "newer than this pytest-nvme-ai" in capsys.readouterr().err
+
+
+def _points(values: list[float]) -> list[SeriesPoint]:
+    return [SeriesPoint(f"r{i}", f"2026-01-01T{i:02d}", v) for i, v in enumerate(values)]
+
+
+def test_known_step_gives_the_steps_run_back_and_noise_gives_none() -> None:
+    rng = random.Random(7)
+    values = [100 * (1 + rng.gauss(0, 0.02)) for _ in range(20)] + [85 * (1 + rng.gauss(0, 0.02)) for _ in range(12)]
+    changes = find_changes(_points(values))
+    assert [(c.index, c.after.run_id, c.before.run_id) for c in changes] == [(20, "r20", "r19")]
+    assert changes[0].relative_change == pytest.approx(-0.15, abs=0.03) and changes[0].p_value < 1e-6
+    for seed in range(10):
+        rng = random.Random(seed)
+        assert find_changes(_points([100 * (1 + rng.gauss(0, 0.02)) for _ in range(40)])) == []
+    assert find_changes(_points([100.0] * 10)) == [] and find_changes(_points([1.0, 2.0])) == []
+
+
+def test_changes_command_names_the_run_and_what_differed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "h.sqlite")
+    store = open_store(db)
+    # A firmware update at run 15 slowed bw by 20%; DeepSpeed was updated at run 25 with no effect.
+    for i in range(35):
+        store.append(run_doc(f"run-{i:02d}", i, firmware="E2MU300" if i >= 15 else "E2MU200",
+                             deepspeed="0.20.0" if i >= 25 else "0.19.8",
+                             value=lambda i, _t: 0.8e9 if i >= 15 else 1.0e9))
+    pts = store.series(KEY)
+    assert len(pts) == 35 and pts[0].run_id == "run-00" and pts[-1].fingerprint.endswith("e2mu300-gen4x4-ext4")
+    store.close()
+    assert main(["history", "changes", "--history", db]) == 0
+    out = capsys.readouterr().out
+    assert "change at run run-15" in out and re.search(r"\((-19\.\d|-20\.\d)%\)", out), out
+    assert "before:  run-14" in out and "after:   run-15" in out
+    assert "firmware E2MU200 -> E2MU300" in out and "deepspeed" not in out.split("differed:")[1]
+    assert main(["history", "changes", "--history", db, "--metric", "iops", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []   # iops did not move
+
+
+def test_differences_lists_only_what_changed() -> None:
+    a = {"commit": "a" * 40, "deepspeed": "0.19.8", "kernel": "6.1", "pcie_link": "Gen4 x4", "firmware": "1"}
+    b = {**a, "commit": "b" * 40, "pcie_link": "Gen3 x4"}
+    assert differences(a, b) == ["commit aaaaaaaaaaaa -> bbbbbbbbbbbb", "PCIe link Gen4 x4 -> Gen3 x4"]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    db = tmp_path / "h.sqlite"
+    open_store(str(db)).close()
+    eng = sa.create_engine(f"sqlite:///{db}")
+    with eng.begin() as c:
+        c.execute(sa.text("UPDATE nvme_ai_meta SET value='99' WHERE key='schema_version'"))
+    eng.dispose()
+    with pytest.raises(HistoryError, match=r"schema version 99, newer than this pytest-nvme-ai understands \(1\)"):
+        open_store(str(db))
+
+
+def test_missing_store_is_an_error_for_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "--history", str(tmp_path / "nothing.sqlite")]) == 2
+    assert "no history store at" in capsys.readouterr().err
+
+
+WRITER = """
+import os, sys, time
+sys.path.insert(0, sys.argv[4])
+from history_data import run_doc
+from pytest_nvme_ai.history import open_store
+store = open_store(sys.argv[1])
+while not os.path.exists(sys.argv[5]):  # both writers start appending at the same moment
+    time.sleep(0.01)
+for i in range(int(sys.argv[3])):
+    assert store.append(run_doc(f"{sys.argv[2]}-{i}", i, n_tests=20))
+"""
+
+
+def concurrent_appends(url: str, go: Path, n: int = 15) -> None:
+    """Two real processes append n runs each to one store at the same time."""
+    here = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, name, str(n), here, str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    import time
+
+    time.sleep(1.5)  # both have imported and opened the store
+    go.touch()
+    for p in procs:
+        _out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+
+
+def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
+    db = str(tmp_path / "h.sqlite")
+    open_store(db).close()
+    concurrent_appends(db, tmp_path / 'go')
+    store = open_store(db)
+    assert store.count_runs() == 30
+    assert len(store.series(KEY)) == 30   # both writers' runs share one series
+    store.close()
