@@ -226,6 +226,13 @@ def test_baseline_name_that_is_a_path_is_refused_before_anything_runs(measured: 
     assert not (p.path / "baselines").exists() and private_dirs(target) == []
 
 
+def test_baseline_name_with_json_suffix_says_to_drop_it(measured: tuple[pytest.Pytester, Path]) -> None:
+    p, target = measured
+    r = run(p, "--nvme-ai-target", str(target), "--nvme-ai-baseline-name", "mine.json")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines(["*baseline name 'mine.json' ends in .json: give the name alone*"])
+
+
 def test_promote_and_show_refuse_a_path_as_name(measured: tuple[pytest.Pytester, Path]) -> None:
     p, target = measured
     assert run(p, "--nvme-ai-target", str(target)).ret == 0
@@ -301,6 +308,24 @@ def test_immutable_baseline_file_is_refused_at_configure_and_kept(measured: tupl
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     r.stderr.fnmatch_lines(["*baseline file *.json cannot be replaced: operation not permitted*chattr -i*"])
     assert not (p.path / "ran_a").exists() and bf.read_bytes() == before and private_dirs(target) == []
+
+
+@pytest.mark.parametrize("how", ["immutable", "read-only mount"])
+def test_unwritable_target_says_why(measured: tuple[pytest.Pytester, Path], immutable: list[Path],
+                                    ro_mount: list[Path], how: str) -> None:
+    p, _ = measured
+    target = p.mkdir("locked")
+    if how == "immutable":
+        chattr("+i", target)
+        immutable.append(target)
+        why = "operation not permitted (an immutable"
+    else:
+        bind_ro(ro_mount, target)
+        why = "the filesystem is mounted read-only"
+    r = run(p, "--nvme-ai-target", str(target))
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    r.stderr.fnmatch_lines([f"*target {target} is not writable: {why}*"])
+    assert not (p.path / "ran_a").exists() and list(target.iterdir()) == []
 
 
 def test_report_dir_failing_late_keeps_results_elsewhere_and_says_where(measured: tuple[pytest.Pytester, Path],

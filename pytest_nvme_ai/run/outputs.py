@@ -21,7 +21,7 @@ class OutputProblem:
     message: str
 
 
-def _why(exc: OSError) -> str:
+def why_not_writable(exc: OSError) -> str:
     if exc.errno == errno.EROFS:
         return "the filesystem is mounted read-only"
     if exc.errno == errno.EPERM:
@@ -52,7 +52,7 @@ def check_writable_dir(path: Path, what: str, option: str) -> OutputProblem | No
         os.unlink(tmp)
     except OSError as exc:
         here = "" if existing == path else f" (creating it needs a file in {existing})"
-        return OutputProblem(path, f"{what} {path} is not writable{here}: {_why(exc)}; fix it or pass {option} DIR")
+        return OutputProblem(path, f"{what} {path} is not writable{here}: {why_not_writable(exc)}; fix it or pass {option} DIR")
     return None
 
 
@@ -66,7 +66,7 @@ def check_writable_file(path: Path, what: str, fix: str) -> OutputProblem | None
         fd = os.open(path, os.O_WRONLY)
         os.close(fd)
     except OSError as exc:
-        return OutputProblem(path, f"{what} {path} cannot be replaced: {_why(exc)}; {fix}")
+        return OutputProblem(path, f"{what} {path} cannot be replaced: {why_not_writable(exc)}; {fix}")
     return None
 
 

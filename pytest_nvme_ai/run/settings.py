@@ -81,7 +81,11 @@ def _name(v: str) -> str:
     """A baseline name becomes <baseline dir>/<name>.json: a name, never a path."""
     from pytest_nvme_ai.core.names import check_name
 
-    return check_name(str(v).strip(), "baseline name", "to keep baselines elsewhere, use --nvme-ai-baseline-dir")
+    name = check_name(str(v).strip(), "baseline name", "to keep baselines elsewhere, use --nvme-ai-baseline-dir")
+    if name.endswith(".json"):
+        raise ValueError(f"baseline name {name!r} ends in .json: give the name alone, the file is <baseline dir>/"
+                         f"{name.removesuffix('.json')}.json")
+    return name
 
 
 def _aio(v: str) -> str:

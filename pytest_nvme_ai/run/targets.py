@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,13 @@ def validate_target_dir(raw: str | os.PathLike[str]) -> Path:
         raise TargetError(f"target {p} does not exist: create the directory on the drive under test first")
     if not p.is_dir():
         raise TargetError(f"target {p} is not a directory: pass a directory on the drive under test")
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise TargetError(f"target {p} is not writable by this user: fix its permissions or choose another directory")
+    try:  # mode bits do not tell root about read-only mounts: try what the run will do (mkdir)
+        os.rmdir(tempfile.mkdtemp(prefix=".nvme-ai.probe-", dir=p))
+    except OSError as exc:
+        from pytest_nvme_ai.run.outputs import why_not_writable
+
+        raise TargetError(f"target {p} is not writable: {why_not_writable(exc)}; fix it or choose another "
+                          "directory") from None
     return p.resolve()
 
 
