@@ -1,15 +1,19 @@
 """The plugin's fixtures. Each one is thin: the work is in the module that owns the concern."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
-from pytest_nvme_ai.run.records import Recorder
+from pytest_nvme_ai.core.targets import Target
+from pytest_nvme_ai.run.records import SessionRecorder
 from pytest_nvme_ai.run.session import get_session
 
-if TYPE_CHECKING:
-    from pytest_nvme_ai.run.targets import Target
+if TYPE_CHECKING:  # the runners import their own heavy-ish modules: only when a test asks for them
+    from pytest_nvme_ai.measure.aio.runner import AioRunner
+    from pytest_nvme_ai.measure.device import DeviceIdentity
+    from pytest_nvme_ai.measure.fio.runner import FioRunner
+    from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
 
 
 def terminal_progress(config: pytest.Config) -> Callable[[str], None]:
@@ -34,7 +38,7 @@ def terminal_progress(config: pytest.Config) -> Callable[[str], None]:
 
 
 @pytest.fixture(scope="session")
-def offload_target(request: pytest.FixtureRequest) -> "Target":
+def offload_target(request: pytest.FixtureRequest) -> Target:
     """A target directory on the device under test (parametrized over --nvme-ai-target)."""
     param = getattr(request, "param", None)
     if param is None:
@@ -46,19 +50,20 @@ def offload_target(request: pytest.FixtureRequest) -> "Target":
 
 
 @pytest.fixture
-def nvme_ai(request: pytest.FixtureRequest) -> Recorder:
+def nvme_ai(request: pytest.FixtureRequest) -> SessionRecorder:
     """Record metrics, params and artifacts for this test; they are gated against the baseline."""
     return get_session(request.config).recorder(request.node)
 
 
 @pytest.fixture
-def ssd_device(offload_target: "Target") -> Any:
-    """The drive identity (device.DeviceIdentity) behind the target."""
-    return offload_target.device
+def ssd_device(offload_target: Target) -> DeviceIdentity:
+    """The drive identity behind the target."""
+    device: DeviceIdentity = offload_target.device
+    return device
 
 
 @pytest.fixture
-def fio(offload_target: "Target", nvme_ai: Recorder) -> Any:
+def fio(offload_target: Target, nvme_ai: SessionRecorder) -> FioRunner:
     """Run fio jobs in the target; each run's metrics are recorded into this test."""
     from pytest_nvme_ai.measure.fio.runner import FioRunner, fio_missing_reason
 
@@ -69,7 +74,7 @@ def fio(offload_target: "Target", nvme_ai: Recorder) -> Any:
 
 
 @pytest.fixture
-def ds_aio(offload_target: "Target", nvme_ai: Recorder) -> Any:
+def ds_aio(offload_target: Target, nvme_ai: SessionRecorder) -> AioRunner:
     """DeepSpeed's aio read path (ds_io equivalent) on the target."""
     from pytest_nvme_ai.measure.aio.runner import AioRunner, aio_missing_reason
 
@@ -80,7 +85,7 @@ def ds_aio(offload_target: "Target", nvme_ai: Recorder) -> Any:
 
 
 @pytest.fixture
-def zero_inference(offload_target: "Target", nvme_ai: Recorder) -> Any:
+def zero_inference(offload_target: Target, nvme_ai: SessionRecorder) -> ZeroInferenceRunner:
     """Run ZeRO-Inference specs in a child process; results are typed and recorded."""
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
 

@@ -140,7 +140,7 @@ class _Hooks:
                 item.user_properties.append(("nvme_ai.verdict", rec.verdict))
         regressions = [c for c in comps if c.verdict == "regression" and c.gated]
         if regressions:
-            pytest.fail("\n".join(c.message for c in regressions) + f"\nbaseline file: {rec.baseline_file}",
+            pytest.fail("\n".join(c.message for c in regressions) + f"\nbaseline file: {rec.baseline_file if rec is not None else None}",
                         pytrace=False)
         for c in comps:
             if c.verdict == "improvement" and c.gated:

@@ -5,4 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The browser test skips with the reason when chromium cannot be installed (e.g. not root).
 bash scripts/install_chromium.sh || echo "[test] WARNING: chromium not installed; the browser test will skip" >&2
+# Linters first: a lint or type error fails within about a minute, before the ~10-minute test run (config: pyproject.toml).
+echo "[test] ruff check" >&2
+.venv/bin/python -m ruff check .
+echo "[test] mypy (strict on core/ and gate/)" >&2
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest tests/ -p no:cacheprovider -rs --timeout=1800 "$@"

@@ -65,13 +65,6 @@ def test_missing_file_is_none(tmp_path: Path) -> None:
     assert baseline.load(tmp_path / "absent.json") is None
 
 
-def test_slug_is_filesystem_safe_and_names_the_drive() -> None:
-    assert baseline.slug(FP) == "nvme-micron_7450-e2mu200-gen4x4-ext4"
-    assert baseline.slug({"kind": "virtio", "model": None, "fs_type": "ext4"}) == "virtio-ext4"
-    assert baseline.slug({}) == "unknown-device"
-    assert "/" not in baseline.slug({"kind": "nvme", "model": "A/B C:D"})
-
-
 def test_promote_refuses_non_results(tmp_path: Path) -> None:
     f = tmp_path / "r.json"
     f.write_text(json.dumps({"hello": 1}))

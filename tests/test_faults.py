@@ -497,7 +497,7 @@ def test_space_shortfall_message_names_the_margin(tmp_path: Path, monkeypatch: p
 
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
     from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
-    from pytest_nvme_ai.run.targets import Target
+    from pytest_nvme_ai.core.targets import Target
 
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
     runner = ZeroInferenceRunner(Target(path=tmp_path, label="t", run_id="r"), recorder=None)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from pytest_nvme_ai.measure.fio.runner import (MISSING_REASON, DirectIOUnsupport
                                 parse_fio_json, parse_size, run_fio)
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.profiles import PROFILES
-from pytest_nvme_ai.run.targets import Target
+from pytest_nvme_ai.core.targets import Target
 
 GOLDEN = Path(__file__).parent / "golden" / "fio"
 SUITE = Path(__file__).parent.parent / "suites" / "test_seq_read.py"

@@ -17,7 +17,8 @@ from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.cli import main as cli_main
 from pytest_nvme_ai.report import render_compare, render_run
 from pytest_nvme_ai.report.drives import downtrained
-from pytest_nvme_ai.report.fmt import fmt_size, parse_size
+from pytest_nvme_ai.core.text import size_or_none
+from pytest_nvme_ai.report.fmt import fmt_size
 
 GOLDEN = Path(__file__).parent / "golden" / "results_full.json"
 HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "<i>not italic</i>", "<b>log</b>")
@@ -248,9 +249,9 @@ def test_skipped_zero_inference_test_is_labelled_from_its_case(tmp_path: Path) -
 
 
 def test_helpers() -> None:
-    assert parse_size("1M") == 1 << 20 and parse_size("128k") == 128 << 10 and parse_size(4096) == 4096
-    assert parse_size("16MiB") == 16 << 20 and parse_size("weird") is None and parse_size(None) is None
-    assert fmt_size(8 << 20) == "8M" and fmt_size(4096) == "4k" and fmt_size(1000) == "1000"
+    assert size_or_none("1M") == 1 << 20 and size_or_none("128k") == 128 << 10 and size_or_none(4096) == 4096
+    assert size_or_none("16MiB") == 16 << 20 and size_or_none("weird") is None and size_or_none(None) is None
+    assert fmt_size(8 << 20) == "8M" and fmt_size(4096) == "4K" and fmt_size(1000) == "1000"
     assert downtrained({"current_gen": 3, "max_gen": 4}) and downtrained({"current_width": 2, "max_width": 4})
     assert not downtrained({"current_gen": 4, "max_gen": 4, "current_width": 4, "max_width": 4})
     assert not downtrained({"current_gen": 3, "max_gen": 4, "downtrained": False})   # the recorder's word wins
@@ -286,7 +287,7 @@ def synthetic_full_profile(samples: int = 5) -> dict[str, Any]:
         for qd in (1, 16, 64):
             for nj in (1, 4):
                 bw = 3.2e9 * rng.uniform(0.3, 1.0)
-                ms = {"bw": metric("bw", bw, "B/s"), "iops": metric("iops", bw / parse_size(bs), "IO/s")}  # type: ignore[operator]
+                ms = {"bw": metric("bw", bw, "B/s"), "iops": metric("iops", bw / size_or_none(bs), "IO/s")}  # type: ignore[operator]
                 ms.update({p: metric(p, 1e5 * k, "ns")
                            for p, k in (("clat_p50", 1), ("clat_p99", 3), ("clat_p999", 9))})
                 tests.append(record(f"suites/test_seq_read.py::test_seq_read[{bs}-qd{qd}-j{nj}", "seq_read",
@@ -296,7 +297,7 @@ def synthetic_full_profile(samples: int = 5) -> dict[str, Any]:
             for par in (1, 2, 4, 8):
                 bw = 3.0e9 * rng.uniform(0.4, 1.05)
                 tests.append(record(f"suites/test_aio_read.py::test_aio_read[{bs}-qd{qd}-p{par}", "aio_read",
-                                    {"block_size": parse_size(bs), "queue_depth": qd, "parallelism": par},
+                                    {"block_size": size_or_none(bs), "queue_depth": qd, "parallelism": par},
                                     {n: metric(n, v, units[n]) for n, v in
                                      (("bw", bw), ("read_latency", 0.4), ("aio_vs_fio", bw / 3.2e9))}))
     zi = {"prefill_latency": "s", "decode_latency": "s", "total_latency": "s", "prefill_throughput": "tokens/s",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op
-from pytest_nvme_ai.run.targets import Target
+from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.measure.zero_inference.models import resolve_model
 from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, ZeroInferenceRunner, inference_missing_reason
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_nvme_ai.core.metrics import Metric
-from pytest_nvme_ai.run.targets import Target
+from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
 

@@ -1,4 +1,4 @@
-"""Metric records and their summary statistics.
+"""Metric records and their summary statistics (the names they may take are in `core.catalog`).
 
 A metric is a named list of samples (one per repetition) with a unit and a
 direction. The summary value is the median: robust to the one slow run that a
@@ -7,45 +7,14 @@ noisy machine always produces, and what the gate compares.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-Better = Literal["higher", "lower"]
+from pytest_nvme_ai.core.catalog import CATALOG, Better, MetricSpec
 
-
-@dataclass(frozen=True)
-class MetricSpec:
-    unit: str
-    better: Better
-    gated: bool  # gated unless a marker says otherwise; tails and byte counts are report-only
-    description: str
-
-
-# The public metric names (DESIGN.md). Units are base SI units (B, B/s, ns, s).
-CATALOG: dict[str, MetricSpec] = {
-    "bw": MetricSpec("B/s", "higher", True, "read bandwidth"),
-    "iops": MetricSpec("IO/s", "higher", False, "I/O operations per second"),
-    "clat_p50": MetricSpec("ns", "lower", False, "completion latency, median"),
-    "clat_p99": MetricSpec("ns", "lower", False, "completion latency, 99th percentile"),
-    "clat_p999": MetricSpec("ns", "lower", False, "completion latency, 99.9th percentile"),
-    "read_latency": MetricSpec("s", "lower", False, "time to read the whole file once"),
-    "aio_vs_fio": MetricSpec("ratio", "higher", True, "DeepSpeed aio bandwidth / fio bandwidth"),
-    "prefill_latency": MetricSpec("s", "lower", True, "first forward pass (prompt)"),
-    "decode_latency": MetricSpec("s", "lower", True, "generation after the first token"),
-    "total_latency": MetricSpec("s", "lower", True, "whole generate() call"),
-    "prefill_throughput": MetricSpec("tokens/s", "higher", True, "batch*prompt/prefill"),
-    "decode_throughput": MetricSpec("tokens/s", "higher", True, "batch*(gen-1)/decode"),
-    "total_throughput": MetricSpec("tokens/s", "higher", True, "batch*gen/total"),
-    "peak_gpu_mem": MetricSpec("B", "lower", True, "peak CUDA memory allocated"),
-    "peak_rss": MetricSpec("B", "lower", False, "peak resident memory of the run"),
-    "target_read_bytes": MetricSpec("B", "lower", False, "bytes read from the target during the run"),
-    "target_read_bw": MetricSpec("B/s", "higher", False, "bytes read from the target / total latency"),
-    "io_efficiency": MetricSpec("ratio", "higher", False, "decode throughput / I/O-bound ceiling"),
-    "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "effective read bandwidth during run / fio bandwidth"),
-    "nvme_vs_cpu_throughput": MetricSpec("ratio", "higher", True, "NVMe-offload / CPU-offload total throughput"),
-    "decode_ceiling": MetricSpec("tokens/s", "higher", False, "I/O-bound ceiling of decode throughput"),
-}
+# CATALOG is re-exported: `from pytest_nvme_ai.core.metrics import Metric, CATALOG, format_value` is the public spelling.
+__all__ = ["CATALOG", "Better", "Metric", "MetricSpec", "format_value"]
 
 
 @dataclass(frozen=True)

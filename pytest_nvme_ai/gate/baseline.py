@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.core.fsutil import atomic_write_json
 from pytest_nvme_ai.core.metrics import Metric, format_value
 from pytest_nvme_ai.core.names import check_name, path_in
+from pytest_nvme_ai.core.text import device_slug
 
 LOCK_TIMEOUT_S = 120
 
@@ -44,20 +44,6 @@ class BaselineFile:
     entries: dict[str, BaselineEntry]
     schema_version: int
     updated: str | None
-
-
-def slug(fingerprint: Mapping[str, Any]) -> str:
-    """Filesystem-safe name from a device fingerprint (the default baseline name)."""
-    parts = []
-    for k in ("kind", "model", "firmware"):
-        if fingerprint.get(k):
-            parts.append(str(fingerprint[k]))
-    if fingerprint.get("pcie_gen"):
-        parts.append(f"gen{fingerprint['pcie_gen']}x{fingerprint.get('pcie_width') or '?'}")
-    if fingerprint.get("fs_type"):
-        parts.append(str(fingerprint["fs_type"]))
-    cleaned = [re.sub(r"[^a-z0-9.]+", "_", p.lower()).strip("_.") for p in parts]
-    return "-".join(c for c in cleaned if c) or "unknown-device"
 
 
 def _corrupt(path: Path, why: str) -> BaselineError:
@@ -140,7 +126,7 @@ def _to_json(bf: BaselineFile | None, name: str, fingerprint: Mapping[str, Any])
     if bf is None:
         return {"schema_version": SCHEMA_VERSION, "name": name, "fingerprint": dict(fingerprint),
                 "created": datetime.now(timezone.utc).isoformat(), "entries": {}}
-    raw = json.loads(bf.path.read_text(encoding="utf-8"))
+    raw: dict[str, Any] = json.loads(bf.path.read_text(encoding="utf-8"))
     raw["schema_version"] = SCHEMA_VERSION
     return raw
 
@@ -208,13 +194,13 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     if not by_label:
         raise ValueError(f"{results}: no passing measured tests to promote")
     if name and len(by_label) > 1:
-        fps = {json.dumps(targets[l]["device"].get("fingerprint"), sort_keys=True) for l in by_label}
+        fps = {json.dumps(targets[lbl]["device"].get("fingerprint"), sort_keys=True) for lbl in by_label}
         if len(fps) > 1:
             raise ValueError("--name names one baseline but the run measured devices with different fingerprints; "
                              "promote without --name to get one baseline per device")
     for label, entries in by_label.items():
         fp = targets[label]["device"].get("fingerprint") or {}
-        bname = name or slug(fp)
+        bname = name or device_slug(fp)
         path = path_in(Path(baseline_dir), bname, ".json", what="baseline name")  # a name, never a path
         try:
             save_entries(path, name=bname, fingerprint=fp, entries=entries, run=data.get("run", {}),

@@ -91,8 +91,9 @@ def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bo
     beyond = abs(delta) > tol
     if now.n >= 2 and base.n >= 2 and min_p_value(now.n, base.n) <= alpha:
         method = "mann-whitney-u"
-        p: float | None = significance(now.samples, base.samples, now.better, worse)
-        significant = p <= alpha
+        p_now = significance(now.samples, base.samples, now.better, worse)
+        p: float | None = p_now
+        significant = p_now <= alpha
         evidence = f"Mann-Whitney U one-sided p={p:.3g} (alpha {alpha:g}, n={now.n} now vs {base.n} baseline)"
     else:
         method, p, significant = "tolerance-only", None, True

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pytest_nvme_ai.core.text import device_slug
+
 # PCIe transfer rate (GT/s) -> generation.
 _GEN_BY_SPEED = {2.5: 1, 5.0: 2, 8.0: 3, 16.0: 4, 32.0: 5, 64.0: 6}
 # nvme-cli converts Kelvin with 273, not 273.15; match it so our figure equals what `nvme smart-log` prints.
@@ -117,10 +119,8 @@ class DeviceIdentity:
     def slug(self) -> str:
         """nvme-micron_7450-e2mu200-gen4x4-ext4 / virtio-vda-ext4: the default baseline name.
 
-        baseline.slug owns the rule, so the file name and this label can never disagree."""
-        from pytest_nvme_ai.gate.baseline import slug
-
-        return slug(self.fingerprint())
+        core.text.device_slug owns the rule, so the baseline file name and this label can never disagree."""
+        return device_slug(self.fingerprint())
 
     def summary(self) -> str:
         fs = self.fs_type or ("not mounted" if self.node else "unknown filesystem")

@@ -92,6 +92,6 @@ def cli_compare(args: argparse.Namespace) -> int:
     a, b = load_results(pa), load_results(pb)
     labels = tuple(args.labels) if getattr(args, "labels", None) else None
     out = Path(getattr(args, "output", None) or "compare.html")
-    render_compare(a, b, out, labels=labels, run_dirs=(pa.parent, pb.parent))  # type: ignore[arg-type]
+    render_compare(a, b, out, labels=labels, run_dirs=(pa.parent, pb.parent))
     print(f"compare: {out}")
     return 0

@@ -14,9 +14,12 @@ from typing import Any, Mapping
 
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.drives import drive_compare_rows, environment_rows
-from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_ratio, fmt_size, num, parse_size
-from pytest_nvme_ai.report.render import Cell, Table, TestView, build_tests, metric_order, metric_value, run_info
-from pytest_nvme_ai.report.sections import SUITE_TITLES, Chart, draw, param, sort_key
+from pytest_nvme_ai.core.text import size_or_none
+from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_ratio, fmt_size, num
+from pytest_nvme_ai.report.render import build_tests, run_info
+from pytest_nvme_ai.report.sections import SUITE_TITLES
+from pytest_nvme_ai.report.sections.base import Chart, draw, param, sort_key
+from pytest_nvme_ai.report.view import Cell, Table, TestView, metric_order, metric_value
 
 SUITE_ORDER = {name: i for i, name in enumerate(SUITE_TITLES)}
 SHORT = {"iodepth": "QD", "queue_depth": "QD", "numjobs": "jobs ", "intra_op_parallelism": "parallelism "}
@@ -114,7 +117,7 @@ def ratio_chart(title: str, pairs: list[Pair], metric: str, size_param: tuple[st
     for p in pairs:
         if p.a is None or p.b is None:
             continue
-        x = parse_size(param(p.a, *size_param))
+        x = size_or_none(param(p.a, *size_param))
         va, vb = metric_value(p.a.raw, metric), metric_value(p.b.raw, metric)
         if x is None or not va or vb is None:
             continue

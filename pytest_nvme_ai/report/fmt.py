@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from pytest_nvme_ai.core.metrics import format_value
+from pytest_nvme_ai.core.text import format_size
+from pytest_nvme_ai.core.text import tail as text_tail
 
 _TEXT_LIMIT = 4000    # longrepr / log tails: enough to diagnose, small enough to mail
 _LINE_LIMIT = 40
@@ -71,38 +73,13 @@ def fmt_bytes(n: Any, *, binary: bool = False) -> str:
     return f"{f:.3g} {units[i]}"
 
 
-_SIZE_SUFFIX = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(v: Any) -> int | None:
-    """fio-style size ("4k", "1M", "16MiB", 1048576) -> bytes; fio's k is 1024."""
-    if num(v) is not None:
-        return int(v)
-    if not isinstance(v, str):
-        return None
-    s = v.strip().lower().removesuffix("ib").removesuffix("b")
-    digits = s.rstrip("kmgt")
-    try:
-        return int(float(digits) * _SIZE_SUFFIX[s[len(digits):]])
-    except (ValueError, KeyError):
-        return None
-
-
 def fmt_size(n: int | None) -> str:
-    if n is None:
-        return "—"
-    for suffix, scale in (("G", 1 << 30), ("M", 1 << 20), ("k", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale}{suffix}"
-    return str(n)
+    """A block or file size as fio writes it (4K, 1M), '—' when the record has none."""
+    return "—" if n is None else format_size(n)
 
 
 def tail(text: Any, limit: int = _TEXT_LIMIT, lines: int = _LINE_LIMIT) -> str:
-    if not text:
-        return ""
-    s = str(text)
-    s = "\n".join(s.splitlines()[-lines:])
-    return s if len(s) <= limit else "…" + s[-limit:]
+    return text_tail(text, lines, limit)
 
 
 def first_line(text: Any, limit: int = 200) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 from pytest_nvme_ai.core.history_types import Trend
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import fmt
-from pytest_nvme_ai.report.render import Cell, Table
-from pytest_nvme_ai.report.sections import Section, draw
+from pytest_nvme_ai.report.sections.base import Section, draw
+from pytest_nvme_ai.report.view import Cell, Table
 
 PANELS_PER_CHART = 6
 HIGHLIGHT = "#D55E00"

@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 import pytest
 
 from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.text import safe_name
 from pytest_nvme_ai.core.profiles import Profile
-from pytest_nvme_ai.run.targets import Target
-
-if TYPE_CHECKING:
-    from pytest_nvme_ai.run.session import NvmeAiSession
+from pytest_nvme_ai.core.targets import Target
 
 RECORD_KEY = pytest.StashKey["TestRecord"]()
 
@@ -85,18 +82,22 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _slug(text: str, limit: int = 120) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.@=-]+", "_", text).strip("_")
-    return s[:limit] or "test"
+class SessionRecorder:
+    """The `nvme_ai` fixture: what a test uses to record metrics, params and artifacts.
 
+    Implements `core.recorder.Recorder`. It is handed the session's values rather than the session, so
+    this module does not import `run.session` back (the session creates one per test)."""
 
-class Recorder:
-    """The `nvme_ai` fixture: what a test uses to record metrics, params and artifacts."""
-
-    def __init__(self, session: "NvmeAiSession", item: pytest.Item, record: TestRecord) -> None:
-        self._session = session
-        self._item = item
+    def __init__(self, record: TestRecord, *, config: pytest.Config, profile: Profile, repeat: int,
+                 timeout: int | None, run_dir: Callable[[], Path], cache: dict[Any, Any], aio: str) -> None:
         self._record = record
+        self._config = config
+        self._profile = profile
+        self._repeat = repeat
+        self._timeout = timeout
+        self._run_dir = run_dir      # created on first use: a run that records nothing leaves no directory
+        self._cache = cache
+        self._aio = aio
 
     @property
     def nodeid(self) -> str:
@@ -104,7 +105,7 @@ class Recorder:
 
     @property
     def config(self) -> pytest.Config:
-        return self._session.config
+        return self._config
 
     @property
     def target(self) -> Target | None:
@@ -112,15 +113,15 @@ class Recorder:
 
     @property
     def profile(self) -> Profile:
-        return self._session.profile_obj
+        return self._profile
 
     @property
     def repeat(self) -> int:
-        return self._session.repeat_for(self._item)
+        return self._repeat
 
     @property
     def timeout(self) -> int:
-        return self._session.timeout or self.profile.child_timeout_s
+        return self._timeout or self.profile.child_timeout_s
 
     @property
     def tolerance(self) -> float:
@@ -128,7 +129,7 @@ class Recorder:
 
     @property
     def artifact_dir(self) -> Path:
-        d = self._session.run_dir / "artifacts" / _slug(self._record.nodeid)
+        d = self._run_dir() / "artifacts" / safe_name(self._record.nodeid)
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -154,7 +155,7 @@ class Recorder:
     def add_artifact(self, label: str, path: Path | str) -> str:
         """Keep a file with the run (copied into the run dir when it lives elsewhere); returns its relative path."""
         p = Path(path)
-        run_dir = self._session.run_dir.resolve()
+        run_dir = self._run_dir().resolve()
         if run_dir not in p.resolve().parents:
             dest = self.artifact_dir / p.name
             shutil.copyfile(p, dest)
@@ -168,10 +169,10 @@ class Recorder:
 
     @property
     def session_cache(self) -> dict[Any, Any]:
-        return self._session.cache
+        return self._cache
 
     @property
     def aio_setting(self) -> str:
-        return self._session.aio
+        return self._aio
 
 

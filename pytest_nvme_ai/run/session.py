@@ -18,10 +18,10 @@ import pytest
 
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.run import settings
-from pytest_nvme_ai.run.records import RECORD_KEY, Recorder, TestRecord, _jsonable
+from pytest_nvme_ai.run.records import RECORD_KEY, SessionRecorder, TestRecord, _jsonable
 from pytest_nvme_ai.core.profiles import PROFILES, Profile
-from pytest_nvme_ai.run.targets import (SessionLock, Target, TargetError, claim, make_labels, other_sessions,
-                                        strip_target_id, validate_target_dir)
+from pytest_nvme_ai.core.targets import Target, TargetError, make_labels, strip_target_id, validate_target_dir
+from pytest_nvme_ai.run.locks import SessionLock, claim, other_sessions
 
 SESSION_KEY = pytest.StashKey["NvmeAiSession"]()
 
@@ -89,7 +89,7 @@ class NvmeAiSession:
     # ---- outputs, checked before anything is measured ----------------------------------------
     def check_outputs(self) -> None:
         """Refuse at configure what would fail after the whole run: report dir, baseline dir/file, json."""
-        from pytest_nvme_ai.run.outputs import check_writable_dir, check_writable_file
+        from pytest_nvme_ai.core.writable import check_writable_dir, check_writable_file
 
         problems = [check_writable_dir(self.report_dir, "report directory", "--nvme-ai-report-dir")]
         if self.save_baseline:
@@ -105,7 +105,7 @@ class NvmeAiSession:
 
     def check_baseline_files(self) -> None:
         """With --nvme-ai-save-baseline, each baseline this run will replace must be replaceable."""
-        from pytest_nvme_ai.run.outputs import check_writable_file
+        from pytest_nvme_ai.core.writable import check_writable_file
 
         if not self.save_baseline:
             return
@@ -191,7 +191,7 @@ class NvmeAiSession:
 
         names: dict[str, str] = {}
         for t in self.targets:
-            names[t.label] = self.baseline_name or baseline.slug(t.device.fingerprint())
+            names[t.label] = self.baseline_name or t.device.slug()
         from pytest_nvme_ai.core.names import path_in
         if self.baseline_name and len({t.device.slug() for t in self.targets}) > 1:
             raise pytest.UsageError(
@@ -274,8 +274,10 @@ class NvmeAiSession:
         item.stash[RECORD_KEY] = rec
         return rec
 
-    def recorder(self, item: pytest.Item) -> Recorder:
-        return Recorder(self, item, self.record_for(item))
+    def recorder(self, item: pytest.Item) -> SessionRecorder:
+        return SessionRecorder(self.record_for(item), config=self.config, profile=self.profile_obj,
+                               repeat=self.repeat_for(item), timeout=self.timeout, run_dir=lambda: self.run_dir,
+                               cache=self.cache, aio=self.aio)
 
     def gate(self, item: pytest.Item) -> list[Any]:
         """Compare this test's metrics with its baseline; returns comparisons and sets the verdict."""
@@ -367,7 +369,7 @@ class NvmeAiSession:
     def write_results(self, data: dict[str, Any]) -> None:
         """results.json + index.html in the run dir; when that fails late, in a temp dir, and say so."""
         from pytest_nvme_ai.core.fsutil import atomic_symlink, atomic_write_json
-        from pytest_nvme_ai.run.outputs import fallback_dir
+        from pytest_nvme_ai.core.writable import fallback_dir
 
         try:
             self.results_path = self.run_dir / "results.json"
@@ -396,7 +398,7 @@ class NvmeAiSession:
         out = self.run_dir / "index.html"
         try:
             render_run(data, out, run_dir=self.run_dir)
-        except Exception as exc:  # a report bug must not lose results.json, which is already written
+        except Exception as exc:  # noqa: BLE001 - a report bug must not lose results.json, already written
             warnings.warn(NvmeAiWarning(f"HTML report failed ({type(exc).__name__}: {exc}); results.json is intact, "
                                         f"re-render with: nvme-ai report {self.results_path}"))
             return

@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.text import file_tail
 from pytest_nvme_ai.measure.deepspeed.ops import BUILD_TIMEOUT_S, Progress, default_progress, missing_prerequisite
 from pytest_nvme_ai.measure.deepspeed.version import aio_block
 from pytest_nvme_ai.measure.fio.runner import DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.run.records import Recorder
-    from pytest_nvme_ai.run.targets import Target
+    from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.core.targets import Target
 
 ALIGN = 4096  # O_DIRECT: every thread's slice must start on a logical block (4 KiB on NVMe)
 
@@ -176,11 +177,7 @@ class AioWorker:
             procutil.stop(self.proc, grace_s=0)
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
+        return file_tail(self.log_path, lines)
 
     def _send(self, req: dict[str, Any]) -> None:
         try:

@@ -39,8 +39,8 @@ from pytest_nvme_ai.measure.aio.runner import AioError, AioSettings, measure_rea
 from pytest_nvme_ai.measure.deepspeed.version import DS_AIO_DEFAULTS, default_aio_block, deepspeed_version, thread_key
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.run.records import Recorder
-    from pytest_nvme_ai.run.targets import Target
+    from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.core.targets import Target
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 BLOCK_SIZES = tuple(k * KiB for k in (128, 256, 512)) + tuple(m * MiB for m in (1, 2, 4, 8, 16))
@@ -281,7 +281,7 @@ def tune(target_dir: str | Path, budget_s: float, file_size: int, measure: Measu
     Without `measure`, a `file_size` data file is written in a private subdirectory
     of the target (removed afterwards) unless `file` names one to read.
     """
-    from pytest_nvme_ai.run.targets import TargetError, validate_target_dir
+    from pytest_nvme_ai.core.targets import TargetError, validate_target_dir
 
     try:
         root = validate_target_dir(target_dir)
@@ -388,7 +388,7 @@ def cli_tune(args: Any) -> int:
     from pytest_nvme_ai.measure.aio.runner import aio_missing_reason
     from pytest_nvme_ai.measure.fio.runner import parse_size
 
-    from pytest_nvme_ai.run.targets import TargetError, validate_target_dir
+    from pytest_nvme_ai.core.targets import TargetError, validate_target_dir
 
     def say(message: str) -> None:
         print(f"nvme-ai tune: {message}", file=sys.stderr, flush=True)

@@ -125,7 +125,7 @@ def _worker_main() -> int:
             emit(event="progress", message=BUILD_MESSAGE)
         t0 = time.monotonic()
         op = load_aio_op(progress=lambda m: print(m, file=sys.stderr, flush=True))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any load failure goes back to the parent as an error event
         emit(event="error", message=f"{type(exc).__name__}: {exc}")
         return 3
     emit(event="ready", load_s=time.monotonic() - t0, pid=os.getpid())
@@ -135,7 +135,7 @@ def _worker_main() -> int:
             continue
         try:
             emit(event="result", **_serve_read(state, json.loads(line)))
-        except Exception as exc:  # a Python-level failure keeps the worker; a C++ abort ends it
+        except Exception as exc:  # noqa: BLE001 - a Python-level failure keeps the worker; a C++ abort ends it
             emit(event="error", message=f"{type(exc).__name__}: {exc}")
         if state.should_recycle:
             break

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from pytest_nvme_ai.core.fsutil import is_block_device
+from pytest_nvme_ai.core.text import format_size, median, parse_size
 
 
-# fio's default kb_base is 1024, so "1M" means 2**20 bytes, as a reader of a job file expects.
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _SS_RE = re.compile(r"^(iops|bw)(_slope)?:\d+(\.\d+)?%?$")
 _RW = ("read", "write", "randread", "randwrite", "rw", "readwrite", "randrw")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -33,31 +30,6 @@ class DirectIOUnsupported(FioError):
 
 
 # ---- sizes and times ------------------------------------------------------------------------
-def parse_size(value: str | int, what: str = "size") -> int:
-    """'1M' -> 1048576; ints pass through. Errors name the option."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what}={value!r} is not a size; use bytes or a string like '1M'")
-    if isinstance(value, int):
-        n = value
-    else:
-        m = _SIZE_RE.match(str(value))
-        if not m:
-            raise ValueError(f"{what}={value!r} is not a size; use bytes or a string like '128K', '1M', '16M', '2G'")
-        n = int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
-    if n <= 0:
-        raise ValueError(f"{what}={value!r} must be larger than zero")
-    return n
-
-
-def format_size(n: int) -> str:
-    """Shortest exact fio size string: 2097152 -> '2M', 1536 -> '1536'."""
-    for suffix in ("T", "G", "M", "K"):
-        unit = _SIZE_UNITS[suffix.lower()]
-        if n % unit == 0:
-            return f"{n // unit}{suffix}"
-    return str(n)
-
-
 def format_time(seconds: float) -> str:
     """fio time options are integers: whole seconds stay plain, fractions go to ms (0.5 -> '500ms')."""
     if float(seconds).is_integer():
@@ -293,7 +265,7 @@ def combine_results(results: list[FioResult]) -> FioResult:
 
     def med(attr: str) -> float | None:
         vals = [getattr(r, attr) for r in results if getattr(r, attr) is not None]
-        return float(statistics.median(vals)) if vals else None
+        return median(vals)
 
     last = results[-1]
     return replace(

@@ -20,10 +20,11 @@ from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJob, FioResult, combine_results, format_size, format_time,
                       parse_fio_json, parse_size)
 from pytest_nvme_ai.core.fsutil import ensure_inside
+from pytest_nvme_ai.core.text import tail
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.run.records import Recorder
-    from pytest_nvme_ai.run.targets import Target
+    from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.core.targets import Target
 
 __all__ = ["MISSING_REASON", "DirectIOUnsupported", "FioError", "FioJob", "FioResult", "FioRunner", "check_direct_io",
            "combine_results", "find_fio", "fio_missing_reason", "format_size", "format_time", "parse_fio_json",
@@ -66,7 +67,7 @@ def check_direct_io(directory: Path) -> None:
 
 
 def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:]) or "<empty>"
+    return tail(text, lines) or "<empty>"
 
 
 def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem: str | None = None,

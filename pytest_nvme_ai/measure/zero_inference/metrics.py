@@ -85,11 +85,3 @@ def loop_metrics(loops: Iterable[LoopMeasurement], *, batch_size: int, prompt_le
 def prefixed(metric: Metric, prefix: str) -> Metric:
     """The same metric under `<prefix>_<name>` (pairing tests record two runs in one test)."""
     return Metric(f"{prefix}_{metric.name}", metric.unit, metric.better, metric.samples, metric.gated)
-
-
-def median(values: Iterable[float]) -> float | None:
-    vals = sorted(values)
-    if not vals:
-        return None
-    mid = len(vals) // 2
-    return float(vals[mid]) if len(vals) % 2 else float((vals[mid - 1] + vals[mid]) / 2)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.run.records import Recorder
+    from pytest_nvme_ai.core.recorder import Recorder
 
 
 def decode_ceiling(batch_size: float, fio_bw: float, bytes_per_step: float) -> float:

@@ -31,13 +31,14 @@ from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
-from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, median, prefixed
+from pytest_nvme_ai.core.text import file_tail, median, safe_name
+from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, prefixed
 from pytest_nvme_ai.measure.zero_inference.models import resolve_model
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError, SpecNotApplicable
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.run.records import Recorder
-    from pytest_nvme_ai.run.targets import Target
+    from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.core.targets import Target
 
 OUTCOMES = ("ok", "oom", "timeout", "error")
 REQUIRED = ("torch", "deepspeed", "transformers")
@@ -60,11 +61,7 @@ def child_env() -> dict[str, str]:
 
 
 def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])[-6000:]
+    return file_tail(path, lines, chars=6000)
 
 
 def classify(returncode: int | None, timed_out: bool, result: Mapping[str, Any] | None,
@@ -243,7 +240,7 @@ class ZeroInferenceRunner:
 
     def offload_dir(self, prefix: str | None) -> Path:
         """<workdir>/zero_inference/<test-slug>[-prefix]/: removed after each run."""
-        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.recorder.nodeid.rsplit("::", 1)[-1]).strip("_")[:80]
+        slug = safe_name(self.recorder.nodeid.rsplit("::", 1)[-1], 80)
         name = f"{slug}-{prefix}" if prefix else slug
         d = self.target.inside("zero_inference", name or "run")
         d.mkdir(parents=True, exist_ok=True)

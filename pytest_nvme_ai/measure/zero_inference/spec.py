@@ -16,6 +16,9 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Mapping
 
+from pytest_nvme_ai.measure.zero_inference.errors import SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+
 Dtype = Literal["auto", "fp16", "bf16"]
 Offload = Literal["none", "cpu", "nvme"]
 
@@ -29,14 +32,6 @@ KV_OFFLOAD_CPU_REASON = ("KV-cache offload needs CUDA (transformers' offloaded c
                          "not applicable on the CPU accelerator")
 FP16_CPU_REASON = ("fp16 is not supported by DeepSpeed on the CPU accelerator; use dtype 'bf16' "
                    "(or 'auto', which picks bf16 on CPU and fp16 on CUDA)")
-
-
-class SpecError(ValueError):
-    """The spec itself is invalid."""
-
-
-class SpecNotApplicable(SpecError):
-    """The spec is valid but cannot run on this accelerator (a skip, not a failure)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +95,6 @@ class InferenceSpec:
     # ---- validation --------------------------------------------------------------------------
     def validate(self, accelerator: str = "cpu") -> None:
         """Raise SpecError naming the bad field and what is accepted; SpecNotApplicable for a skip."""
-        from pytest_nvme_ai.measure.zero_inference.models import resolve_model
-
         _check_positive("batch_size", self.batch_size)
         _check_positive("prompt_len", self.prompt_len)
         _check_positive("gen_len", self.gen_len)

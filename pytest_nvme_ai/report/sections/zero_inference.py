@@ -17,8 +17,10 @@ from typing import Any
 
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio, num
-from pytest_nvme_ai.report.render import Cell, Table, TestView, metric_range, metric_value
-from pytest_nvme_ai.report.sections import OFFLOAD_ORDER, SUITE_TITLES, Section, draw, param, sort_key, xticks
+from pytest_nvme_ai.report.sections.base import OFFLOAD_ORDER, Section, SectionBuilder, draw, param, sort_key, xticks
+from pytest_nvme_ai.report.view import Cell, Table, TestView, metric_range, metric_value
+
+ORDER = 30
 
 # Columns of the per-run table: (header, metric). A column nobody measured is dropped.
 RUN_COLUMNS = (
@@ -254,7 +256,7 @@ def breakdown(groups: dict[str, list[Run]]) -> list[tuple[str, list[charts.BarGr
 
 
 def zi_section(views: list[TestView]) -> Section:
-    sec = Section("zero_inference", SUITE_TITLES["zero_inference"], tests=views)
+    sec = Section(SECTION.suite, SECTION.title, tests=views)
     groups, pairs = groups_of(views)
     # A configuration is charted when something ran (a failure is a result); all-skipped ones only get table rows.
     charted = {t: runs for t, runs in groups.items() if any(r.outcome not in NOT_RUN for r in runs)}
@@ -270,3 +272,6 @@ def zi_section(views: list[TestView]) -> Section:
     sec.tables.append(side_by_side(groups, pairs))
     sec.tables.extend(run_tables(groups))
     return sec
+
+
+SECTION = SectionBuilder("zero_inference", "DeepSpeed ZeRO-Inference", zi_section)

@@ -1,0 +1,90 @@
+"""Targets: the directories under test, their private work directories and their ids.
+
+The suite writes only inside `Target.workdir`, a private subdirectory of the
+directory the user gave, and removes it at the end of the session.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_nvme_ai.core.fsutil import ensure_inside, is_block_device
+from pytest_nvme_ai.core.writable import why_not_writable
+
+
+class TargetError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    path: Path          # the directory the user gave (resolved)
+    label: str          # short, unique, id-safe: appears in test ids as "@<label>"
+    run_id: str
+    embedded: bool = False  # the default target under basetemp
+    device: Any = field(default=None, compare=False)  # device.DeviceIdentity, filled at configure
+
+    @property
+    def workdir(self) -> Path:
+        """Private per-session directory; created on first use."""
+        wd = self.path / f".nvme-ai-{self.run_id}"
+        wd.mkdir(exist_ok=True)
+        return wd
+
+    @property
+    def id(self) -> str:
+        return "@" + self.label
+
+    def inside(self, *parts: str) -> Path:
+        """A path in the private workdir, refused if it would escape it."""
+        return ensure_inside(self.workdir.joinpath(*parts), self.workdir)
+
+    def cleanup(self) -> None:
+        wd = self.path / f".nvme-ai-{self.run_id}"
+        if wd.exists():
+            shutil.rmtree(wd, ignore_errors=True)
+
+
+def validate_target_dir(raw: str | os.PathLike[str]) -> Path:
+    """Check a user-given target; raise TargetError saying what to do."""
+    p = Path(raw).expanduser()
+    if is_block_device(p):
+        raise TargetError(
+            f"{p} is a block device. pytest-nvme-ai never writes to raw devices: mount a filesystem on it "
+            f"and pass a directory on that filesystem, e.g. --nvme-ai-target /mnt/nvme0"
+        )
+    if not p.exists():
+        raise TargetError(f"target {p} does not exist: create the directory on the drive under test first")
+    if not p.is_dir():
+        raise TargetError(f"target {p} is not a directory: pass a directory on the drive under test")
+    try:  # mode bits do not tell root about read-only mounts: try what the run will do (mkdir)
+        os.rmdir(tempfile.mkdtemp(prefix=".nvme-ai.probe-", dir=p))
+    except OSError as exc:
+        raise TargetError(f"target {p} is not writable: {why_not_writable(exc)}; fix it or choose another "
+                          "directory") from None
+    return p.resolve()
+
+
+def make_labels(paths: list[Path]) -> list[str]:
+    """Short id-safe labels from the last path component, made unique."""
+    labels: list[str] = []
+    for p in paths:
+        base = re.sub(r"[^A-Za-z0-9_.]+", "_", p.name or "root").strip("_") or "root"
+        label, n = base, 2
+        while label in labels:
+            label, n = f"{base}_{n}", n + 1
+        labels.append(label)
+    return labels
+
+
+_TARGET_ID = re.compile(r"(?:^|-)@[A-Za-z0-9_.]+(?=-|$)")
+
+
+def strip_target_id(callspec_id: str) -> str:
+    """Parameter id without the target component: baselines are keyed per device, not per path."""
+    return _TARGET_ID.sub("", callspec_id).strip("-")

@@ -1,0 +1,61 @@
+"""A setting's declaration and the parsers the declarations share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str            # attribute name, e.g. "tolerance"
+    help: str
+    parse: Callable[[str], Any]
+    default: Any
+    kind: str = "value"  # value | list | flag
+    metavar: str | None = None
+    env: bool = True
+
+    @property
+    def option(self) -> str:
+        return "--nvme-ai-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "nvme_ai_" + self.name
+
+    @property
+    def envvar(self) -> str:
+        return "NVME_AI_" + self.name.upper()
+
+
+class SettingError(pytest.UsageError):  # type: ignore[misc]  # @final only in the stubs; a subclass names the cause
+    """A bad setting value; pytest shows a UsageError as a one-line error, not a traceback."""
+
+
+def percent(v: str) -> float:
+    x = float(str(v).rstrip("%"))
+    if not 0 < x < 1000:
+        raise ValueError(f"tolerance {v!r} must be a percentage above 0, e.g. 10 for 10%")
+    return x
+
+
+def positive_int(v: str) -> int:
+    x = int(v)
+    if x < 1:
+        raise ValueError(f"{v!r} must be a whole number of at least 1")
+    return x
+
+
+def boolean(v: str) -> bool:
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{v!r} is not a boolean; use 1/0, true/false, yes/no")
+
+
+def text(v: str) -> str:
+    return str(v)
