@@ -80,6 +80,8 @@ class _Hooks:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Every measured test is in results.json from the start, as "not run" until it runs: an
         # interrupted run lists what it never reached instead of silently omitting it.
+        if session.config.option.collectonly:
+            return
         for item in session.items:
             fixturenames = getattr(item, "fixturenames", ())
             if "nvme_ai" in fixturenames or "offload_target" in fixturenames:

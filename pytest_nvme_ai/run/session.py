@@ -98,7 +98,7 @@ class NvmeAiSession:
             problems.append(check_writable_dir(self.benchmark_json.parent, "directory of --nvme-ai-benchmark-json",
                                                "--nvme-ai-benchmark-json"))
             problems.append(check_writable_file(self.benchmark_json, "--nvme-ai-benchmark-json file",
-                                                "make it writable or choose another path"))
+                                                "pass a file path this run may replace"))
         found = [p.message for p in problems if p is not None]
         if found:
             raise pytest.UsageError("pytest-nvme-ai: nothing was measured: " + "; ".join(found))
