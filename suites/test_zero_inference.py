@@ -175,11 +175,11 @@ def _record_io_ceiling(result: Any, nvme_ai: Any, request: pytest.FixtureRequest
     The ceiling needs fio's read bandwidth on the same target in this session: the seq-read
     suite's figure when it ran first (it sorts first), else one fio measurement made here.
     """
-    from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
+    from pytest_nvme_ai.measure.fio.runner import BEST_FIO_BW, FioJob, fio_missing_reason
     from pytest_nvme_ai.measure.zero_inference.pairing import record_io_efficiency
 
     target = nvme_ai.target
-    fio_bw = nvme_ai.session_cache.get(("fio_bw", target.label)) if target is not None else None
+    fio_bw = nvme_ai.session_cache.get(BEST_FIO_BW, target.label) if target is not None else None
     if not fio_bw and fio_missing_reason() is None:
         fio = request.getfixturevalue("fio")
         fio_bw = fio.run(FioJob(name="ceiling", bs="1M", iodepth=16), record=False).bw_bytes

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
+from pytest_nvme_ai.measure.fio.runner import BEST_FIO_BW
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.pairing import decode_ceiling, effective_read_bw, io_efficiency, pair, record_io_efficiency
 
@@ -126,7 +128,7 @@ class _Obj:
 
 
 class _FakeRecorder:
-    def __init__(self, cache: dict[Any, Any]) -> None:
+    def __init__(self, cache: SessionCache) -> None:
         self.session_cache = cache
         self.target = type("T", (), {"label": "default"})()
         self.recorded: dict[str, Metric] = {}
@@ -171,7 +173,9 @@ def test_pair_reads_the_runners_result_object() -> None:
 
 
 def test_record_io_efficiency_uses_the_sessions_fio_bw() -> None:
-    rec = _FakeRecorder({("fio_bw", "default"): 5.6 * GB})
+    cache = SessionCache()
+    cache.put(BEST_FIO_BW, 5.6 * GB, "default")
+    rec = _FakeRecorder(cache)
     p = record_io_efficiency(rec, _Obj(zi_result()))  # type: ignore[arg-type]
     assert p is not None
     assert set(rec.recorded) == {"decode_ceiling", "io_efficiency", "read_bw_vs_fio"}
@@ -181,6 +185,6 @@ def test_record_io_efficiency_uses_the_sessions_fio_bw() -> None:
 
 
 def test_record_io_efficiency_without_fio_notes_why() -> None:
-    rec = _FakeRecorder({})
+    rec = _FakeRecorder(SessionCache())
     assert record_io_efficiency(rec, zi_result()) is None  # type: ignore[arg-type]
     assert not rec.recorded and "no fio bandwidth" in rec.notes[0]

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_nvme_ai.core.cache import CacheKey
 from pytest_nvme_ai.measure.aio.runner import AioError, AioSettings, measure_read, mem_available, shared_worker, write_data_file
 from pytest_nvme_ai.measure.deepspeed.version import DS_AIO_DEFAULTS, default_aio_block, deepspeed_version, thread_key
 
@@ -316,6 +317,7 @@ def _method(kw: dict[str, Any]) -> str:
 
 # ---- the ZeRO-Inference suite's `--nvme-ai-aio auto` -------------------------------------------
 
+TUNED_AIO: CacheKey[TuneResult] = CacheKey("tuned_aio", "(target label) -> the tuner's result, tuned once per session")
 TUNE_BUDGET_S = {"quick": 45.0, "standard": 240.0, "full": 600.0}
 TUNE_FILE_BYTES = {"quick": 256 * MiB, "standard": 1 * GiB, "full": 2 * GiB}
 
@@ -327,8 +329,7 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
     """
     from pytest_nvme_ai.measure.aio.runner import ensure_data_file
 
-    key = ("tuned_aio", target.label)
-    res: TuneResult | None = recorder.session_cache.get(key)
+    res = recorder.session_cache.get(TUNED_AIO, target.label)
     if res is None:
         prof = recorder.profile.name
         size, budget = TUNE_FILE_BYTES[prof], TUNE_BUDGET_S[prof]
@@ -342,7 +343,7 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
                 release_shared_worker()  # its page-locked buffer would otherwise sit through the inference run
         else:
             res = tune(target.workdir, budget, size, measure=measure)
-        recorder.session_cache[key] = res
+        recorder.session_cache.put(TUNED_AIO, res, target.label)
     recorder.set_extra("tuned_aio", res.block)
     recorder.set_extra("default_aio_bw", res.default_bw)
     recorder.set_extra("tuned_aio_bw", res.best_bw)

@@ -35,6 +35,8 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from pytest_nvme_ai.measure.fio.runner import BEST_FIO_BW
+
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
 
@@ -184,12 +186,12 @@ def record_io_efficiency(recorder: "Recorder", result: Any, fio_bw: float | None
     """Record `decode_ceiling`, `io_efficiency` and `read_bw_vs_fio` into the calling test.
 
     `fio_bw` defaults to the fio suite's figure for the same target this session
-    (`session_cache[("fio_bw", label)]`); without one, nothing is recorded and a
+    (the session cache's `BEST_FIO_BW` for the target); without one, nothing is recorded and a
     note says why. Returns the pairing (None when there was no fio figure).
     """
     if fio_bw is None:
         target = recorder.target
-        fio_bw = recorder.session_cache.get(("fio_bw", target.label)) if target is not None else None
+        fio_bw = recorder.session_cache.get(BEST_FIO_BW, target.label) if target is not None else None
     if not fio_bw:
         recorder.note("io_efficiency not recorded: no fio bandwidth for this target in this session "
                       "(run the fio suite first, e.g. pytest suites/test_seq_read.py suites/...)")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import pytest
 
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
@@ -156,6 +157,10 @@ def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, 
     )
 
 
+# (target label, accelerator, spec JSON) -> an earlier run of the same spec this session (reuse=True).
+INFERENCE_RUNS = CacheKey[InferenceResult]("zero_inference", "runs kept for reuse within the session")
+
+
 class ZeroInferenceRunner:
     """The `zero_inference` fixture: `run(spec)` -> InferenceResult, recorded into the test."""
 
@@ -185,10 +190,9 @@ class ZeroInferenceRunner:
         ensure_comm_op(self.progress)
         cache = self._cache()
         key = (self.target.label, accelerator, spec.to_json())
-        result = cache.get(key) if reuse else None
+        result = cache.get(INFERENCE_RUNS, *key) if reuse else None
         if result is None:
-            result = self._run_fresh(spec, accelerator, prefix)
-            cache[key] = result
+            result = cache.put(INFERENCE_RUNS, self._run_fresh(spec, accelerator, prefix), *key)
         else:
             self.recorder.note(f"{prefix or 'run'} {spec.id}: reused this session's earlier run of the same spec")
         self.record(result, prefix)
@@ -230,11 +234,11 @@ class ZeroInferenceRunner:
             return None
         return normalize_aio(tuned_aio_block(self.target, self.recorder))
 
-    def _cache(self) -> dict[Any, Any]:
-        session_cache = getattr(self.recorder, "session_cache", None)
+    def _cache(self) -> SessionCache:
+        session_cache: SessionCache | None = getattr(self.recorder, "session_cache", None)
         if session_cache is None:
-            session_cache = self.__dict__.setdefault("_local_cache", {})
-        return session_cache.setdefault("zero_inference", {})
+            session_cache = self.__dict__.setdefault("_local_cache", SessionCache())
+        return session_cache
 
     def offload_dir(self, prefix: str | None) -> Path:
         """<workdir>/zero_inference/<test-slug>[-prefix]/: removed after each run."""
