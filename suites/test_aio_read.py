@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from pytest_nvme_ai.core.extras import AioSuiteExtra
 from pytest_nvme_ai.measure.aio.runner import AioRunner, AioSettings, aio_missing_reason, file_bytes, twin_fio_job
 from pytest_nvme_ai.measure.fio.runner import FioResult, fio_missing_reason, format_size, run_fio
 from pytest_nvme_ai.run.session import profile_of
@@ -132,7 +133,7 @@ def test_aio_read(ds_aio: AioRunner, offload_target: Any, nvme_ai: Any, block_si
     fio_bw = [fio.bw_bytes for _, fio in pairs]
     ratios = [aio.bw / fio.bw_bytes for aio, fio in pairs]
     nvme_ai.record_samples("aio_vs_fio", ratios)
-    nvme_ai.set_extra("fio_bw", statistics.median(fio_bw))
-    nvme_ai.set_extra("fio_bw_samples", fio_bw)
+    nvme_ai.set_extra(AioSuiteExtra.FIO_BW, statistics.median(fio_bw))
+    nvme_ai.set_extra(AioSuiteExtra.FIO_BW_SAMPLES, fio_bw)
     nvme_ai.add_artifact("fio twin job file", nvme_ai.artifact_dir / "aio-twin-1.fio")
     assert all(r > 0 for r in ratios)

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_nvme_ai.core.extras import TunerExtra
 from pytest_nvme_ai.core.cache import CacheKey
 from pytest_nvme_ai.measure.aio.runner import AioError, AioSettings, measure_read, mem_available, shared_worker, write_data_file
 from pytest_nvme_ai.measure.deepspeed.version import DS_AIO_DEFAULTS, default_aio_block, deepspeed_version, thread_key
@@ -344,9 +345,9 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
         else:
             res = tune(target.workdir, budget, size, measure=measure)
         recorder.session_cache.put(TUNED_AIO, res, target.label)
-    recorder.set_extra("tuned_aio", res.block)
-    recorder.set_extra("default_aio_bw", res.default_bw)
-    recorder.set_extra("tuned_aio_bw", res.best_bw)
+    recorder.set_extra(TunerExtra.BLOCK, res.block)
+    recorder.set_extra(TunerExtra.DEFAULT_BW, res.default_bw)
+    recorder.set_extra(TunerExtra.TUNED_BW, res.best_bw)
     recorder.note(f"aio tuned on {target.path}: {res.best.label} {res.best_bw / 1e9:.2f} GB/s vs default "
                   f"{res.default_bw / 1e9:.2f} GB/s ({res.evaluations} reads, {res.elapsed:.0f} s)")
     return dict(res.block)

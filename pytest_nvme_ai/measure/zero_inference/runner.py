@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import pytest
 
+from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
@@ -179,12 +180,12 @@ class ZeroInferenceRunner:
         try:
             spec.validate(accelerator)
         except SpecNotApplicable as exc:
-            self._extra(prefix, "run_outcome", "not_applicable")
+            self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
             pytest.skip(str(exc))
         if spec.offload == "nvme":
             reason = ensure_aio_op(self.progress) or self.space_shortfall(spec)
             if reason:
-                self._extra(prefix, "run_outcome", "not_applicable")
+                self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
                 pytest.skip(reason)
         spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
         ensure_comm_op(self.progress)
@@ -278,8 +279,8 @@ class ZeroInferenceRunner:
             rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
         else:
             rec.set_params(**spec.params(result.accelerator))
-        for key, value in (("run_outcome", result.outcome), ("accelerator", result.accelerator),
-                           ("log_tail", result.log_tail if not result.ok else result.log_tail[-1500:]),
+        for key, value in ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+                           (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
                            ("decode_read_bytes_per_step", result.decode_read_bytes_per_step),
                            ("decode_steps", result.decode_steps), ("run_error", result.error),
                            ("swap_files", len(result.swap_files)),
@@ -302,4 +303,4 @@ class ZeroInferenceRunner:
                 self.recorder.add_artifact(f"{label}{name}", path)
 
     def _extra(self, prefix: str | None, key: str, value: Any) -> None:
-        self.recorder.set_extra(f"{prefix}_{key}" if prefix else key, value)
+        self.recorder.set_extra(InferenceExtra.key(prefix, key), value)
