@@ -1,27 +1,116 @@
-"""Profiles: the knobs shared by every suite. Each suite keeps its own grid next to its tests."""
+"""Profiles: every knob that differs between quick, standard and full, in one place.
+
+Suites, runners and the tuner read their sizes, durations and grids from the session's `Profile`
+(`nvme_ai.profile`, or `run.session.profile_of(config)` at collection) and keep no per-profile
+tables of their own: a new profile is one `Profile(...)` here, and a knob it forgets is a TypeError
+at import, not a KeyError in the middle of a run (tests/test_profiles.py checks both).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+SEED_PROMPT, SEED_GEN = 512, 32      # the seed study's and DeepSpeedExamples run_model.py's shape
+
+
+@dataclass(frozen=True)
+class InferenceCase:
+    """One ZeRO-Inference configuration of a profile's grid (the suite turns it into an InferenceSpec)."""
+
+    model: str
+    batch_size: int
+    offload: str = "nvme"          # the single-run offload; pairing cases run both cpu and nvme
+    quant_bits: int | None = None
+    kv_offload: bool = False
+    prompt_len: int = 32
+    gen_len: int = 8
+    gpu: bool = False              # needs CUDA: the suite marks it `gpu`
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     repeat: int              # default repetitions of each measurement
-    fio_runtime_s: float     # per fio job
-    fio_ramp_s: float
-    fio_file_bytes: int      # data file laid out per target; large enough to defeat caches on standard/full
-    zi_loops: int            # measured ZeRO-Inference loops (seed: 5)
-    zi_warmup: int
     child_timeout_s: int     # fio / ZeRO-Inference child processes
+    # fio: per job, and the data file laid out per target (large enough to defeat caches on standard/full)
+    fio_runtime_s: float
+    fio_ramp_s: float
+    fio_file_bytes: int
+    # fio suite grid: every block size x these queue depths x these job counts, plus the seed study's point
+    fio_depths: tuple[int, ...]
+    fio_numjobs: tuple[int, ...]
+    fio_seed_point: bool
+    # DeepSpeed aio suite: the file is read into one page-locked buffer, so it cannot be fio's (16/64 GiB on
+    # standard/full); big enough that one read lasts well beyond per-call overheads, capped by memory.
+    aio_file_bytes: int
+    aio_block_sizes: tuple[int, ...]
+    aio_depths: tuple[int, ...]
+    aio_parallelism: tuple[int, ...]
+    aio_reference_points: bool   # the seed study's and run_model.py's aio blocks as extra points
+    # the aio tuner behind --nvme-ai-aio auto
+    tune_budget_s: float
+    tune_file_bytes: int
+    # ZeRO-Inference suite
+    zi_loops: int            # measured loops (seed: 5)
+    zi_warmup: int
+    zi_single: tuple[InferenceCase, ...]    # one run each (test_generate)
+    zi_pair: tuple[InferenceCase, ...]      # CPU and NVMe offload side by side (test_nvme_vs_cpu)
+    zi_reuse_runs: bool      # the pairing test reuses an identical NVMe run from earlier in the session
 
+
+def _quick_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
+    # Batch 2 NVMe is measured by the pairing test; the single tests cover the other variants.
+    single = (InferenceCase("opt-tiny", 1), InferenceCase("opt-tiny", 1, quant_bits=4),
+              InferenceCase("opt-tiny", 1, offload="none"), InferenceCase("opt-tiny", 1, kv_offload=True))
+    return single, (InferenceCase("opt-tiny", 1), InferenceCase("opt-tiny", 2))
+
+
+def _standard_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
+    single, pair = [], []
+    for model in ("opt-1.3b", "opt-6.7b"):
+        for bs in (8, 32):
+            for offload in ("none", "nvme") if model == "opt-1.3b" else ("nvme",):
+                single.append(InferenceCase(model, bs, offload=offload, prompt_len=SEED_PROMPT, gen_len=SEED_GEN,
+                                            gpu=True))
+            pair.append(InferenceCase(model, bs, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
+        single.append(InferenceCase(model, 32, quant_bits=4, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
+    return tuple(single), tuple(pair)
+
+
+def _full_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
+    cases = tuple(InferenceCase(model, bs, quant_bits=4, kv_offload=True, prompt_len=SEED_PROMPT, gen_len=SEED_GEN,
+                                gpu=True)
+                  for model in ("opt-13b", "opt-30b", "opt-66b") for bs in (32, 80, 128, 140))
+    return cases, cases
+
+
+_QS, _QP = _quick_inference()
+_SS, _SP = _standard_inference()
+_FS, _FP = _full_inference()
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", repeat=3, fio_runtime_s=2, fio_ramp_s=0, fio_file_bytes=256 << 20,
-                     zi_loops=3, zi_warmup=1, child_timeout_s=900),
-    "standard": Profile("standard", repeat=3, fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 << 30,
-                        zi_loops=5, zi_warmup=1, child_timeout_s=3600),
-    "full": Profile("full", repeat=5, fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 << 30,
-                    zi_loops=5, zi_warmup=1, child_timeout_s=4 * 3600),
+    "quick": Profile(
+        "quick", repeat=3, child_timeout_s=900,
+        fio_runtime_s=2, fio_ramp_s=0, fio_file_bytes=256 * MiB,
+        fio_depths=(16,), fio_numjobs=(1,), fio_seed_point=False,
+        aio_file_bytes=256 * MiB, aio_block_sizes=(MiB, 16 * MiB), aio_depths=(8, 32), aio_parallelism=(1, 2),
+        aio_reference_points=False,
+        tune_budget_s=45.0, tune_file_bytes=256 * MiB,
+        zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False),
+    "standard": Profile(
+        "standard", repeat=3, child_timeout_s=3600,
+        fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 * GiB,
+        fio_depths=(16, 64), fio_numjobs=(1, 4), fio_seed_point=True,
+        aio_file_bytes=2 * GiB, aio_block_sizes=(128 * KiB, MiB, 8 * MiB, 16 * MiB), aio_depths=(8, 32, 128),
+        aio_parallelism=(1, 8), aio_reference_points=True,
+        tune_budget_s=240.0, tune_file_bytes=1 * GiB,
+        zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False),
+    "full": Profile(
+        "full", repeat=5, child_timeout_s=4 * 3600,
+        fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 * GiB,
+        fio_depths=(1, 16, 64), fio_numjobs=(1, 4), fio_seed_point=True,
+        aio_file_bytes=4 * GiB, aio_block_sizes=(128 * KiB, MiB, 2 * MiB, 8 * MiB, 16 * MiB),
+        aio_depths=(8, 32, 64, 128), aio_parallelism=(1, 2, 4, 8, 16), aio_reference_points=False,
+        tune_budget_s=600.0, tune_file_bytes=2 * GiB,
+        zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True),
 }
-

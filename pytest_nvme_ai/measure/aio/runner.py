@@ -32,6 +32,7 @@ from pytest_nvme_ai.core.text import file_tail
 from pytest_nvme_ai.measure.deepspeed.ops import BUILD_TIMEOUT_S, Progress, default_progress, missing_prerequisite
 from pytest_nvme_ai.measure.deepspeed.version import aio_block
 from pytest_nvme_ai.core.cache import SessionCache
+from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.measure.fio.runner import FIO_DATA, DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -84,9 +85,6 @@ class AioResult:
         return float(statistics.median(self.bw_samples))
 
 
-# The file is read into one page-locked buffer, so it cannot be fio's (16/64 GiB on standard/full):
-# big enough that one read lasts well beyond per-call overheads on a fast drive, capped by memory.
-FILE_BYTES = {"quick": 256 << 20, "standard": 2 << 30, "full": 4 << 30}
 
 
 def mem_available() -> int | None:
@@ -97,9 +95,9 @@ def mem_available() -> int | None:
         return None
 
 
-def file_bytes(profile_name: str) -> int:
+def file_bytes(profile: Profile) -> int:
     """The profile's aio file size, halved until it fits in a quarter of available memory (min 256 MiB)."""
-    size, avail = FILE_BYTES[profile_name], mem_available()
+    size, avail = profile.aio_file_bytes, mem_available()
     while avail is not None and size > 256 << 20 and size > avail // 4:
         size //= 2
     return size
@@ -345,7 +343,7 @@ class AioRunner:
              overlap_events: bool = True) -> AioResult:
         """Read the whole file `repeat` times; records `bw` (B/s) and `read_latency` (s) per repetition."""
         if file is None:
-            file = self.data_file(size or file_bytes(self.recorder.profile.name))
+            file = self.data_file(size or file_bytes(self.recorder.profile))
         settings = AioSettings(block_size, queue_depth, parallelism, single_submit, overlap_events)
         result = measure_read(Path(file), settings, repeat=repeat or self.recorder.repeat,
                               timeout=float(self.recorder.timeout))

@@ -319,8 +319,6 @@ def _method(kw: dict[str, Any]) -> str:
 # ---- the ZeRO-Inference suite's `--nvme-ai-aio auto` -------------------------------------------
 
 TUNED_AIO: CacheKey[TuneResult] = CacheKey("tuned_aio", "(target label) -> the tuner's result, tuned once per session")
-TUNE_BUDGET_S = {"quick": 45.0, "standard": 240.0, "full": 600.0}
-TUNE_FILE_BYTES = {"quick": 256 * MiB, "standard": 1 * GiB, "full": 2 * GiB}
 
 
 def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | None = None) -> dict[str, Any]:
@@ -332,8 +330,7 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
 
     res = recorder.session_cache.get(TUNED_AIO, target.label)
     if res is None:
-        prof = recorder.profile.name
-        size, budget = TUNE_FILE_BYTES[prof], TUNE_BUDGET_S[prof]
+        size, budget = recorder.profile.tune_file_bytes, recorder.profile.tune_budget_s
         if measure is None:
             from pytest_nvme_ai.measure.aio.runner import release_shared_worker
 
