@@ -108,3 +108,25 @@ def test_a_failing_write_is_reported_exits_1_and_keeps_results(demo: pytest.Pyte
                             "  nvme-ai history import *results.json --history 'sqlite:///*h.sqlite'"])
     results = next((demo.path / "reports").glob("*/results.json"))
     assert json.loads(results.read_text())["tests"][0]["outcome"] == "passed"
+
+
+def test_an_interrupted_run_is_stored_as_interrupted_and_kept_out_of_trends(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_i="""
+def test_a(nvme_ai, offload_target):
+    nvme_ai.record_samples("bw", [1e8, 1e8, 1e8])
+
+def test_b(nvme_ai, offload_target):
+    raise KeyboardInterrupt
+""")
+    r = run(pytester)
+    assert r.ret == pytest.ExitCode.INTERRUPTED
+    from pytest_nvme_ai.history import open_store
+
+    store = open_store(str(pytester.path / "reports" / "history.sqlite"), create=False)
+    try:
+        [summary] = store.list_runs()
+        assert summary.status == "interrupted" and summary.tests == 2
+        key = store.series_keys(metric="bw")[0][0]
+        assert store.series(key) == [] and len(store.series(key, complete_only=False)) == 1
+    finally:
+        store.close()

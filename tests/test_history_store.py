@@ -164,7 +164,7 @@ def concurrent_appends(url: str, go: Path, n: int = 15) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
     import time
 
-    time.sleep(1.5)  # both have imported and opened the store
+    time.sleep(1.5)  # both have imported and (raced to) open the store
     go.touch()
     for p in procs:
         _out, err = p.communicate(timeout=300)
@@ -173,9 +173,30 @@ def concurrent_appends(url: str, go: Path, n: int = 15) -> None:
 
 def test_two_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
     db = str(tmp_path / "h.sqlite")
-    open_store(db).close()
+    # No store yet: both writers also race to create the schema (SQLite: BEGIN IMMEDIATE; PostgreSQL: advisory lock).
     concurrent_appends(db, tmp_path / 'go')
     store = open_store(db)
     assert store.count_runs() == 30
     assert len(store.series(KEY)) == 30   # both writers' runs share one series
     store.close()
+
+
+def test_an_older_store_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from pytest_nvme_ai.history import schema
+
+    db = str(tmp_path / "h.sqlite")
+    store = open_store(db)
+    store.append(run_doc("old", 0))
+    store.close()
+    # Pretend this plugin is one schema version ahead, with the DDL that gets a version-1 store there.
+    monkeypatch.setattr(schema, "STORE_SCHEMA_VERSION", 2)
+    monkeypatch.setitem(schema.MIGRATIONS, 1,
+                        lambda c: c.execute(sa.text("ALTER TABLE nvme_ai_runs ADD COLUMN note TEXT")))
+    store = open_store(db)
+    with store.engine.connect() as c:
+        assert c.execute(sa.text("SELECT value FROM nvme_ai_meta")).scalar() == "2"
+        assert c.execute(sa.text("SELECT run_id, note FROM nvme_ai_runs")).all() == [("old", None)]
+    store.close()
+    open_store(db).close()   # already at version 2: nothing runs twice

@@ -54,12 +54,12 @@ def noise_scale(values: Sequence[float]) -> float:
 
 def candidates(values: Sequence[float], s: Settings) -> list[int]:
     """Indices where a new segment starts, from PELT."""
+    n = len(values)
+    if n < 2 * s.min_size:
+        return []   # before the imports: ruptures pulls scipy.stats and scipy.spatial (a second or more)
     import numpy as np
     import ruptures as rpt
 
-    n = len(values)
-    if n < 2 * s.min_size:
-        return []
     x = np.asarray(values, dtype=float)
     scale = noise_scale(values) or (float(np.std(x)) or 1.0) * 1e-3 or 1.0
     signal = ((x - float(np.median(x))) / scale).reshape(-1, 1)

@@ -172,15 +172,17 @@ class Store:
             q = q.where(s.runs.c.started >= since)
         if until:
             q = q.where(s.runs.c.started < until)
-        if test or metric or fingerprint:
-            sub = sa.select(s.metrics.c.run_id)
+        if metric:   # runs that measured this metric (in the matching test, when one is given)
+            sub = sa.select(s.metrics.c.run_id).where(s.metrics.c.name == metric)
             if test:
                 sub = sub.where(s.metrics.c.test_key.contains(test, autoescape=True))
-            if metric:
-                sub = sub.where(s.metrics.c.name == metric)
-            if fingerprint:
-                sub = sub.where(s.metrics.c.fingerprint.contains(fingerprint.lower(), autoescape=True))
             q = q.where(s.runs.c.run_id.in_(sub))
+        elif test:   # from the tests table: a skipped or failed test without metrics counts too
+            q = q.where(s.runs.c.run_id.in_(
+                sa.select(s.tests.c.run_id).where(s.tests.c.test_key.contains(test, autoescape=True))))
+        if fingerprint:
+            q = q.where(s.runs.c.run_id.in_(sa.select(s.targets.c.run_id).where(
+                s.targets.c.fingerprint.contains(fingerprint.lower(), autoescape=True))))
         with self.engine.connect() as c:
             rows = c.execute(q).mappings().all()
             ids = [r["run_id"] for r in rows]

@@ -111,6 +111,8 @@ class HistoryHooks:
         if s is None:
             return None
         p = getattr(s, "results_path", None)
+        if p is None and getattr(s, "run_id", None) and getattr(s, "report_dir", None):
+            p = Path(s.report_dir) / s.run_id / "results.json"   # where the session writes it by default
         if p is None:
             return None
         p = Path(p)
