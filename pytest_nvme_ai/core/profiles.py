@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 SEED_PROMPT, SEED_GEN = 512, 32      # the seed study's and DeepSpeedExamples run_model.py's shape
+QUICK_MODEL = "opt-125m"             # the smallest shipped OPT whose decoder layers stream (matrices >= 1 MiB)
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,16 @@ class Profile:
     zi_single: tuple[InferenceCase, ...]    # one run each (test_generate)
     zi_pair: tuple[InferenceCase, ...]      # CPU and NVMe offload side by side (test_nvme_vs_cpu)
     zi_reuse_runs: bool      # the pairing test reuses an identical NVMe run from earlier in the session
+    drive_speed_cases: tuple[InferenceCase, ...]   # the drive-speed suite (NVMe offload under bandwidth caps)
 
 
 def _quick_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
-    # Batch 2 NVMe is measured by the pairing test; the single tests cover the other variants.
-    single = (InferenceCase("opt-tiny", 1), InferenceCase("opt-tiny", 1, quant_bits=4),
-              InferenceCase("opt-tiny", 1, offload="none"), InferenceCase("opt-tiny", 1, kv_offload=True))
-    return single, (InferenceCase("opt-tiny", 1), InferenceCase("opt-tiny", 2))
+    # opt-125m, not opt-tiny: opt-tiny's decoder matrices are below DeepSpeed's 1 MiB swap threshold, so
+    # its "NVMe offload" streamed only the embeddings. No offload comes first: the NVMe cases reuse it as
+    # their compute bound. Batch 2 NVMe is measured by the pairing test; the KV case skips off CUDA.
+    single = (InferenceCase(QUICK_MODEL, 1, offload="none"), InferenceCase(QUICK_MODEL, 1),
+              InferenceCase(QUICK_MODEL, 1, quant_bits=4), InferenceCase("opt-tiny", 1, kv_offload=True))
+    return single, (InferenceCase(QUICK_MODEL, 1), InferenceCase(QUICK_MODEL, 2))
 
 
 def _standard_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
@@ -84,6 +88,11 @@ def _full_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, .
     return cases, cases
 
 
+def _seed_shaped(*cases: tuple[str, int]) -> tuple[InferenceCase, ...]:
+    """GPU cases of the seed study's shape (prompt 512, gen 32)."""
+    return tuple(InferenceCase(m, bs, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True) for m, bs in cases)
+
+
 _QS, _QP = _quick_inference()
 _SS, _SP = _standard_inference()
 _FS, _FP = _full_inference()
@@ -96,7 +105,8 @@ PROFILES: dict[str, Profile] = {
         aio_file_bytes=256 * MiB, aio_block_sizes=(MiB, 16 * MiB), aio_depths=(8, 32), aio_parallelism=(1, 2),
         aio_reference_points=False,
         tune_budget_s=45.0, tune_file_bytes=256 * MiB,
-        zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False),
+        zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False,
+        drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),)),
     "standard": Profile(
         "standard", repeat=3, child_timeout_s=3600,
         fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 * GiB,
@@ -104,7 +114,8 @@ PROFILES: dict[str, Profile] = {
         aio_file_bytes=2 * GiB, aio_block_sizes=(128 * KiB, MiB, 8 * MiB, 16 * MiB), aio_depths=(8, 32, 128),
         aio_parallelism=(1, 8), aio_reference_points=True,
         tune_budget_s=240.0, tune_file_bytes=1 * GiB,
-        zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False),
+        zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False,
+        drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8))),
     "full": Profile(
         "full", repeat=5, child_timeout_s=4 * 3600,
         fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 * GiB,
@@ -112,5 +123,6 @@ PROFILES: dict[str, Profile] = {
         aio_file_bytes=4 * GiB, aio_block_sizes=(128 * KiB, MiB, 2 * MiB, 8 * MiB, 16 * MiB),
         aio_depths=(8, 32, 64, 128), aio_parallelism=(1, 2, 4, 8, 16), aio_reference_points=False,
         tune_budget_s=600.0, tune_file_bytes=2 * GiB,
-        zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True),
+        zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True,
+        drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32))),
 }
