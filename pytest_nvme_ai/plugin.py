@@ -80,7 +80,9 @@ class _Hooks:
             if bf is not None and t.label not in s.sibling_baselines:
                 from pytest_nvme_ai.gate.policy import window_warnings
 
-                lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in window_warnings(bf, s.tolerance, s.baseline_window))
+                gate_lines = [f"{t.id}: {w}" for w in window_warnings(bf, s.tolerance, s.baseline_window)]
+                s.gate_warnings.extend(gate_lines)
+                lines.extend(f"nvme-ai WARNING {w}" for w in gate_lines)
         return lines
 
     @pytest.hookimpl(tryfirst=True)  # target first in ids: test_seq_read[@nvme0-bs1M-qd16-j1]

@@ -58,6 +58,13 @@ class Profile:
     zi_pair: tuple[InferenceCase, ...]      # CPU and NVMe offload side by side (test_nvme_vs_cpu)
     zi_reuse_runs: bool      # the pairing test reuses an identical NVMe run from earlier in the session
     drive_speed_cases: tuple[InferenceCase, ...]   # the drive-speed suite (NVMe offload under bandwidth caps)
+    # Steady state of the seq-read points (docs/qualification.md): fio's ss= over a rolling window, stopped
+    # at the budget. 0 = off (quick: CI cannot afford it; --nvme-ai-ss-budget turns it on anywhere).
+    ss_budget_s: float
+    ss_window_s: float
+    ss_ramp_s: float
+    precondition_bytes: int       # --nvme-ai-precondition fills this much of the target (capped by free space)
+    health_interval_s: float      # SMART sampling period during measurements long enough to heat a drive
 
 
 def _quick_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
@@ -106,7 +113,8 @@ PROFILES: dict[str, Profile] = {
         aio_reference_points=False,
         tune_budget_s=45.0, tune_file_bytes=256 * MiB,
         zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False,
-        drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),)),
+        drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),),
+        ss_budget_s=0, ss_window_s=3, ss_ramp_s=1, precondition_bytes=512 * MiB, health_interval_s=1),
     "standard": Profile(
         "standard", repeat=3, child_timeout_s=3600,
         fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 * GiB,
@@ -115,7 +123,8 @@ PROFILES: dict[str, Profile] = {
         aio_parallelism=(1, 8), aio_reference_points=True,
         tune_budget_s=240.0, tune_file_bytes=1 * GiB,
         zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False,
-        drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8))),
+        drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8)),
+        ss_budget_s=120, ss_window_s=10, ss_ramp_s=5, precondition_bytes=64 * GiB, health_interval_s=5),
     "full": Profile(
         "full", repeat=5, child_timeout_s=4 * 3600,
         fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 * GiB,
@@ -124,5 +133,6 @@ PROFILES: dict[str, Profile] = {
         aio_depths=(8, 32, 64, 128), aio_parallelism=(1, 2, 4, 8, 16), aio_reference_points=False,
         tune_budget_s=600.0, tune_file_bytes=2 * GiB,
         zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True,
-        drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32))),
+        drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32)),
+        ss_budget_s=600, ss_window_s=30, ss_ramp_s=10, precondition_bytes=256 * GiB, health_interval_s=5),
 }

@@ -84,6 +84,8 @@ def run_info(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Started", str(run.get("started") or "—")),
         ("Finished", str(run.get("finished") or "—")),
         ("Tolerance", f"±{tol:g}%" if tol is not None else "—"),
+        ("Baseline window", f"{run['baseline_window']} sessions" if run.get("baseline_window") else "—"),
+        *[("Gate warning", str(w)) for w in as_list(run.get("gate_warnings"))],
         ("Commit", commit_text),
         ("Exit status", str(run.get("exitstatus", "—"))),
         ("Plugin", str(run.get("plugin_version") or "—")),

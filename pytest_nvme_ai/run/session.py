@@ -46,6 +46,7 @@ class NvmeAiSession:
         self.profile_obj: Profile = PROFILES[self.profile]
         self.tolerance: float = settings.resolve(config, "tolerance")
         self.baseline_window: int = settings.resolve(config, "baseline_window")
+        self.gate_warnings: list[str] = []   # what the header said the gate cannot see (gate.policy.window_warnings)
         self.repeat: int | None = settings.resolve(config, "repeat")
         self.timeout: int | None = settings.resolve(config, "timeout")
         self.save_baseline: bool = bool(settings.resolve(config, "save_baseline"))
@@ -308,6 +309,7 @@ class NvmeAiSession:
                 "profile": self.profile,
                 "tolerance": self.tolerance,
                 "baseline_window": self.baseline_window,
+                "gate_warnings": list(self.gate_warnings),
                 "commit": commit_info(),
                 "argv": list(self.config.invocation_params.args),
                 "exitstatus": int(exitstatus),

@@ -61,6 +61,8 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
                           "size (more repetitions, a longer run or a quieter runner)")
     else:
         tr.write_line("no measured metrics in this run")
+    for line in rigor_lines(list(session.records.values())):
+        tr.write_line(line, yellow=True)
     improvements = [r for r in rows if r[6] == "improvement"]
     if improvements:
         tr.write_line(f"{len(improvements)} metric(s) improved beyond tolerance: refresh the baseline with "
@@ -73,3 +75,25 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
         tr.write_line(f"baseline saved: {p}")
     for err in session.save_errors:
         tr.write_line(f"baseline NOT saved: {err}", red=True)
+
+
+def rigor_lines(records: list[TestRecord]) -> list[str]:
+    """Qualification flags (docs/qualification.md): points not steady (not gated), host-bound, throttled."""
+    lines: list[str] = []
+    steady = [r for r in records if isinstance(r.extra.get("steady_state"), dict)]
+    for rec in steady:
+        ss = rec.extra["steady_state"]
+        if not ss.get("reached"):
+            lines.append(f"NOT STEADY (not gated): {rec.nodeid}: {ss.get('reason')}")
+    for rec in records:
+        hb = rec.extra.get("host_bound")
+        if isinstance(hb, dict) and hb.get("flagged"):
+            lines.append(f"HOST-BOUND: {rec.nodeid}: {hb.get('reason')}")
+        health = rec.extra.get("health")
+        if isinstance(health, dict) and any(health.get("repetitions_throttled") or ()):
+            lines.append(f"THROTTLED: {rec.nodeid}: {health.get('throttle_reason')}")
+    if steady:
+        n = sum(bool(r.extra["steady_state"].get("reached")) for r in steady)
+        crit = steady[0].extra["steady_state"].get("criterion")
+        lines.append(f"steady state: {n} of {len(steady)} point(s) steady ({crit})")
+    return lines
