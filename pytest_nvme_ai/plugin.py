@@ -14,6 +14,7 @@ from pytest_nvme_ai.run.summary import write_summary
 
 # Fixtures live in their own module; importing it here registers them with the plugin.
 from pytest_nvme_ai.fixtures import ds_aio, fio, nvme_ai, offload_target, ssd_device, zero_inference  # noqa: F401
+from pytest_nvme_ai.fixtures import zero_infinity  # noqa: F401
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

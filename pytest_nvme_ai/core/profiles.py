@@ -29,6 +29,18 @@ class InferenceCase:
 
 
 @dataclass(frozen=True)
+class TrainingCase:
+    """One ZeRO-Infinity training configuration of a profile's grid (suites/test_zero_infinity.py)."""
+
+    model: str
+    batch_size: int = 2
+    seq_len: int = 64
+    pipeline_read: bool = False
+    pipeline_write: bool = False
+    gpu: bool = False
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     repeat: int              # default repetitions of each measurement
@@ -58,6 +70,13 @@ class Profile:
     zi_pair: tuple[InferenceCase, ...]      # CPU and NVMe offload side by side (test_nvme_vs_cpu)
     zi_reuse_runs: bool      # the pairing test reuses an identical NVMe run from earlier in the session
     drive_speed_cases: tuple[InferenceCase, ...]   # the drive-speed suite (NVMe offload under bandwidth caps)
+    # training (suites/test_zero_infinity.py) and the write side (suites/test_write.py)
+    zinf_steps: int                  # measured ZeRO-Infinity training steps
+    zinf_warmup: int                 # steps before the clock (the first one allocates swap buffers)
+    zinf_single: tuple[TrainingCase, ...]
+    zinf_pair: tuple[TrainingCase, ...]   # CPU and NVMe offload side by side
+    ckpt_files: int                  # checkpoint-shaped write: files, each written and fsync'd
+    ckpt_file_bytes: int      # ... of this size; capped by the target's free space
     # Steady state of the seq-read points (docs/qualification.md): fio's ss= over a rolling window, stopped
     # at the budget. 0 = off (quick: CI cannot afford it; --nvme-ai-ss-budget turns it on anywhere).
     ss_budget_s: float
@@ -100,6 +119,19 @@ def _seed_shaped(*cases: tuple[str, int]) -> tuple[InferenceCase, ...]:
     return tuple(InferenceCase(m, bs, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True) for m, bs in cases)
 
 
+_PIPELINES = ((False, False), (True, False), (False, True), (True, True))
+_GPU_BATCH, _GPU_SEQ = 8, 512
+
+
+def _gpu_training(models: tuple[str, ...]) -> tuple[tuple[TrainingCase, ...], tuple[TrainingCase, ...]]:
+    single = tuple(TrainingCase(m, _GPU_BATCH, _GPU_SEQ, pr, pw, gpu=True) for m in models for pr, pw in _PIPELINES)
+    return single, tuple(TrainingCase(m, _GPU_BATCH, _GPU_SEQ, gpu=True) for m in models)
+
+
+_TQS = (TrainingCase("opt-tiny"), TrainingCase("opt-tiny", pipeline_read=True, pipeline_write=True))
+_TQP = (TrainingCase("opt-tiny"),)
+_TSS, _TSP = _gpu_training(("opt-1.3b", "opt-6.7b"))
+_TFS, _TFP = _gpu_training(("opt-1.3b", "opt-6.7b", "opt-13b"))
 _QS, _QP = _quick_inference()
 _SS, _SP = _standard_inference()
 _FS, _FP = _full_inference()
@@ -114,7 +146,8 @@ PROFILES: dict[str, Profile] = {
         tune_budget_s=45.0, tune_file_bytes=256 * MiB,
         zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False,
         drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),),
-        ss_budget_s=0, ss_window_s=3, ss_ramp_s=1, precondition_bytes=512 * MiB, health_interval_s=1),
+        ss_budget_s=0, ss_window_s=3, ss_ramp_s=1, precondition_bytes=512 * MiB, health_interval_s=1,
+        zinf_steps=3, zinf_warmup=1, zinf_single=_TQS, zinf_pair=_TQP, ckpt_files=4, ckpt_file_bytes=64 * MiB),
     "standard": Profile(
         "standard", repeat=3, child_timeout_s=3600,
         fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 * GiB,
@@ -124,7 +157,8 @@ PROFILES: dict[str, Profile] = {
         tune_budget_s=240.0, tune_file_bytes=1 * GiB,
         zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False,
         drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8)),
-        ss_budget_s=120, ss_window_s=10, ss_ramp_s=5, precondition_bytes=64 * GiB, health_interval_s=5),
+        ss_budget_s=120, ss_window_s=10, ss_ramp_s=5, precondition_bytes=64 * GiB, health_interval_s=5,
+        zinf_steps=5, zinf_warmup=1, zinf_single=_TSS, zinf_pair=_TSP, ckpt_files=8, ckpt_file_bytes=1 * GiB),
     "full": Profile(
         "full", repeat=5, child_timeout_s=4 * 3600,
         fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 * GiB,
@@ -134,5 +168,6 @@ PROFILES: dict[str, Profile] = {
         tune_budget_s=600.0, tune_file_bytes=2 * GiB,
         zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True,
         drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32)),
-        ss_budget_s=600, ss_window_s=30, ss_ramp_s=10, precondition_bytes=256 * GiB, health_interval_s=5),
+        ss_budget_s=600, ss_window_s=30, ss_ramp_s=10, precondition_bytes=256 * GiB, health_interval_s=5,
+        zinf_steps=10, zinf_warmup=2, zinf_single=_TFS, zinf_pair=_TFP, ckpt_files=16, ckpt_file_bytes=4 * GiB),
 }

@@ -89,14 +89,16 @@ class ChildExit:
     seconds: float
 
 
-def run_child(job: Path, result: Path, log: Path, timeout: float, wrap: Sequence[str] = ()) -> ChildExit:
-    """`wrap` prefixes the command: measure.throttle's wrapper joins a cgroup before it execs the child,
+def run_child(job: Path, result: Path, log: Path, timeout: float, wrap: Sequence[str] = (),
+              module: str = "pytest_nvme_ai.measure.zero_inference") -> ChildExit:
+    """`python -m MODULE JOB RESULT` (the inference child, or the training one) under `timeout` s.
+    `wrap` prefixes the command: measure.throttle's wrapper joins a cgroup before it execs the child,
     so every byte the child reads is throttled from its first instruction."""
     t0 = time.monotonic()
     with open(log, "w", encoding="utf-8") as fh:
         # Its own session, so a stop reaches DeepSpeed's helpers too. A Ctrl-C in pytest, which the child
         # would not see, takes it down with us (a shorter grace) instead of leaving it running.
-        proc = procutil.start([*wrap, sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference", str(job), str(result)],
+        proc = procutil.start([*wrap, sys.executable, "-m", module, str(job), str(result)],
                               stdout=fh, stderr=subprocess.STDOUT, env=child_env())
         try:
             procutil.finish(proc, timeout, grace_s=10.0, interrupt_grace_s=2.0)
