@@ -189,7 +189,7 @@ def test_a_block_bound_keeps_the_tuner_at_equal_offloaded_bytes(tmp_path: Path) 
     block so that the tuner cannot win by offloading less; no read, seed included, goes above the bound."""
     target = type("T", (), {"label": "nvme0", "workdir": tmp_path, "path": tmp_path})()
     measure, calls = counting(surface())
-    rec = _Recorder({})
+    rec = _Recorder(SessionCache())
     block = tuned_aio_block(target, rec, measure=measure, max_block_size=MiB)  # type: ignore[arg-type]
     assert calls and max(s.block_size for s in calls) <= MiB
     assert block["block_size"] <= MiB and rec.extra["tuned_aio_max_block"] == MiB
