@@ -38,7 +38,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _spec(drive_case: InferenceCase, nvme_ai: Any) -> InferenceSpec:
     c = drive_case
     return InferenceSpec(model=c.model, batch_size=c.batch_size, offload="nvme", prompt_len=c.prompt_len,
-                         gen_len=c.gen_len, pin_memory=c.gpu, loops=nvme_ai.profile.zi_loops,
+                         gen_len=c.gen_len, pin_memory=c.gpu, loops=nvme_ai.profile.drive_speed_loops,
                          warmup=nvme_ai.profile.zi_warmup)
 
 

@@ -70,6 +70,7 @@ class Profile:
     zi_pair: tuple[InferenceCase, ...]      # CPU and NVMe offload side by side (test_nvme_vs_cpu)
     zi_reuse_runs: bool      # the pairing test reuses an identical NVMe run from earlier in the session
     drive_speed_cases: tuple[InferenceCase, ...]   # the drive-speed suite (NVMe offload under bandwidth caps)
+    drive_speed_loops: int   # measured loops per cap (quick: two; three children at capped speed are most of its time)
     # training (suites/test_zero_infinity.py) and the write side (suites/test_write.py)
     zinf_steps: int                  # measured ZeRO-Infinity training steps
     zinf_warmup: int                 # steps before the clock (the first one allocates swap buffers)
@@ -145,7 +146,7 @@ PROFILES: dict[str, Profile] = {
         aio_reference_points=False,
         tune_budget_s=45.0, tune_file_bytes=256 * MiB,
         zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False,
-        drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),),
+        drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),), drive_speed_loops=2,
         ss_budget_s=0, ss_window_s=3, ss_ramp_s=1, precondition_bytes=512 * MiB, health_interval_s=1,
         zinf_steps=3, zinf_warmup=1, zinf_single=_TQS, zinf_pair=_TQP, ckpt_files=4, ckpt_file_bytes=64 * MiB),
     "standard": Profile(
@@ -156,7 +157,7 @@ PROFILES: dict[str, Profile] = {
         aio_parallelism=(1, 8), aio_reference_points=True,
         tune_budget_s=240.0, tune_file_bytes=1 * GiB,
         zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False,
-        drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8)),
+        drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8)), drive_speed_loops=5,
         ss_budget_s=120, ss_window_s=10, ss_ramp_s=5, precondition_bytes=64 * GiB, health_interval_s=5,
         zinf_steps=5, zinf_warmup=1, zinf_single=_TSS, zinf_pair=_TSP, ckpt_files=8, ckpt_file_bytes=1 * GiB),
     "full": Profile(
@@ -167,7 +168,7 @@ PROFILES: dict[str, Profile] = {
         aio_depths=(8, 32, 64, 128), aio_parallelism=(1, 2, 4, 8, 16), aio_reference_points=False,
         tune_budget_s=600.0, tune_file_bytes=2 * GiB,
         zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True,
-        drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32)),
+        drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32)), drive_speed_loops=5,
         ss_budget_s=600, ss_window_s=30, ss_ramp_s=10, precondition_bytes=256 * GiB, health_interval_s=5,
         zinf_steps=10, zinf_warmup=2, zinf_single=_TFS, zinf_pair=_TFP, ckpt_files=16, ckpt_file_bytes=4 * GiB),
 }

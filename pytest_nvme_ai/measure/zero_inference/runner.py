@@ -352,6 +352,13 @@ class ZeroInferenceRunner:
                     rec.set_params(offloaded_fraction=round(fraction, 3))
             rec.record(prefixed(Metric.of("offloaded_bytes", [float(result.offloaded_bytes)]), prefix)
                        if prefix else Metric.of("offloaded_bytes", [float(result.offloaded_bytes)]))
+            # Read amplification (issue 15): bytes read from the target per decode pass / offloaded bytes.
+            # 1.0 = each pass streams the swapped weights once; more = re-reads (small aio blocks, evictions).
+            amp = [v / result.offloaded_bytes for lp in result.loops
+                   if (v := lp.decode_read_bytes_per_step) is not None] if result.offloaded_bytes else []
+            if amp:
+                m = Metric.of("read_amplification", amp)
+                rec.record(prefixed(m, prefix) if prefix else m)
         for metric in result.metrics.values():
             rec.record(prefixed(metric, prefix) if prefix else metric)
         self._artifacts(result, prefix)
