@@ -250,11 +250,13 @@ class ZeroInferenceRunner:
         disk (its swap writes fail silently), so check first; 16-bit size bounds the quantized one."""
         import shutil
 
-        need = int(resolve_model(spec.model).param_count * 2 * 1.1) + (64 << 20)
+        weights = resolve_model(spec.model).param_count * 2
+        need = int(weights * 1.1) + (64 << 20)
         free = shutil.disk_usage(self.target.workdir).free
         if free < need:
             return (f"target {self.target.path} has {free / 2**30:.2f} GiB free; offloading {spec.model} needs "
-                    f"about {need / 2**30:.2f} GiB of swap files: free space or use a larger target")
+                    f"about {need / 2**30:.2f} GiB: {weights / 2**30:.2f} GiB of 16-bit swap files plus a margin "
+                    f"of 10% + 64 MiB ({(need - weights) / 2**30:.2f} GiB): free space or use a larger target")
         return None
 
     def with_aio(self, spec: InferenceSpec) -> InferenceSpec:
