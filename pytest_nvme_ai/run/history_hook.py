@@ -177,3 +177,27 @@ def run_trends(store: Any, data: Mapping[str, Any]) -> list[Any]:
         note = f"{skipped} more series not drawn (at most {MAX_TRENDS} per report): nvme-ai history --test KEY lists them"
         trends[-1] = dataclasses.replace(last, notes=(note,))
     return trends
+
+
+def cli_report_with_trends(args: Any) -> int:
+    """`nvme-ai report RESULTS --history URL`: the run page with its trend section, from a stored history."""
+    from pytest_nvme_ai.history import HistoryError, open_store
+    from pytest_nvme_ai.report import load_results, render_run, results_path
+
+    src = results_path(args.results)
+    data = load_results(src)
+    try:
+        store = open_store(args.history, create=False)
+    except HistoryError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        if not store.has_run(str(data["run"].get("id"))):
+            raise ValueError(f"run {data['run'].get('id')} is not in {store.display}: add it first with "
+                             f"nvme-ai history import {src} --history URL")
+        trends = run_trends(store, data)
+    finally:
+        store.close()
+    out = Path(args.output) if getattr(args, "output", None) else src.parent / "index.html"
+    render_run(data, out, run_dir=src.parent, trends=trends)
+    print(f"report: {out} ({len(trends)} trend series)")
+    return 0
