@@ -153,7 +153,7 @@ def test_zero_inference_section(page: str) -> None:
     assert sec.count(">OOM<") >= 2 and sec.count(">TIMEOUT<") >= 2
     # prefill/decode breakdown chart, peak memory and I/O columns
     assert "Latency breakdown per run" in sec and "prefill" in sec and "decode" in sec
-    for header in ("peak GPU mem", "peak RSS", "read from target", "I/O efficiency"):
+    for header in ("peak GPU mem", "peak RSS", "read from target", "roofline tok/s", "accel. util.", "offloaded share"):
         assert header in sec
     assert "the skipped run" not in text and "SKIPPED" in text
 
@@ -302,8 +302,9 @@ def synthetic_full_profile(samples: int = 5) -> dict[str, Any]:
                                      (("bw", bw), ("read_latency", 0.4), ("aio_vs_fio", bw / 3.2e9))}))
     zi = {"prefill_latency": "s", "decode_latency": "s", "total_latency": "s", "prefill_throughput": "tokens/s",
           "decode_throughput": "tokens/s", "total_throughput": "tokens/s", "peak_gpu_mem": "B", "peak_rss": "B",
-          "target_read_bytes": "B", "target_read_bw": "B/s", "io_efficiency": "ratio", "read_bw_vs_fio": "ratio",
-          "decode_ceiling": "tokens/s", "nvme_vs_cpu_throughput": "ratio"}
+          "target_read_bytes": "B", "target_read_bw": "B/s", "read_bw_vs_fio": "ratio",
+          "roofline_throughput": "tokens/s", "accelerator_utilization": "ratio", "overlap": "ratio",
+          "offloaded_bytes": "B", "nvme_vs_cpu_throughput": "ratio"}
     for model in ("opt-13b", "opt-30b", "opt-66b"):
         for b in (32, 80, 128, 140):
             # The suite's shape: a single NVMe-offload test, and a pairing test holding a cpu_ and an nvme_ run.

@@ -183,6 +183,19 @@ def test_tuned_aio_block_tunes_once_per_target_and_records_extras(tmp_path: Path
     assert block[thread_key()] >= 1 and "num_threads" not in block
 
 
+def test_a_block_bound_keeps_the_tuner_at_equal_offloaded_bytes(tmp_path: Path) -> None:
+    """A larger aio block raises DeepSpeed's swap threshold (max(1 MiB, block)): ZeRO-Inference bounds the
+    block so that the tuner cannot win by offloading less; no read, seed included, goes above the bound."""
+    target = type("T", (), {"label": "nvme0", "workdir": tmp_path, "path": tmp_path})()
+    measure, calls = counting(surface())
+    rec = _Recorder({})
+    block = tuned_aio_block(target, rec, measure=measure, max_block_size=MiB)  # type: ignore[arg-type]
+    assert calls and max(s.block_size for s in calls) <= MiB
+    assert block["block_size"] <= MiB and rec.extra["tuned_aio_max_block"] == MiB
+    unbounded = tuned_aio_block(target, _Recorder(rec.session_cache), measure=measure)  # type: ignore[arg-type]
+    assert unbounded["block_size"] > MiB  # the surface's optimum: what an unbounded tuner would pick
+
+
 # ---- refusing bad targets -----------------------------------------------------------------------
 
 def test_missing_target_is_refused(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""End to end (slow: real DeepSpeed runs of the tiny OPT, ~1 min in all; select with `-k e2e`).
+"""End to end (slow: real DeepSpeed runs of the tiny OPT and one of OPT-125m, ~2 min in all; select with `-k e2e`).
 
 These run in CI: they are what proves that NVMe offload really streams parameters
 from a file-backed target (DeepSpeed swap files appear under the nvme_path and the
@@ -92,7 +92,10 @@ def test_e2e_four_bit_weights_shrink_swap_and_reads(nvme_runs: dict[str, Any]) -
     assert q4.outcome == "ok", f"{q4.error}\n{q4.log_tail}"
     assert "weight_quantization" in q4.ds_config
     swap = lambda r: sum(f["bytes"] for f in r.swap_files)  # noqa: E731
-    assert swap(q4) < swap(fp)
+    assert swap(q4) < swap(fp) and q4.offloaded_bytes == swap(q4)
+    # opt-tiny: only the embedding tables reach DeepSpeed's 1 MiB threshold; no decoder layer streams
+    assert fp.residency and not any(fp.streaming_layers().values())
+    assert 0.0 < (fp.offloaded_fraction or 0) < 1.0
     assert (q4.decode_read_bytes_per_step or 0) < (fp.decode_read_bytes_per_step or 0)
 
 
@@ -108,10 +111,20 @@ def test_e2e_quick_suite_through_pytest(pytester: pytest.Pytester, e2e_ready: No
     results = json.loads(next((pytester.path / "reports").glob("*/results.json")).read_text())
     # the target's id component may come first or last, depending on hook order
     by_id = {t["nodeid"].split("[", 1)[1].rstrip("]").replace("@default", "").strip("-"): t for t in results["tests"]}
-    ok = by_id["opt-tiny-bs1-nvme-q16"]
+    ok = by_id["opt-125m-bs1-nvme-q16"]
     assert ok["outcome"] == "passed" and ok["extra"]["run_outcome"] == "ok"
-    assert ok["params"]["model"] == "opt-tiny" and ok["params"]["offload"] == "nvme"
+    assert ok["params"]["model"] == "opt-125m" and ok["params"]["offload"] == "nvme"
     assert ok["metrics"]["target_read_bytes"]["value"] > 0
+    # every decoder layer streams, and the fraction offloaded is a param (another one is incomparable)
+    assert ok["extra"]["streaming_layers"] and all(n > 0 for n in ok["extra"]["streaming_layers"].values())
+    assert 0.9 < ok["params"]["offloaded_fraction"] <= 1.0 and ok["metrics"]["offloaded_bytes"]["value"] > 0
+    # the two bounds, measured in the same session (fio in the test, a no-offload reference run)
+    for name in ("roofline_throughput", "read_bw_vs_fio", "accelerator_utilization", "overlap",
+                 "prefill_roofline_throughput", "prefill_overlap"):
+        assert name in ok["metrics"], name
+    assert 0.0 <= ok["metrics"]["overlap"]["value"] <= 1.0
+    assert ok["extra"]["roofline"]["decode"]["bound"] in ("io", "compute")
+    assert ok["extra"]["compute_reference"]["outcome"] == "ok"
     assert {"log", "ds_config", "spec"} <= set(ok["artifacts"])
     skipped = by_id["opt-tiny-bs1-nvme-q16-kv"]
     assert skipped["outcome"] == "skipped" and skipped["extra"]["run_outcome"] == "not_applicable"

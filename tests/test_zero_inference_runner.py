@@ -148,16 +148,32 @@ def test_aio_auto_without_tuner_falls_back_with_a_note(runner: ZeroInferenceRunn
 def test_aio_auto_uses_the_tuner(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
 
-    def tuned_aio_block(target: Any, recorder: Any) -> dict[str, Any]:
-        calls.append(target)  # the tuner caches per target itself and records its extras in each test
-        return {"block_size": 8 << 20, "queue_depth": 32, "thread_count": 8}
+    def tuned_aio_block(target: Any, recorder: Any, max_block_size: int | None = None) -> dict[str, Any]:
+        calls.append((target, max_block_size))  # the tuner caches per target itself, records extras in each test
+        return {"block_size": 1 << 20, "queue_depth": 32, "thread_count": 8}
 
-    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.measure.aio.tune", types.SimpleNamespace(tuned_aio_block=tuned_aio_block))
+    monkeypatch.setitem(sys.modules, "pytest_nvme_ai.measure.aio.tune",
+                        types.SimpleNamespace(tuned_aio_block=tuned_aio_block, BLOCK_SIZES=(1 << 20, 2 << 20, 16 << 20)))
     runner.recorder.aio_setting = "auto"  # type: ignore[misc]
     first, second = runner.with_aio(nvme_spec()), runner.with_aio(nvme_spec().with_(batch_size=2))
     assert first.aio == second.aio and first.aio is not None and first.aio["queue_depth"] == 32
     assert first.aio.get("intra_op_parallelism", first.aio.get("thread_count")) == 8
-    assert calls == [runner.target, runner.target]
+    # opt-tiny at 16 bits swaps only its 25.7 MB embeddings... and a 1 MiB table: no block above 1 MiB
+    # offloads the same tensors, so the tuner searches block sizes up to 1 MiB (equal offloaded bytes)
+    assert calls == [(runner.target, 1 << 20), (runner.target, 1 << 20)]
+
+
+def test_equal_offload_block_bound_follows_the_smallest_swapped_matrix() -> None:
+    from pytest_nvme_ai.measure.aio.tune import BLOCK_SIZES
+    from pytest_nvme_ai.measure.zero_inference.models import equal_offload_max_block, resolve_model
+
+    mib = 1 << 20
+    # opt-125m: 768 x 768 bf16 = 1.18 MB, the smallest swapped matrix: a 2 MiB block would keep it resident
+    assert equal_offload_max_block(resolve_model("opt-125m"), 2, BLOCK_SIZES) == mib
+    # opt-1.3b: 2048 x 2048 bf16 = 8.4 MB (the REFERENCE table: resident at a 16 MiB block)
+    assert equal_offload_max_block(resolve_model("opt-1.3b"), 2, BLOCK_SIZES) == 8 * mib
+    # opt-13b: every matrix is >= 52 MB: any block of the grid keeps the same set
+    assert equal_offload_max_block(resolve_model("opt-13b"), 2, BLOCK_SIZES) == 16 * mib
 
 
 def test_full_target_skips_before_running(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,7 +62,11 @@ def test_may_oom_policy(suite: ModuleType) -> None:
 
 def test_quick_grid_runs_without_gpu_and_keeps_the_kv_skip(suite: ModuleType) -> None:
     grid = suite.GRIDS["quick"]()
-    assert all(not c.gpu and c.model == "opt-tiny" for c in grid["single"] + grid["pair"])
+    assert all(not c.gpu for c in grid["single"] + grid["pair"])
+    # the NVMe cases stream their decoder layers: opt-tiny's matrices are below DeepSpeed's 1 MiB threshold
+    assert all(c.model == suite.QUICK_MODEL == "opt-125m" for c in grid["single"] + grid["pair"]
+               if c.offload == "nvme" and not c.kv_offload)
+    assert grid["single"][0].offload == "none"  # first: the NVMe cases reuse it as their compute bound
     assert any(c.kv_offload for c in grid["single"])
     assert {c.offload for c in grid["single"]} >= {"nvme", "none"}
     assert any(c.quant_bits == 4 for c in grid["single"])

@@ -15,8 +15,6 @@ METRICS = {
     "peak_rss": MetricSpec("B", "lower", False, "peak resident memory of the run"),
     "target_read_bytes": MetricSpec("B", "lower", False, "bytes read from the target during the run"),
     "target_read_bw": MetricSpec("B/s", "higher", False, "bytes read from the target / total latency"),
-    "io_efficiency": MetricSpec("ratio", "higher", False, "decode throughput / I/O-bound ceiling"),
-    "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "effective read bandwidth during run / fio bandwidth"),
+    "offloaded_bytes": MetricSpec("B", "lower", False, "parameter bytes in DeepSpeed's swap files on the target"),
     "nvme_vs_cpu_throughput": MetricSpec("ratio", "higher", True, "NVMe-offload / CPU-offload total throughput"),
-    "decode_ceiling": MetricSpec("tokens/s", "higher", False, "I/O-bound ceiling of decode throughput"),
 }

@@ -218,7 +218,8 @@ def search_best(measure: Measure, budget_s: float, *, space: Space = Space(), to
                 margin: float = 0.02, tie: float = 0.01,
                 clock: Callable[[], float] = time.monotonic) -> tuple[AioSettings, _Search]:
     search = _Search(measure, budget_s, clock)
-    for s in (DEFAULT_SETTINGS, *DS_NVME_TUNE_GRID):
+    # seeds outside the space (an 8 MiB block when the caller bounds the block size) are not candidates
+    for s in (DEFAULT_SETTINGS, *(p for p in DS_NVME_TUNE_GRID if p.block_size in space.block_sizes)):
         search.run(s, "seed")
     start = max(search.samples, key=search.score)
     reserve = (top_k + 1) * rounds
@@ -320,32 +321,43 @@ TUNE_BUDGET_S = {"quick": 45.0, "standard": 240.0, "full": 600.0}
 TUNE_FILE_BYTES = {"quick": 256 * MiB, "standard": 1 * GiB, "full": 2 * GiB}
 
 
-def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | None = None) -> dict[str, Any]:
+def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | None = None,
+                    max_block_size: int | None = None) -> dict[str, Any]:
     """The tuned aio block for this target, tuned once per session; extras go into the calling test.
 
     The tuner reads the session's shared data file of the profile's size (fio's, when it laid one out).
+    `max_block_size` bounds the block sizes searched: DeepSpeed swaps a tensor only if it has at least
+    max(1 MiB, block_size) bytes, so a larger block "wins" by offloading less. ZeRO-Inference passes the
+    largest block that offloads the same tensors as DeepSpeed's default (equal offloaded bytes).
     """
     from pytest_nvme_ai.measure.aio.runner import ensure_data_file
 
-    key = ("tuned_aio", target.label)
+    key = ("tuned_aio", target.label) if max_block_size is None else ("tuned_aio", target.label, max_block_size)
     res: TuneResult | None = recorder.session_cache.get(key)
     if res is None:
         prof = recorder.profile.name
         size, budget = TUNE_FILE_BYTES[prof], TUNE_BUDGET_S[prof]
+        if max_block_size is not None:
+            blocks = tuple(b for b in BLOCK_SIZES if b <= max_block_size) or BLOCK_SIZES[:1]
+            budget_kw: dict[str, Any] = {"space": Space(block_sizes=blocks)}
+        else:
+            budget_kw = {}
         if measure is None:
             from pytest_nvme_ai.measure.aio.runner import release_shared_worker
 
             file = ensure_data_file(target, size, recorder.session_cache)
             try:
-                res = tune(target.workdir, budget, file.stat().st_size, file=file)
+                res = tune(target.workdir, budget, file.stat().st_size, file=file, **budget_kw)
             finally:
                 release_shared_worker()  # its page-locked buffer would otherwise sit through the inference run
         else:
-            res = tune(target.workdir, budget, size, measure=measure)
+            res = tune(target.workdir, budget, size, measure=measure, **budget_kw)
         recorder.session_cache[key] = res
     recorder.set_extra("tuned_aio", res.block)
     recorder.set_extra("default_aio_bw", res.default_bw)
     recorder.set_extra("tuned_aio_bw", res.best_bw)
+    if max_block_size is not None:
+        recorder.set_extra("tuned_aio_max_block", max_block_size)
     recorder.note(f"aio tuned on {target.path}: {res.best.label} {res.best_bw / 1e9:.2f} GB/s vs default "
                   f"{res.default_bw / 1e9:.2f} GB/s ({res.evaluations} reads, {res.elapsed:.0f} s)")
     return dict(res.block)

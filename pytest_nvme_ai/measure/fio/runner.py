@@ -14,7 +14,7 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJob, FioResult, combine_results, format_size, format_time,
@@ -71,8 +71,9 @@ def _tail(text: str, lines: int = 20) -> str:
 
 
 def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem: str | None = None,
-            check_direct: bool = True) -> FioResult:
-    """Run one job from a job file saved in artifact_dir; raise FioError with fio's words on failure."""
+            check_direct: bool = True, wrap: Sequence[str] = ()) -> FioResult:
+    """Run one job from a job file saved in artifact_dir; raise FioError with fio's words on failure.
+    `wrap` prefixes the command (measure.throttle: join a capped cgroup first)."""
     exe = find_fio()
     if exe is None:
         raise FioError(MISSING_REASON)
@@ -82,7 +83,7 @@ def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem
     jobfile, output = artifact_dir / f"{stem}.fio", artifact_dir / f"{stem}.json"
     jobfile.write_text(job.to_jobfile())
     output.unlink(missing_ok=True)
-    argv = [exe, "--output-format=json+", f"--output={output}", str(jobfile)]
+    argv = [*wrap, exe, "--output-format=json+", f"--output={output}", str(jobfile)]
     try:
         rc, out, err = procutil.run(argv, timeout, cwd=workdir)
     except subprocess.TimeoutExpired:
@@ -116,8 +117,10 @@ class FioRunner:
     def cache(self) -> dict[Any, Any]:
         return self.recorder.session_cache
 
-    def run(self, job: FioJob, repeat: int | None = None, record: bool = True) -> FioResult:
-        """Run `job` `repeat` times (default: the session's repeat); one metric sample per repetition."""
+    def run(self, job: FioJob, repeat: int | None = None, record: bool = True,
+            wrap: Sequence[str] = ()) -> FioResult:
+        """Run `job` `repeat` times (default: the session's repeat); one metric sample per repetition.
+        `wrap` prefixes fio's command (a capped cgroup's wrapper, measure.throttle)."""
         n = repeat if repeat is not None else self.recorder.repeat
         if n < 1:
             raise ValueError(f"repeat={n} must be at least 1")
@@ -127,7 +130,7 @@ class FioRunner:
                 self._check_direct_once()
             stems = self._free_stems(job.name, n)
             results = [run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
-                               stem=stem, check_direct=False) for stem in stems]
+                               stem=stem, check_direct=False, wrap=wrap) for stem in stems]
         combined = combine_results(results)
         if record:
             self._record(job, combined, stems)

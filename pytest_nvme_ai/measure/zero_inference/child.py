@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -152,6 +153,24 @@ def check_swap_files_complete(files: list[dict[str, Any]]) -> None:
         )
 
 
+_SWAP_ID = re.compile(r"(\d+)_param\.tensor\.swp$")
+
+
+def param_residency(model: Any, swap_files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per parameter: its name, elements and whether DeepSpeed swapped it to the target.
+
+    DeepSpeed names a swap file after the parameter's ds_id ("<id>_param.tensor.swp") and swaps
+    only tensors of at least max(1 MiB, aio block_size) bytes: the rest stay in memory.
+    """
+    swapped_ids = {int(m.group(1)) for f in swap_files if (m := _SWAP_ID.search(f["path"]))}
+    out = []
+    for name, p in model.named_parameters():
+        ds_id = getattr(p, "ds_id", None)
+        out.append({"name": name, "numel": int(getattr(p, "ds_numel", p.numel())),
+                    "swapped": ds_id is not None and int(ds_id) in swapped_ids})
+    return out
+
+
 def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hooks: FirstForward,
                  sync: Callable[[], None], cuda: bool) -> LoopMeasurement:
     import torch
@@ -207,7 +226,8 @@ def init_engine(info: Any, ds_config: Mapping[str, Any], dtype: str) -> tuple[An
     swap_files = list_swap_files(ds_config)  # now, before the runner removes the offload directory
     check_swap_files_complete(swap_files)
     facts = {"init_seconds": time.perf_counter() - t0, "init_read_bytes": read_bytes() - bytes0,
-             "swap_files": swap_files, "model_params": info.param_count}
+             "swap_files": swap_files, "model_params": info.param_count,
+             "param_residency": param_residency(engine.module, swap_files)}
     say(f"model ready in {facts['init_seconds']:.1f} s; {len(swap_files)} swap files, "
         f"{sum(f['bytes'] for f in swap_files)} bytes")
     return engine.module, keepalive, facts

@@ -179,3 +179,30 @@ def build_model(info: ModelInfo, ds_config: Mapping[str, Any], torch_dtype: Any)
     with _without_hf_weight_init(), deepspeed.zero.Init(config_dict_or_path=dict(ds_config)):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     return model.eval(), None
+
+
+# ---- what DeepSpeed swaps at a given aio block (plain arithmetic) ---------------------------------
+
+MIN_AIO_BYTES = 1 << 20  # DeepSpeed's swap_tensor.utils.MIN_AIO_BYTES
+
+
+def weight_matrix_numels(info: ModelInfo) -> list[int]:
+    """Elements of each distinct weight-matrix shape of an OPT decoder (biases and norms are far smaller)."""
+    h, f, w = info.hidden_size, info.ffn_dim, info.embed_dim
+    shapes = [h * h, f * h, info.vocab_size * w, (info.max_position + 2) * h]
+    if w != h:
+        shapes.append(w * h)
+    return shapes
+
+
+def equal_offload_max_block(info: ModelInfo, bytes_per_element: float, candidates: "list[int] | tuple[int, ...]") -> int:
+    """The largest aio block size among `candidates` that swaps the same tensors as DeepSpeed's default.
+
+    DeepSpeed swaps a tensor only if it has at least max(1 MiB, block_size) bytes: a block above the
+    smallest swapped matrix keeps that matrix in memory, so a tuner comparing read bandwidth alone
+    would "win" by offloading less. Quantized sizes are estimated as numel × bits / 8 (scales ignored).
+    """
+    swapped = [n * bytes_per_element for n in weight_matrix_numels(info) if n * bytes_per_element >= MIN_AIO_BYTES]
+    limit = min(swapped) if swapped else MIN_AIO_BYTES
+    fitting = [b for b in candidates if b <= max(limit, MIN_AIO_BYTES)]
+    return max(fitting) if fitting else min(candidates)

@@ -1,33 +1,14 @@
-"""Pairing: how close an NVMe-offloaded ZeRO-Inference run comes to what the drive allows.
+"""Pairing: an NVMe-offloaded ZeRO-Inference run against its two bounds, measured in the same session.
 
-With the weights offloaded, every decode step must stream them from the
-target once, and produces `batch` tokens (one per sequence). So the drive
-alone bounds decode throughput:
+* the I/O bound: bytes the run read from the target per step ÷ fio's read bandwidth on that target;
+* the compute bound: the same model, batch and quantization with the weights resident (a reference
+  run with offload `none`, or `cpu` where none does not fit).
 
-    decode_ceiling  = batch × fio_bw / bytes_per_step            [tokens/s]
-
-    with  batch          sequences decoded together (tokens per step)
-          fio_bw         fio's sequential read bandwidth on the same target [B/s]
-          bytes_per_step bytes read from the target per decode step [B]
-
-    io_efficiency   = achieved decode throughput / decode_ceiling  [ratio]
-
-    read_bw_vs_fio  = effective read bandwidth during the run / fio_bw, where the
-                      effective bandwidth is, by preference,
-                      decode bytes / decode latency
-                        (bytes_per_step × decode_steps / decode_latency: the
-                         I/O-bound phase alone), else
-                      target_read_bytes / total_latency (whole run).
-
-Worked example (illustrative numbers, shaped like the published OPT-66B run:
-batch 64 on a 5.6 GB/s SSD, 8.08 tokens/s; the bytes per step are assumed, not
-published): batch 64, fio 5.6 GB/s and 30 GB read per step give a ceiling of
-64 × 5.6e9 / 30e9 = 11.95 tokens/s; 8.08 tokens/s is then an efficiency of 0.676.
-
-An efficiency near 1 means the run is I/O-bound and the drive is the limit; far
-below 1, something else is (compute, PCIe, the aio settings, prefetching).
-These are pure functions over numbers; `pair` and `record_io_efficiency` read
-them from a ZeRO-Inference result.
+The maths is `pytest_nvme_ai.measure.bounds` (formulas in docs/roofline.md). Per measured loop of
+the offloaded run, decode and prefill each give one `Bounds`; the recorded metrics are
+`roofline_throughput`, `read_bw_vs_fio`, `accelerator_utilization` and `overlap` (and the same with a
+`prefill_` prefix). `roofline_efficiency` and `bound` are functions of those: they go into the
+result's extra data (`roofline`), never into metrics.
 """
 from __future__ import annotations
 
@@ -35,175 +16,141 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.measure.bounds import Bounds, predict_step, predict_throughput, ridge_bandwidth
+
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult
 
-
-def decode_ceiling(batch_size: float, fio_bw: float, bytes_per_step: float) -> float:
-    """I/O-bound ceiling of decode throughput in tokens/s (formula in the module docstring)."""
-    if batch_size <= 0:
-        raise ValueError(f"batch size {batch_size} must be positive")
-    if fio_bw <= 0:
-        raise ValueError(f"fio bandwidth {fio_bw} B/s must be positive")
-    if bytes_per_step <= 0:
-        raise ValueError(f"bytes read per decode step is {bytes_per_step}: nothing is read from the target "
-                         "while decoding, so the drive sets no ceiling (weights not offloaded to it?)")
-    return batch_size * fio_bw / bytes_per_step
-
-
-def io_efficiency(achieved: float, ceiling: float) -> float:
-    """Achieved decode throughput / I/O-bound ceiling."""
-    if ceiling <= 0:
-        raise ValueError(f"ceiling {ceiling} tokens/s must be positive")
-    if achieved < 0:
-        raise ValueError(f"achieved throughput {achieved} tokens/s cannot be negative")
-    return achieved / ceiling
-
-
-def effective_read_bw(read_bytes: float, seconds: float) -> float:
-    if seconds <= 0:
-        raise ValueError(f"duration {seconds} s must be positive")
-    if read_bytes < 0:
-        raise ValueError(f"bytes read {read_bytes} cannot be negative")
-    return read_bytes / seconds
+METRICS = ("roofline_throughput", "read_bw_vs_fio", "accelerator_utilization", "overlap")
 
 
 @dataclass(frozen=True)
-class Pairing:
-    """One ZeRO-Inference result set against fio on the same target. None fields come with a `reason`."""
+class RunBounds:
+    """Per loop of the offloaded run: its decode step and its prefill against the two bounds."""
 
-    batch_size: float
-    fio_bw: float                     # B/s
-    bytes_per_step: float | None      # B
-    achieved: tuple[float, ...]       # decode throughput per loop, tokens/s
-    ceiling: float | None             # tokens/s
-    efficiency: tuple[float, ...]     # per loop
-    read_bw: tuple[float, ...]        # effective read bandwidth per loop, B/s
-    read_bw_basis: str | None         # "decode bytes / decode latency" | "target_read_bytes / total_latency"
-    read_bw_vs_fio: tuple[float, ...]
-    reason: str | None = None         # why a figure is missing
+    fio_bw: float                                   # B/s, the same target this session
+    decode: tuple[Bounds, ...]
+    prefill: tuple[Bounds, ...]
+    decode_bytes_per_step: float | None             # B, median over loops
+    reference: str                                  # spec id of the resident-weights run
+    reason: str | None = None                       # why a phase has no bounds
 
-    @property
-    def efficiency_value(self) -> float | None:
-        return statistics.median(self.efficiency) if self.efficiency else None
-
-
-# ---- reading a ZeRO-Inference result -------------------------------------------------------------
-# Two shapes carry the same figures: the runner's InferenceResult (spec.batch_size, properties
-# decode_read_bytes_per_step and decode_steps, metrics as Metric objects) and its results.json test entry
-# (params.batch_size, extra.decode_read_bytes_per_step / decode_steps, metrics as dicts). Both are read.
-
-def _section(result: Any, name: str) -> Mapping[str, Any]:
-    sec = result.get(name) if isinstance(result, Mapping) else getattr(result, name, None)
-    return sec or {}
+    def summary(self) -> dict[str, Any]:
+        """What the report shows (extra 'roofline'): medians, the bound, and the inputs of the chart."""
+        out: dict[str, Any] = {"fio_bw": self.fio_bw, "reference": self.reference, "reason": self.reason,
+                               "decode_bytes_per_step": self.decode_bytes_per_step}
+        for phase, bounds in (("decode", self.decode), ("prefill", self.prefill)):
+            if bounds:
+                out[phase] = phase_summary(bounds)
+        if self.decode and self.decode_bytes_per_step:
+            out["ridge_bw"] = ridge_bandwidth(self.decode_bytes_per_step, self.decode[0].t_compute)
+            d = out["decode"]
+            out["x2_gain"] = x2_gain(d["t_io"], d["t_compute"], d["overlap"])
+            out["curve"] = model_curve(d["tokens_per_step"], self.decode_bytes_per_step, self.fio_bw,
+                                       d["t_compute"], d["overlap"])
+            out["sentence"] = sentence(out)
+        return out
 
 
-def _samples(value: Any) -> tuple[float, ...]:
-    if value is None:
-        return ()
-    if hasattr(value, "samples"):
-        return tuple(float(s) for s in value.samples)
-    if isinstance(value, Mapping):
-        return tuple(float(s) for s in (value.get("samples") or [value["value"]]))
-    if isinstance(value, (list, tuple)):
-        return tuple(float(s) for s in value)
-    return (float(value),)
+def phase_summary(bounds: tuple[Bounds, ...]) -> dict[str, Any]:
+    def med(attr: str) -> float:
+        return float(statistics.median(getattr(b, attr) for b in bounds))
+
+    t_io, t_compute, t_step = med("t_io"), med("t_compute"), med("t_step")
+    typical = Bounds(bounds[0].tokens_per_step, t_io, t_compute, t_step)
+    return {"tokens_per_step": typical.tokens_per_step, "t_io": t_io, "t_compute": t_compute, "t_step": t_step,
+            "achieved_throughput": typical.achieved_throughput,
+            "roofline_throughput": typical.roofline_throughput,
+            "read_bw_vs_fio": typical.read_bw_vs_fio,
+            "accelerator_utilization": typical.accelerator_utilization,
+            "overlap": typical.overlap, "roofline_efficiency": typical.roofline_efficiency, "bound": typical.bound}
 
 
-def _metric(result: Any, name: str) -> tuple[float, ...]:
-    return _samples(_section(result, "metrics").get(name))
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
 
 
-def _scalar(result: Any, section: str, name: str) -> float | None:
-    v = _section(result, section).get(name)
-    if v is not None:
-        return float(v)
-    for holder in (result, getattr(result, "spec", None)):  # the runner's object: attribute or spec field
-        if holder is None or isinstance(holder, Mapping):
-            continue
-        v = getattr(holder, name, None)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-    return None
+def compute_times(reference: "InferenceResult") -> tuple[float | None, float | None]:
+    """(decode step, prefill) seconds of the resident-weights run: medians over its measured loops."""
+    steps = [lp.decode_latency / lp.decode_steps for lp in reference.loops if lp.decode_steps]
+    return _median(steps), _median([lp.prefill_latency for lp in reference.loops])
 
 
-def _per_loop(a: tuple[float, ...], b: tuple[float, ...]) -> list[tuple[float, float]]:
-    """Pair samples loop by loop; a single value on one side pairs with each sample of the other."""
-    if len(a) == len(b):
-        return list(zip(a, b, strict=True))
-    if len(a) == 1:
-        return [(a[0], y) for y in b]
-    if len(b) == 1:
-        return [(x, b[0]) for x in a]
-    return [(statistics.median(a), statistics.median(b))]
-
-
-def _read_bw(result: Any, bytes_per_step: float | None) -> tuple[tuple[float, ...], str | None]:
-    steps = _scalar(result, "extra", "decode_steps")
-    decode_lat = _metric(result, "decode_latency")
-    if bytes_per_step and steps and decode_lat and all(t > 0 for t in decode_lat):
-        return tuple(bytes_per_step * steps / t for t in decode_lat), "decode bytes / decode latency"
-    read_bytes, total = _metric(result, "target_read_bytes"), _metric(result, "total_latency")
-    if read_bytes and total and all(t > 0 for t in total):
-        return tuple(effective_read_bw(b, t) for b, t in _per_loop(read_bytes, total)), \
-            "target_read_bytes / total_latency"
-    return (), None
-
-
-def pair(result: Any, fio_bw: float) -> Pairing:
-    """Ceiling, efficiency and read-bandwidth ratio of one ZeRO-Inference result against `fio_bw` (B/s)."""
+def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_bw: float) -> RunBounds:
+    """The offloaded run's loops against t_io (its bytes ÷ fio_bw) and t_compute (the reference's times)."""
     if fio_bw <= 0:
         raise ValueError(f"fio bandwidth {fio_bw} B/s must be positive")
-    batch = _scalar(result, "params", "batch_size")
-    if batch is None or batch <= 0:
-        raise ValueError(f"the result has no positive params['batch_size'] ({batch!r}): cannot pair it")
-    per_step = _scalar(result, "extra", "decode_read_bytes_per_step")
-    achieved = _metric(result, "decode_throughput")
-    read_bw, basis = _read_bw(result, per_step)
-    reasons: list[str] = []
-    ceiling = None
-    try:
-        ceiling = decode_ceiling(batch, fio_bw, per_step if per_step is not None else 0.0)
-    except ValueError as exc:
-        reasons.append(str(exc) if per_step is not None else
-                       "no decode_read_bytes_per_step in the result: no I/O ceiling")
-    if ceiling is not None and not achieved:
-        reasons.append("no decode_throughput in the result: no efficiency")
-    if not read_bw:
-        reasons.append("neither decode bytes + decode_latency nor target_read_bytes + total_latency: "
-                       "no effective read bandwidth")
-    return Pairing(
-        batch_size=batch, fio_bw=fio_bw, bytes_per_step=per_step, achieved=achieved, ceiling=ceiling,
-        efficiency=tuple(io_efficiency(a, ceiling) for a in achieved) if ceiling else (),
-        read_bw=read_bw, read_bw_basis=basis, read_bw_vs_fio=tuple(b / fio_bw for b in read_bw),
-        reason="; ".join(reasons) or None,
-    )
+    spec = offloaded.spec
+    t_dec, t_pre = compute_times(reference)
+    reasons = []
+    decode: list[Bounds] = []
+    prefill: list[Bounds] = []
+    for lp in offloaded.loops:
+        if t_dec and lp.decode_steps and lp.decode_latency > 0:
+            decode.append(Bounds(spec.batch_size, lp.decode_read_bytes / lp.decode_steps / fio_bw, t_dec,
+                                 lp.decode_latency / lp.decode_steps))
+        if t_pre and lp.prefill_latency > 0:
+            prefill.append(Bounds(spec.batch_size * spec.prompt_len, lp.prefill_read_bytes / fio_bw, t_pre,
+                                  lp.prefill_latency))
+    if not decode:
+        reasons.append("no decode bounds: gen_len 1 has no decode step, or the reference run has none")
+    if not prefill:
+        reasons.append("no prefill bounds: the reference run measured no prefill")
+    per_step = _median([v for lp in offloaded.loops if (v := lp.decode_read_bytes_per_step) is not None])
+    return RunBounds(fio_bw=fio_bw, decode=tuple(decode), prefill=tuple(prefill), decode_bytes_per_step=per_step,
+                     reference=reference.spec.id, reason="; ".join(reasons) or None)
 
 
-def record_io_efficiency(recorder: "Recorder", result: Any, fio_bw: float | None = None) -> Pairing | None:
-    """Record `decode_ceiling`, `io_efficiency` and `read_bw_vs_fio` into the calling test.
+def record_bounds(recorder: "Recorder", bounds: RunBounds) -> None:
+    """Record the bounds metrics (one sample per offloaded loop) and the summary as extra 'roofline'."""
+    for prefix, phase in (("", bounds.decode), ("prefill_", bounds.prefill)):
+        if phase:
+            for name in METRICS:
+                recorder.record(Metric.of(prefix + name, [float(getattr(b, name)) for b in phase]))
+    recorder.set_extra("roofline", bounds.summary())
+    if bounds.reason:
+        recorder.note(f"roofline: {bounds.reason}")
 
-    `fio_bw` defaults to the fio suite's figure for the same target this session
-    (`session_cache[("fio_bw", label)]`); without one, nothing is recorded and a
-    note says why. Returns the pairing (None when there was no fio figure).
-    """
-    if fio_bw is None:
-        target = recorder.target
-        fio_bw = recorder.session_cache.get(("fio_bw", target.label)) if target is not None else None
-    if not fio_bw:
-        recorder.note("io_efficiency not recorded: no fio bandwidth for this target in this session "
-                      "(run the fio suite first, e.g. pytest suites/test_seq_read.py suites/...)")
+
+def fio_bw_of(recorder: "Recorder") -> float | None:
+    """The fio suite's best read bandwidth on this test's target this session (None: fio did not run)."""
+    target = recorder.target
+    value = recorder.session_cache.get(("fio_bw", target.label)) if target is not None else None
+    return float(value) if value else None
+
+
+CURVE_FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def x2_gain(t_io: float, t_compute: float, overlap: float) -> float:
+    """Predicted decode throughput gain from twice the read bandwidth, with the overlap share held."""
+    return predict_step(t_io, t_compute, overlap) / predict_step(t_io / 2, t_compute, overlap) - 1
+
+
+def model_curve(tokens_per_step: float, bytes_per_step: float, fio_bw: float, t_compute: float,
+                overlap: float) -> list[list[float]]:
+    """[read bandwidth B/s, predicted tokens/s] from ⅛ to 4× the drive's fio figure: the report draws it
+    (the report imports no measuring code, so the model is evaluated here)."""
+    return [[f * fio_bw, predict_throughput(tokens_per_step, bytes_per_step, f * fio_bw, t_compute, overlap)]
+            for f in CURVE_FRACTIONS]
+
+
+def sentence(summary: Mapping[str, Any]) -> str | None:
+    """One line for the report: which bound holds, how much is hidden, what ×2 bandwidth would give."""
+    d = summary.get("decode")
+    if not d:
         return None
-    p = pair(result, float(fio_bw))
-    if p.ceiling is not None:
-        recorder.record_samples("decode_ceiling", [p.ceiling])
-    if p.efficiency:
-        recorder.record_samples("io_efficiency", p.efficiency)
-    if p.read_bw_vs_fio:
-        recorder.record_samples("read_bw_vs_fio", p.read_bw_vs_fio)
-    recorder.set_extra("io_pairing", {"fio_bw": p.fio_bw, "batch_size": p.batch_size,
-                                      "bytes_per_step": p.bytes_per_step, "read_bw_basis": p.read_bw_basis,
-                                      "reason": p.reason})
-    if p.reason:
-        recorder.note(f"io pairing: {p.reason}")
-    return p
+    t_io, t_c, t_step, ov = d["t_io"], d["t_compute"], d["t_step"], d["overlap"]
+    hidden = min(t_io, t_c)
+    gain = x2_gain(t_io, t_c, ov)
+    which = "I/O bound (the drive)" if d["bound"] == "io" else "compute bound (the accelerator)"
+    shorter = "compute" if d["bound"] == "io" else "I/O"
+    return (f"Decode is {which}: t_io {_ms(t_io)} vs t_compute {_ms(t_c)} per step, measured "
+            f"{_ms(t_step)}; {ov:.0%} of the {shorter} time ({_ms(hidden)}) is hidden. "
+            f"Twice the read bandwidth would give about {gain:+.0%} decode throughput.")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pytest
 
@@ -33,7 +33,7 @@ from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
 from pytest_nvme_ai.core.text import file_tail, median, safe_name
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, prefixed
-from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+from pytest_nvme_ai.measure.zero_inference.models import equal_offload_max_block, resolve_model
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError, SpecNotApplicable
 
 if TYPE_CHECKING:
@@ -87,12 +87,14 @@ class ChildExit:
     seconds: float
 
 
-def run_child(job: Path, result: Path, log: Path, timeout: float) -> ChildExit:
+def run_child(job: Path, result: Path, log: Path, timeout: float, wrap: Sequence[str] = ()) -> ChildExit:
+    """`wrap` prefixes the command: measure.throttle's wrapper joins a cgroup before it execs the child,
+    so every byte the child reads is throttled from its first instruction."""
     t0 = time.monotonic()
     with open(log, "w", encoding="utf-8") as fh:
         # Its own session, so a stop reaches DeepSpeed's helpers too. A Ctrl-C in pytest, which the child
         # would not see, takes it down with us (a shorter grace) instead of leaving it running.
-        proc = procutil.start([sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference", str(job), str(result)],
+        proc = procutil.start([*wrap, sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference", str(job), str(result)],
                               stdout=fh, stderr=subprocess.STDOUT, env=child_env())
         try:
             procutil.finish(proc, timeout, grace_s=10.0, interrupt_grace_s=2.0)
@@ -118,6 +120,8 @@ class InferenceResult:
     ds_config: Mapping[str, Any] = field(hash=False)
     versions: Mapping[str, Any] = field(hash=False)
     swap_files: tuple[Mapping[str, Any], ...] = ()  # DeepSpeed's *.swp files, listed by the child after init
+    # per parameter {name, numel, swapped}: which ones DeepSpeed put in the swap files (child, after init)
+    residency: tuple[Mapping[str, Any], ...] = ()
     log_path: Path | None = None
     log_tail: str = ""
     returncode: int | None = None
@@ -140,6 +144,37 @@ class InferenceResult:
     def decode_steps(self) -> int | None:
         return self.loops[0].decode_steps if self.loops else None
 
+    @property
+    def offloaded_bytes(self) -> int:
+        """Bytes of parameters on the target: the swap files' sizes (0 unless offloaded to NVMe)."""
+        return sum(int(f.get("bytes", 0)) for f in self.swap_files)
+
+    @property
+    def offloaded_fraction(self) -> float | None:
+        """Swapped parameters' elements / all parameters' elements: the share of the model's parameter
+        bytes (all one dtype) that streams from the target. None when the child listed no parameters."""
+        return offloaded_fraction(self.residency)
+
+    def streaming_layers(self) -> dict[int, int]:
+        """Decoder layer index -> how many of its parameters are in the swap files."""
+        return streaming_layers(self.residency)
+
+
+_LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def offloaded_fraction(residency: Sequence[Mapping[str, Any]]) -> float | None:
+    total = sum(int(p["numel"]) for p in residency)
+    return sum(int(p["numel"]) for p in residency if p.get("swapped")) / total if total else None
+
+
+def streaming_layers(residency: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for p in residency:
+        if (m := _LAYER.search(str(p["name"]))) is not None:
+            out[int(m.group(1))] = out.get(int(m.group(1)), 0) + int(bool(p.get("swapped")))
+    return dict(sorted(out.items()))
+
 
 def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, Any] | None, outcome: str,
                       error: str | None, ds_config: Mapping[str, Any], log: Path, exit_: ChildExit) -> InferenceResult:
@@ -151,7 +186,8 @@ def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, 
         spec=spec, outcome=outcome, error=error, accelerator=str(data.get("accelerator") or accelerator),
         dtype=data.get("dtype"), loops=loops, warmup=tuple(LoopMeasurement.from_dict(d) for d in data.get("warmup", [])),
         metrics=metrics, ds_config=data.get("ds_config") or ds_config, versions=data.get("versions") or {},
-        swap_files=tuple(data.get("swap_files") or ()), log_path=log, log_tail=tail_of(log),
+        swap_files=tuple(data.get("swap_files") or ()), residency=tuple(data.get("param_residency") or ()),
+        log_path=log, log_tail=tail_of(log),
         returncode=exit_.returncode, wall_seconds=exit_.seconds, init_seconds=data.get("init_seconds"),
     )
 
@@ -168,8 +204,13 @@ class ZeroInferenceRunner:
     def accelerator(self) -> str:
         return detect_accelerator()
 
-    def run(self, spec: InferenceSpec, *, prefix: str | None = None, reuse: bool = False) -> InferenceResult:
-        """Run `spec` (skips when it cannot run here) and record it; `prefix` names a run among several."""
+    def run(self, spec: InferenceSpec, *, prefix: str | None = None, reuse: bool = False, record: bool = True,
+            wrap: Sequence[str] = ()) -> InferenceResult:
+        """Run `spec` (skips when it cannot run here) and record it; `prefix` names a run among several.
+
+        record=False runs it without recording metrics into the test (a reference run, such as the
+        resident-weights run the roofline takes t_compute from). `wrap` prefixes the child's command
+        (a cgroup-joining wrapper, measure.throttle); a wrapped run is never reused nor cached."""
         accelerator = detect_accelerator()
         try:
             spec.validate(accelerator)
@@ -185,13 +226,15 @@ class ZeroInferenceRunner:
         ensure_comm_op(self.progress)
         cache = self._cache()
         key = (self.target.label, accelerator, spec.to_json())
-        result = cache.get(key) if reuse else None
+        result = cache.get(key) if reuse and not wrap else None
         if result is None:
-            result = self._run_fresh(spec, accelerator, prefix)
-            cache[key] = result
+            result = self._run_fresh(spec, accelerator, prefix, wrap)
+            if not wrap:
+                cache[key] = result
         else:
             self.recorder.note(f"{prefix or 'run'} {spec.id}: reused this session's earlier run of the same spec")
-        self.record(result, prefix)
+        if record:
+            self.record(result, prefix)
         return result
 
     def space_shortfall(self, spec: InferenceSpec) -> str | None:
@@ -214,21 +257,27 @@ class ZeroInferenceRunner:
         if setting == "default":
             return spec
         if setting == "auto":
-            block = self._tuned_aio()
+            block = self._tuned_aio(spec)
             return spec.with_(aio=block) if block else spec
         try:
             return spec.with_(aio=parse_aio_json(setting))
         except AioSettingError as exc:
             raise SpecError(f"--nvme-ai-aio: {exc}") from None
 
-    def _tuned_aio(self) -> dict[str, Any] | None:
-        """The tuner's block (it tunes once per target and session, and records its extras in each test)."""
+    def _tuned_aio(self, spec: InferenceSpec) -> dict[str, Any] | None:
+        """The tuner's block (it tunes once per target, session and block bound, and records its extras in
+        each test), searched only over block sizes that offload the same tensors as DeepSpeed's default:
+        the tuner must not win by offloading less (models.equal_offload_max_block)."""
         try:
-            from pytest_nvme_ai.measure.aio.tune import tuned_aio_block
+            from pytest_nvme_ai.measure.aio.tune import BLOCK_SIZES, tuned_aio_block
         except ImportError as exc:
             self.recorder.note(f"--nvme-ai-aio auto: no tuner available ({exc}); DeepSpeed's aio defaults used")
             return None
-        return normalize_aio(tuned_aio_block(self.target, self.recorder))
+        bpe = (spec.quant_bits or 16) / 8
+        max_block = equal_offload_max_block(resolve_model(spec.model), bpe, BLOCK_SIZES)
+        self.recorder.note(f"--nvme-ai-aio auto: block sizes up to {max_block >> 10} KiB searched; a larger block "
+                           f"would keep some of {spec.model}'s weights in memory (equal offloaded bytes)")
+        return normalize_aio(tuned_aio_block(self.target, self.recorder, max_block_size=max_block))
 
     def _cache(self) -> dict[Any, Any]:
         session_cache = getattr(self.recorder, "session_cache", None)
@@ -244,7 +293,8 @@ class ZeroInferenceRunner:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    def _run_fresh(self, spec: InferenceSpec, accelerator: str, prefix: str | None) -> InferenceResult:
+    def _run_fresh(self, spec: InferenceSpec, accelerator: str, prefix: str | None,
+                   wrap: Sequence[str] = ()) -> InferenceResult:
         info = resolve_model(spec.model)
         offload_dir = self.offload_dir(prefix)
         nvme_path = offload_dir / spec.id if spec.offload == "nvme" else None
@@ -259,7 +309,7 @@ class ZeroInferenceRunner:
         job.write_text(json.dumps({"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
                                    "nvme_path": str(nvme_path) if nvme_path else None}, indent=2), encoding="utf-8")
         try:
-            exit_ = run_child(job, result_path, log, float(self.recorder.timeout))
+            exit_ = run_child(job, result_path, log, float(self.recorder.timeout), wrap)
         finally:
             shutil.rmtree(offload_dir, ignore_errors=True)  # swap files can be as large as the model
         data = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
@@ -279,9 +329,21 @@ class ZeroInferenceRunner:
                            ("decode_read_bytes_per_step", result.decode_read_bytes_per_step),
                            ("decode_steps", result.decode_steps), ("run_error", result.error),
                            ("swap_files", len(result.swap_files)),
-                           ("swap_bytes", sum(int(f.get("bytes", 0)) for f in result.swap_files)),
+                           ("streaming_layers", {str(k): v for k, v in result.streaming_layers().items()}),
                            ("init_seconds", result.init_seconds), ("versions", dict(result.versions))):
             self._extra(prefix, key, value)
+        if spec.offload == "nvme" and result.ok:
+            # What streams depends on the aio block (DeepSpeed swaps a tensor only if it has at least
+            # max(1 MiB, block_size) bytes): a param, so a baseline with another fraction is incomparable.
+            fraction = result.offloaded_fraction
+            if fraction is not None:
+                if prefix:
+                    rec.set_extra(f"{prefix}_params", {**spec.params(result.accelerator),
+                                                       "offloaded_fraction": round(fraction, 3)})
+                else:
+                    rec.set_params(offloaded_fraction=round(fraction, 3))
+            rec.record(prefixed(Metric.of("offloaded_bytes", [float(result.offloaded_bytes)]), prefix)
+                       if prefix else Metric.of("offloaded_bytes", [float(result.offloaded_bytes)]))
         for metric in result.metrics.values():
             rec.record(prefixed(metric, prefix) if prefix else metric)
         self._artifacts(result, prefix)

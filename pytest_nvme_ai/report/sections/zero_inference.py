@@ -18,6 +18,7 @@ from typing import Any
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio, num
 from pytest_nvme_ai.report.sections.base import OFFLOAD_ORDER, Section, SectionBuilder, draw, param, sort_key, xticks
+from pytest_nvme_ai.report.sections.drive_speed import zi_roofline_panels, zi_roofline_sentences
 from pytest_nvme_ai.report.view import Cell, Table, TestView, metric_range, metric_value
 
 ORDER = 30
@@ -28,9 +29,11 @@ RUN_COLUMNS = (
     ("prefill tok/s", "prefill_throughput"), ("decode tok/s", "decode_throughput"),
     ("total tok/s", "total_throughput"), ("peak GPU mem", "peak_gpu_mem"), ("peak RSS", "peak_rss"),
     ("read from target", "target_read_bytes"), ("read bandwidth", "target_read_bw"),
-    ("read bw / fio", "read_bw_vs_fio"), ("I/O efficiency", "io_efficiency"),
-    ("decode ceiling tok/s", "decode_ceiling"),
+    ("offloaded", "offloaded_bytes"), ("offloaded share", "offloaded_fraction"),
+    ("roofline tok/s", "roofline_throughput"), ("read bw / fio", "read_bw_vs_fio"),
+    ("accel. util.", "accelerator_utilization"), ("overlap", "overlap"),
 )
+PARAM_COLUMNS = ("offloaded_fraction",)  # shown as a column, recorded as a param (it decides comparability)
 NOT_RUN = ("skipped", "not_applicable", "—")   # no number, and not a failure either
 PAIR_SIDES = ("cpu", "nvme")
 
@@ -44,6 +47,10 @@ class Run:
     prefix: str = ""    # "cpu_" / "nvme_" inside a pairing test
 
     def value(self, metric: str) -> float | None:
+        if metric in PARAM_COLUMNS:
+            if self.prefix:
+                return num(as_map(as_map(self.view.raw.get("extra")).get(self.prefix + "params")).get(metric))
+            return num(param(self.view, metric)) if self.offload != "cpu" else None
         return metric_value(self.view.raw, self.prefix + metric)
 
     def spread(self, metric: str) -> tuple[float | None, float | None]:
@@ -220,8 +227,10 @@ def side_by_side(groups: dict[str, list[Run]], pairs: dict[tuple[str, Any], Test
 def run_cell(r: Run, metric: str) -> Cell:
     """Throughputs without their unit (the header says tok/s): keeps a 15-column table on one screen."""
     v = r.value(metric)
-    if metric.endswith("_throughput") or metric == "decode_ceiling":
+    if metric.endswith("_throughput"):
         return Cell(fmt(v))
+    if metric in PARAM_COLUMNS:
+        return Cell("—" if v is None else f"{v:.1%}")
     unit = str(as_map(as_map(r.view.raw.get("metrics")).get(r.prefix + metric)).get("unit") or "")
     return Cell(fmt(v, unit))
 
@@ -265,6 +274,12 @@ def zi_section(views: list[TestView]) -> Section:
         sec.charts.append(draw("Total generation throughput vs batch size; ✕ marks runs that produced no number",
                                charts.line_chart, panels, height=3.2))
     sec.intro.extend(s for s in (crossover(t, runs, pairs) for t, runs in groups.items()) if s)
+    roof = zi_roofline_panels(views)
+    if roof:
+        sec.charts.append(draw("Decode throughput vs read bandwidth per NVMe-offloaded case: the I/O slope, the "
+                               "compute ceiling (weights resident), the model with the measured overlap, and the "
+                               "drive's fio bandwidth (docs/roofline.md)", charts.line_chart, roof, height=3.2))
+    sec.intro.extend(zi_roofline_sentences(views))
     if any(r.value(m) is not None for runs in groups.values() for r in runs
            for m in ("prefill_latency", "decode_latency")):
         sec.charts.append(draw("Latency breakdown per run: prefill (first forward) and decode (remaining tokens)",

@@ -1,0 +1,185 @@
+"""How well does the two-bound model predict a slower drive? OPT-125m NVMe offload at capped bandwidths.
+
+Steps (each takes the shared heavy lock on its own, when --lock names one):
+  1. the resident-weights run (offload none): t_compute per decode step;
+  2. fio on the target, uncapped: the drive's bandwidth just before the caps;
+  3. per cap (fractions of that figure; 1 is the "uncapped" point): a cgroup caps reads of the
+     target's disk (pytest_nvme_ai.measure.throttle), fio inside it checks the cap (±10% or the
+     point is refused), and a fresh ZeRO-Inference child runs inside it;
+  4. the resident-weights run again (drift check; t_compute is the mean of 1 and 4).
+The prediction is out of sample: t_compute from the no-offload runs, bytes per step and the
+overlap from the uncapped point only. Printed per point: measured and predicted decode tokens/s
+and the error; then the median and the worst error, and t_io + t_compute against t_step (does
+the CPU accelerator overlap I/O with compute at all?).
+
+Run (root, cgroup v1 blkio or v2 io):
+  flock-free: .venv/bin/python benchmarks/roofline_accuracy.py --lock /work/heavy.lock [--target DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.profiles import PROFILES
+from pytest_nvme_ai.measure.bounds import io_time
+from pytest_nvme_ai.measure.fio.runner import FioJob, run_fio
+from pytest_nvme_ai.measure.throttle import Throttle, block_device_of, throttle_missing_reason
+from pytest_nvme_ai.measure.zero_inference.drive_speed import CapPoint, cap_refusal, point_from_loops, predict
+from pytest_nvme_ai.measure.zero_inference.pairing import compute_times
+from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, ZeroInferenceRunner
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
+from pytest_nvme_ai.run.targets import Target
+
+FRACTIONS = (1.0, 0.25, 0.5, 0.75, 0.35)   # interleaved, so drift does not line up with the cap
+
+
+class BenchRecorder:
+    """The parts of the session's Recorder the runner uses; nothing is recorded (record=False)."""
+
+    def __init__(self, art: Path) -> None:
+        self.artifact_dir, self.timeout, self.aio_setting = art, 900, "default"
+        self.nodeid = "benchmarks/roofline_accuracy.py::sweep"
+        self.session_cache: dict[Any, Any] = {}
+        self.profile = PROFILES["quick"]
+        self.notes: list[str] = []
+
+    def set_params(self, **kw: Any) -> None: ...
+    def set_extra(self, key: str, value: Any) -> None: ...
+    def record(self, metric: Metric) -> Metric:
+        return metric
+
+    def add_artifact(self, label: str, path: Any) -> str:
+        return str(path)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@contextlib.contextmanager
+def heavy(lock: str | None, what: str) -> Iterator[None]:
+    if not lock:
+        yield
+        return
+    with open(lock, "a") as fh:
+        t0 = time.monotonic()
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        print(f"  [{what}: lock after {time.monotonic() - t0:.0f} s]", flush=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def fio_bw(job: FioJob, workdir: Path, wrap: list[str] | None = None) -> float:
+    return run_fio(job, workdir, workdir, timeout=120, stem="ra", wrap=wrap or ()).bw_bytes
+
+
+def ok(result: InferenceResult) -> InferenceResult:
+    if not result.ok:
+        sys.exit(f"{result.spec.id}: {result.outcome}: {result.error}\n{result.log_tail}")
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", type=Path, default=None, help="a directory on the drive (default: a temp dir)")
+    ap.add_argument("--lock", default=None, help="flock this file around each heavy step")
+    ap.add_argument("--loops", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="roofline-", dir=args.target))
+    try:
+        return sweep(base, args)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def sweep(base: Path, args: argparse.Namespace) -> int:
+    reason = throttle_missing_reason(base)
+    if reason:
+        print(f"skipped: {reason}")
+        return 0
+    (base / "art").mkdir()
+    target = Target(path=base, label="bench", run_id="roofline")
+    runner = ZeroInferenceRunner(target, BenchRecorder(base / "art"))  # type: ignore[arg-type]
+    spec = InferenceSpec(model="opt-125m", batch_size=1, prompt_len=32, gen_len=8, offload="nvme",
+                         loops=args.loops, warmup=1)
+    data = target.workdir / "fio.bin"
+    job = FioJob(name="ra", bs="1M", iodepth=16, runtime=2, time_based=True, size=256 << 20, filename=str(data))
+    with heavy(args.lock, "layout"):
+        run_fio(FioJob(name="layout", rw="write", bs="1M", iodepth=16, size=256 << 20, filename=str(data)),
+                target.workdir, target.workdir, timeout=300, stem="layout")
+    with heavy(args.lock, "resident run"):
+        ref1 = ok(runner.run(spec.with_(offload="none"), prefix="ref1", record=False))
+    device = block_device_of(target.workdir)
+    points: list[CapPoint] = []
+    drive = 0.0
+    for fraction in FRACTIONS:
+        with heavy(args.lock, f"cap {fraction:g}"):
+            if fraction == FRACTIONS[0] or not drive:
+                drive = fio_bw(job, target.workdir)
+                print(f"fio uncapped: {drive / 1e9:.3f} GB/s", flush=True)
+            cap = drive * fraction
+            with Throttle(device, cap) as th:
+                inside = fio_bw(job, target.workdir, th.wrap())
+                refused = cap_refusal(cap, inside)
+                if refused:
+                    print(f"  cap {fraction:g}: {refused}", flush=True)
+                    points.append(CapPoint(fraction, cap, inside, refused=refused))
+                    continue
+                res = ok(runner.run(spec, prefix=f"cap{round(fraction * 100)}", record=False, wrap=th.wrap()))
+        p = point_from_loops(fraction, cap, inside, res.loops, spec.batch_size, spec.gen_len)
+        print(f"  cap {fraction:g}: {inside / 1e9:.3f} GB/s in the cgroup, {p.measured:.2f} tok/s", flush=True)
+        points.append(p)
+    with heavy(args.lock, "resident run again"):
+        ref2 = ok(runner.run(spec.with_(offload="none"), prefix="ref2", record=False))
+    t1, t2 = compute_times(ref1)[0], compute_times(ref2)[0]
+    assert t1 and t2
+    t_compute = (t1 + t2) / 2
+    result = predict(points, t_compute, spec.batch_size)
+    report(result, t1, t2, args)
+    return 0
+
+
+def report(sw: Any, t1: float, t2: float, args: argparse.Namespace) -> None:
+    print(f"\nt_compute (no offload): {t1 * 1e3:.1f} ms before, {t2 * 1e3:.1f} ms after; used {sw.t_compute * 1e3:.1f} ms")
+    if sw.overlap is None:
+        print(sw.reason)
+        return
+    print(f"uncapped point: {sw.bytes_per_step / 1e6:.1f} MB per decode step, overlap {sw.overlap:.3f}\n")
+    print(f"{'cap':>5} {'fio in cg GB/s':>14} {'t_io ms':>8} {'t_step ms':>9} {'t_io+t_c ms':>11} "
+          f"{'measured':>9} {'predicted':>9} {'error':>7}")
+    rows = []
+    for p in sorted(sw.points, key=lambda q: -q.fraction):
+        if p.refused:
+            print(f"{p.fraction:>5g} {p.fio_bw / 1e9:>14.3f}  refused: {p.refused}")
+            continue
+        t_io = io_time(sw.bytes_per_step, p.fio_bw)
+        print(f"{p.fraction:>5g} {p.fio_bw / 1e9:>14.3f} {t_io * 1e3:>8.1f} {p.t_step * 1e3:>9.1f} "
+              f"{(t_io + sw.t_compute) * 1e3:>11.1f} {p.measured:>9.3f} {p.predicted:>9.3f} {p.error:>+7.1%}"
+              + ("  (fit point)" if p.fraction == 1.0 else ""))
+        rows.append({"fraction": p.fraction, "fio_bw": p.fio_bw, "t_io": t_io, "t_step": p.t_step,
+                     "measured": p.measured, "predicted": p.predicted, "error": p.error})
+    errs = sw.errors()
+    if errs:
+        print(f"\nout-of-sample points: {len(errs)}; median |error| {statistics.median(errs):.1%}, "
+              f"worst {max(errs):.1%} (goal: median <= 5%, none > 10%)")
+    serial = [r["t_step"] / (r["t_io"] + sw.t_compute) for r in rows]
+    print(f"t_step / (t_io + t_compute) per point: {', '.join(f'{s:.2f}' for s in serial)} "
+          f"(1.00 = no overlap at all; overlap fitted at the uncapped point: {sw.overlap:.2f})")
+    if args.json:
+        args.json.write_text(json.dumps({"t_compute": [t1, t2], "sweep": sw.summary(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

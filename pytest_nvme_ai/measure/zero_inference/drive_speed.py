@@ -1,0 +1,136 @@
+"""Drive-speed sweep: one NVMe-offloaded spec at read caps that are fractions of the drive's fio speed.
+
+The suite (`suites/test_drive_speed.py`) and `benchmarks/roofline_accuracy.py` share this: per cap,
+a fresh child runs inside a cgroup whose read bandwidth on the target's disk is capped
+(`measure.throttle`), after fio in the same cgroup checked the cap. The prediction is out of sample:
+t_compute from the resident-weights run, bytes per step and overlap from the uncapped (fraction 1)
+point only; then each cap's throughput is predicted from its own fio figure.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
+
+from pytest_nvme_ai.measure.bounds import bandwidth_gain, io_time, overlap_of, predict_throughput, relative_error
+
+CAP_TOLERANCE = 0.10     # fio inside the cgroup must read within ±10% of the cap, or the point is refused
+
+
+def cap_refusal(cap_bw: float, fio_bw: float, tolerance: float = CAP_TOLERANCE) -> str | None:
+    """Why a cap point is refused (fio in the cgroup not within ±tolerance of the cap), with both figures."""
+    if cap_bw <= 0:
+        return f"cap {cap_bw} B/s is not positive"
+    off = fio_bw / cap_bw - 1
+    if abs(off) > tolerance:
+        return (f"fio in the capped cgroup read {fio_bw / 1e6:.1f} MB/s against a cap of {cap_bw / 1e6:.1f} MB/s "
+                f"({off:+.0%}, outside ±{tolerance:.0%}): point refused")
+    return None
+
+
+@dataclass(frozen=True)
+class CapPoint:
+    """One capped run (measured figures only; the prediction comes from `predict`)."""
+
+    fraction: float                       # of the drive's uncapped fio bandwidth
+    cap_bw: float                         # B/s written to the throttle
+    fio_bw: float                         # B/s fio read inside the same cgroup just before the run
+    refused: str | None = None            # why the point was not run or not used
+    decode_throughput: tuple[float, ...] = ()   # tokens/s per measured loop
+    bytes_per_step: float | None = None   # B read from the target per decode step (median over loops)
+    t_step: float | None = None           # s per decode step (median over loops)
+    predicted: float | None = None        # tokens/s, the model's out-of-sample prediction
+    error: float | None = None            # (predicted - measured) / measured
+
+    @property
+    def measured(self) -> float | None:
+        return float(statistics.median(self.decode_throughput)) if self.decode_throughput else None
+
+    @property
+    def label(self) -> str:
+        return f"cap{round(self.fraction * 100)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "measured": self.measured}
+
+
+def point_from_loops(fraction: float, cap_bw: float, fio_bw: float, loops: Sequence[Any], batch: int,
+                     gen_len: int) -> CapPoint:
+    """A cap point from the child's LoopMeasurements (decode throughput = batch·(gen−1)/decode latency)."""
+    thr = tuple(batch * (gen_len - 1) / lp.decode_latency for lp in loops if lp.decode_latency > 0)
+    per_step = [lp.decode_read_bytes_per_step for lp in loops if lp.decode_read_bytes_per_step is not None]
+    steps = [lp.decode_latency / lp.decode_steps for lp in loops if lp.decode_steps]
+    return CapPoint(fraction, cap_bw, fio_bw, decode_throughput=thr,
+                    bytes_per_step=float(statistics.median(per_step)) if per_step else None,
+                    t_step=float(statistics.median(steps)) if steps else None)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    points: tuple[CapPoint, ...]
+    t_compute: float                  # s per decode step, resident weights
+    tokens_per_step: int              # batch
+    overlap: float | None             # from the uncapped point only
+    bytes_per_step: float | None      # from the uncapped point only
+    reason: str | None = None         # why there is no prediction
+
+    @property
+    def accepted(self) -> list[CapPoint]:
+        return [p for p in self.points if p.refused is None and p.measured is not None]
+
+    def sensitivity_measured(self) -> float | None:
+        """Throughput gain from doubling the bandwidth, between the highest accepted cap and its half."""
+        acc = sorted(self.accepted, key=lambda p: -p.fraction)
+        for hi in acc:
+            lo = next((p for p in acc if abs(p.fraction * 2 - hi.fraction) < 1e-9), None)
+            if lo is not None and lo.measured and hi.measured:
+                return bandwidth_gain(lo.measured, hi.measured)
+        return None
+
+    def sensitivity_predicted_above(self) -> float | None:
+        """Predicted gain from doubling the drive's own (uncapped) bandwidth, from the bounds."""
+        top = next((p for p in self.points if p.fraction == 1.0 and p.refused is None), None)
+        if top is None or self.overlap is None or not self.bytes_per_step:
+            return None
+        here = predict_throughput(self.tokens_per_step, self.bytes_per_step, top.fio_bw, self.t_compute, self.overlap)
+        twice = predict_throughput(self.tokens_per_step, self.bytes_per_step, 2 * top.fio_bw, self.t_compute,
+                                   self.overlap)
+        return bandwidth_gain(here, twice)
+
+    def errors(self) -> list[float]:
+        return [abs(p.error) for p in self.points if p.error is not None and p.fraction != 1.0]
+
+    def curve(self) -> list[list[float]]:
+        """[read bandwidth B/s, predicted tokens/s] around the drive's speed, for the report's chart."""
+        top = next((p for p in self.points if p.fraction == 1.0 and p.refused is None), None)
+        if top is None or self.overlap is None or not self.bytes_per_step:
+            return []
+        return [[f * top.fio_bw, predict_throughput(self.tokens_per_step, self.bytes_per_step, f * top.fio_bw,
+                                                    self.t_compute, self.overlap)]
+                for f in (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)]
+
+    def summary(self) -> dict[str, Any]:
+        return {"points": [p.to_dict() for p in self.points], "t_compute": self.t_compute, "curve": self.curve(),
+                "tokens_per_step": self.tokens_per_step, "overlap": self.overlap,
+                "bytes_per_step": self.bytes_per_step, "reason": self.reason,
+                "bandwidth_sensitivity": self.sensitivity_measured(),
+                "bandwidth_sensitivity_predicted_above": self.sensitivity_predicted_above()}
+
+
+def predict(points: Sequence[CapPoint], t_compute: float, tokens_per_step: int) -> Sweep:
+    """Fit the overlap on the uncapped point (fraction 1) alone; predict every point from its fio figure."""
+    top = next((p for p in points if p.fraction == 1.0 and p.refused is None and p.t_step and p.bytes_per_step),
+               None)
+    if top is None or not top.bytes_per_step or not top.t_step:
+        return Sweep(tuple(points), t_compute, tokens_per_step, None, None,
+                     "no uncapped (fraction 1) point was measured: no overlap to predict from")
+    per_step = top.bytes_per_step
+    overlap = overlap_of(io_time(per_step, top.fio_bw), t_compute, top.t_step)
+    out = []
+    for p in points:
+        if p.refused is not None or p.measured is None:
+            out.append(p)
+            continue
+        pred = predict_throughput(tokens_per_step, per_step, p.fio_bw, t_compute, overlap)
+        out.append(replace(p, predicted=pred, error=relative_error(p.measured, pred)))
+    return Sweep(tuple(out), t_compute, tokens_per_step, overlap, per_step)
