@@ -26,15 +26,17 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", nargs=2, metavar=("A", "B"), help="column labels (default: run ids)")
     c.add_argument("-o", "--output", default="compare.html", help="output HTML file (default: compare.html)")
 
-    b = sub.add_parser("baseline", help="manage stored baselines")
+    b = sub.add_parser("baseline", help="manage stored baselines (windows of sessions)")
     bsub = b.add_subparsers(dest="baseline_command", required=True)
-    bp = bsub.add_parser("promote", help="accept a reviewed run as the baseline without rerunning it")
+    bp = bsub.add_parser("promote", help="add a reviewed run to the baseline windows without rerunning it")
     bp.add_argument("results", help="results.json of the reviewed run (e.g. reports/latest/results.json)")
     bp.add_argument("--name", help="baseline name (default: each target's device fingerprint slug)")
     bp.add_argument("--baseline-dir", default="baselines", help="directory of baselines (default: baselines/)")
     bp.add_argument("--include-failed", action="store_true",
                     help="also accept tests that failed the gate (a reviewed, intended change)")
-    bs = bsub.add_parser("show", help="list what a baseline holds")
+    bp.add_argument("--window", type=int, default=10,
+                    help="sessions kept per entry after adding this one (default 10, as --nvme-ai-baseline-window)")
+    bs = bsub.add_parser("show", help="list a baseline's entries and the sessions in each window")
     bs.add_argument("name", nargs="?", help="baseline name or file (default: list all baselines)")
     bs.add_argument("--baseline-dir", default="baselines", help="directory of baselines (default: baselines/)")
 
@@ -64,8 +66,8 @@ def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
         from pytest_nvme_ai.report import cli_compare
         return cli_compare
     if args.command == "baseline":
-        from pytest_nvme_ai.gate import baseline
-        return baseline.cli_promote if args.baseline_command == "promote" else baseline.cli_show
+        from pytest_nvme_ai.gate import manage
+        return manage.cli_promote if args.baseline_command == "promote" else manage.cli_show
     if args.command == "history":
         from pytest_nvme_ai.history.cli import cli_history
         return cli_history

@@ -8,7 +8,6 @@ from typing import Any, Generator
 import pytest
 
 from pytest_nvme_ai.run import settings
-from pytest_nvme_ai.run.records import RECORD_KEY
 from pytest_nvme_ai.run.session import SESSION_KEY, NvmeAiSession, NvmeAiWarning, get_session
 from pytest_nvme_ai.run.history_hook import register as register_history
 from pytest_nvme_ai.run.summary import write_summary
@@ -78,6 +77,10 @@ class _Hooks:
                              f" ({len(bf.entries)} entries)" if bf else
                              f"nvme-ai baseline for {t.id}: none yet at {s.baseline_paths[t.label]}")
             lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in _target_warnings(t))
+            if bf is not None and t.label not in s.sibling_baselines:
+                from pytest_nvme_ai.gate.policy import window_warnings
+
+                lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in window_warnings(bf, s.tolerance, s.baseline_window))
         return lines
 
     @pytest.hookimpl(tryfirst=True)  # target first in ids: test_seq_read[@nvme0-bs1M-qd16-j1]
@@ -90,24 +93,25 @@ class _Hooks:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
         result = yield
-        # The test body passed: gate its metrics now, so a regression fails exactly this test.
-        comps = self.s.gate(item)
-        rec = item.stash.get(RECORD_KEY, None)
-        if rec is not None:
-            for c in comps:
-                item.user_properties.append((f"nvme_ai.{c.metric}", c.now))
-                item.user_properties.append((f"nvme_ai.{c.metric}.verdict", c.verdict))
-            if rec.verdict:
-                item.user_properties.append(("nvme_ai.verdict", rec.verdict))
-        regressions = [c for c in comps if c.verdict == "regression" and c.gated]
-        if regressions:
-            pytest.fail("\n".join(c.message for c in regressions) + f"\nbaseline file: {rec.baseline_file if rec is not None else None}",
-                        pytrace=False)
-        for c in comps:
-            if c.verdict == "improvement" and c.gated:
-                warnings.warn(NvmeAiWarning(c.message + " — refresh the baseline with --nvme-ai-save-baseline"))
-            if c.verdict == "incomparable" and c.gated and self.s.strict:
-                pytest.fail(c.message + " (--nvme-ai-strict)", pytrace=False)
+        # The test body passed: gate/ decides on its metrics now, so a regression fails exactly this test.
+        v = self.s.gate(item)
+        if v is None:
+            return result
+        for c in v.comparisons:
+            item.user_properties.append((f"nvme_ai.{c.metric}", c.now))
+            item.user_properties.append((f"nvme_ai.{c.metric}.verdict", c.verdict))
+            if c.min_detectable_change is not None:
+                item.user_properties.append((f"nvme_ai.{c.metric}.min_detectable_change_pct",
+                                             round(c.min_detectable_change, 2)))
+        if v.verdict:
+            item.user_properties.append(("nvme_ai.verdict", v.verdict))
+        failure = v.failure()
+        if failure:
+            pytest.fail(failure, pytrace=False)
+        for c in v.improvements:
+            warnings.warn(NvmeAiWarning(c.message + " — refresh the baseline with --nvme-ai-save-baseline"))
+        if self.s.strict and v.incomparable:
+            pytest.fail(v.incomparable[0].message + " (--nvme-ai-strict)", pytrace=False)
         return result
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

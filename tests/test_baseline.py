@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nvme_ai.gate import baseline
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.gate import baseline, manage
 
 FP = {"kind": "nvme", "model": "Micron 7450", "firmware": "E2MU200", "pcie_gen": 4, "pcie_width": 4, "fs_type": "ext4"}
 
 
-def entry(v: float) -> dict:
-    return {"nodeid": "x", "params": {}, "metrics": {"bw": {"value": v, "unit": "B/s", "better": "higher",
-                                                              "samples": [v]}}}
+def entry(v: float, key: str = "k") -> baseline.NewSession:
+    return baseline.NewSession(key, "x", {}, {"bw": Metric.of("bw", [v])})
 
 
 def _saver(path: str, worker: int, n: int) -> None:
     for i in range(n):
-        baseline.save_entries(Path(path), name="b", fingerprint=FP, entries={f"w{worker}::t{i}": entry(i)},
-                              run={"id": f"r{worker}"})
+        baseline.save_sessions(Path(path), name="b", fingerprint=FP, sessions=[entry(i + 1, f"w{worker}::t{i}")],
+                               run={"id": f"r{worker}"})
 
 
 def test_concurrent_sessions_lose_no_entries(tmp_path: Path) -> None:
@@ -39,11 +39,11 @@ def test_concurrent_sessions_lose_no_entries(tmp_path: Path) -> None:
 
 def test_save_refuses_other_device_and_keeps_file(tmp_path: Path) -> None:
     path = tmp_path / "b.json"
-    baseline.save_entries(path, name="b", fingerprint=FP, entries={"k": entry(1)}, run={"id": "r"})
+    baseline.save_sessions(path, name="b", fingerprint=FP, sessions=[entry(1)], run={"id": "r"})
     before = path.read_text()
     with pytest.raises(baseline.BaselineError, match="recorded on device"):
-        baseline.save_entries(path, name="b", fingerprint={**FP, "firmware": "NEW"}, entries={"k": entry(2)},
-                              run={"id": "r"})
+        baseline.save_sessions(path, name="b", fingerprint={**FP, "firmware": "NEW"}, sessions=[entry(2)],
+                               run={"id": "r"})
     assert path.read_text() == before
 
 
@@ -52,6 +52,9 @@ def test_save_refuses_other_device_and_keeps_file(tmp_path: Path) -> None:
     ("[]", "top level is not an object"),
     ('{"entries": {}}', "no integer schema_version"),
     ('{"schema_version": 1, "name": "b", "entries": {"k": {"metrics": {"bw": {"unit": "B/s"}}}}}', "corrupt"),
+    ('{"schema_version": 2, "name": "b", "entries": {"k": {"metrics": {}}}}', "KeyError"),
+    ('{"schema_version": 2, "name": "b", "entries": {"k": {"sessions": []}}}', "no sessions"),
+    ('{"schema_version": 0, "name": "b", "entries": {}}', "never written"),
 ])
 def test_corrupt_files_are_refused_with_what_to_do(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "b.json"
@@ -69,9 +72,67 @@ def test_promote_refuses_non_results(tmp_path: Path) -> None:
     f = tmp_path / "r.json"
     f.write_text(json.dumps({"hello": 1}))
     with pytest.raises(ValueError, match="not a pytest-nvme-ai results.json"):
-        baseline.promote(f, tmp_path)
+        manage.promote(f, tmp_path)
     f.write_text(json.dumps({"schema_version": 7}))
     with pytest.raises(ValueError, match="newer than this pytest-nvme-ai reads"):
-        baseline.promote(f, tmp_path)
+        manage.promote(f, tmp_path)
     with pytest.raises(FileNotFoundError, match="reports/latest/results.json"):
-        baseline.promote(tmp_path / "nope.json", tmp_path)
+        manage.promote(tmp_path / "nope.json", tmp_path)
+
+
+def test_save_appends_sessions_and_trims_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    env = {"versions": {"fio": "fio-3.33", "torch": "2.13.0", "other": "x"}, "kernel": "Linux 6.1"}
+    for i in range(5):
+        baseline.save_sessions(path, name="b", fingerprint=FP, sessions=[entry(100 + i)], window=3,
+                               run={"id": f"r{i}", "started": f"2026-12-01T09:0{i}:00", "profile": "quick",
+                                    "commit": {"id": f"c{i}"}}, environment=env)
+    raw = json.loads(path.read_text())
+    assert raw["schema_version"] == baseline.FORMAT_VERSION == 2
+    sessions = raw["entries"]["k"]["sessions"]
+    assert [s["run_id"] for s in sessions] == ["r2", "r3", "r4"]            # oldest dropped, order kept
+    s = sessions[-1]
+    assert s["commit"] == "c4" and s["time"] == "2026-12-01T09:04:00" and s["firmware"] == "E2MU200"
+    assert s["link"] == "Gen4 x4" and s["versions"] == {"fio": "fio-3.33", "torch": "2.13.0", "kernel": "Linux 6.1"}
+    assert s["metrics"]["bw"]["samples"] == [104.0]
+
+
+def test_other_settings_restart_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    for i in range(3):
+        baseline.save_sessions(path, name="b", fingerprint=FP, sessions=[entry(1)], run={"id": f"r{i}"})
+    changed = baseline.NewSession("k", "x", {"bs": "2M"}, {"bw": Metric.of("bw", [2.0])})
+    baseline.save_sessions(path, name="b", fingerprint=FP, sessions=[changed], run={"id": "new"})
+    bf = baseline.load(path)
+    assert bf is not None and [s.run_id for s in bf.entries["k"].sessions] == ["new"]
+
+
+def test_real_v1_file_migrates_to_a_one_session_window(tmp_path: Path) -> None:
+    """tests/golden/baseline_v1/ holds a file written by the v1 code (commit 29dd5c4) on the build VM."""
+    src = Path(__file__).parent / "golden" / "baseline_v1" / "virtio-vda-ext4.json"
+    path = tmp_path / src.name
+    path.write_text(src.read_text())
+    bf = baseline.load(path)
+    assert bf is not None and bf.schema_version == 1
+    e = bf.entries["test_v1demo.py::test_seq"]
+    (only,) = e.sessions
+    assert only.source == "v1" and only.profile == "quick" and only.run_id == "20261201-090141-d25dc5"
+    assert e.metrics["bw"].samples == (67041822.0, 67041822.0, 67041822.0) and e.params["rate"] == "emulated drive"
+    # the next save appends a session and writes version 2, keeping the migrated one
+    new = baseline.NewSession(e.key, e.nodeid, e.params, {"bw": Metric.of("bw", [6.7e7, 6.7e7, 6.7e7])})
+    baseline.save_sessions(path, name=bf.name, fingerprint=bf.fingerprint, sessions=[new],
+                           run={"id": "v2run", "profile": "quick"})
+    again = baseline.load(path)
+    assert again is not None and again.schema_version == 2
+    assert [s.source for s in again.entries[e.key].sessions] == ["v1", "save"]
+    assert set(again.entries) == set(bf.entries)       # untouched entries survive the migration
+    assert again.created == bf.created
+
+
+def test_newer_baseline_refused_and_untouched_on_save(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"schema_version": 3, "name": "b", "entries": {}}))
+    before = path.read_text()
+    with pytest.raises(baseline.BaselineError, match=r"schema_version 3, newer than this pytest-nvme-ai reads \(2\)"):
+        baseline.save_sessions(path, name="b", fingerprint=FP, sessions=[entry(1)], run={"id": "r"})
+    assert path.read_text() == before

@@ -41,11 +41,13 @@ def baseline_file(p: pytest.Pytester) -> Path:
 
 
 def edit_metric(path: Path, key_part: str, name: str, samples: list[float]) -> None:
+    """Rewrite the samples of the latest session of matching entries (format 2)."""
     d = json.loads(path.read_text())
     for key, e in d["entries"].items():
         if key_part in key:
-            e["metrics"][name]["samples"] = samples
-            e["metrics"][name]["value"] = sorted(samples)[len(samples) // 2]
+            m = e["sessions"][-1]["metrics"][name]
+            m["samples"] = samples
+            m["value"] = sorted(samples)[len(samples) // 2]
     path.write_text(json.dumps(d))
 
 
@@ -54,7 +56,7 @@ def test_save_then_unchanged_rerun_passes(demo: pytest.Pytester) -> None:
     r.assert_outcomes(passed=2)
     r.stdout.fnmatch_lines(["*baseline saved: *baselines*.json"])
     data = json.loads(baseline_file(demo).read_text())
-    assert data["schema_version"] == 1 and len(data["entries"]) == 2
+    assert data["schema_version"] == 2 and len(data["entries"]) == 2
     assert "test_demo.py::test_measured" in data["entries"]  # key has no target component
     r2 = run(demo)
     r2.assert_outcomes(passed=2)
@@ -150,7 +152,7 @@ def test_newer_schema_baseline_is_refused(demo: pytest.Pytester) -> None:
     before = bf.read_text()
     r = run(demo, "--nvme-ai-save-baseline")
     assert r.ret == pytest.ExitCode.USAGE_ERROR
-    r.stderr.fnmatch_lines(["*schema_version 99, newer than this pytest-nvme-ai reads (1)*Upgrade pytest-nvme-ai*"])
+    r.stderr.fnmatch_lines(["*schema_version 99, newer than this pytest-nvme-ai reads (2)*Upgrade pytest-nvme-ai*"])
     assert bf.read_text() == before
 
 
@@ -161,8 +163,9 @@ def test_resave_updates_only_tests_that_ran(demo: pytest.Pytester) -> None:
     run(demo, "--nvme-ai-save-baseline", "-k", "test_measured", values={"bw": [300, 300, 300]}).assert_outcomes(
         passed=1, deselected=1)
     d = json.loads(bf.read_text())
-    assert d["entries"]["test_demo.py::test_other"]["metrics"]["bw"]["samples"] == [7, 7, 7]
-    assert d["entries"]["test_demo.py::test_measured"]["metrics"]["bw"]["samples"] == [300, 300, 300]
+    assert d["entries"]["test_demo.py::test_other"]["sessions"][-1]["metrics"]["bw"]["samples"] == [7, 7, 7]
+    measured = d["entries"]["test_demo.py::test_measured"]["sessions"]
+    assert len(measured) == 2 and measured[-1]["metrics"]["bw"]["samples"] == [300, 300, 300]
 
 
 def test_junit_properties_carry_verdict_and_metrics(demo: pytest.Pytester) -> None:

@@ -162,7 +162,7 @@ def test_metric_rows_show_baseline_now_delta_verdict(page: str) -> None:
     m = re.search(r'<tr title="bw REGRESSION[^"]*"><td>bw</td><td class="num">3.25 GB/s</td>.*?</tr>', page)
     assert m, "no bw metric row for the 1M QD16 regression"
     row = m.group(0)
-    assert "3.97 GB/s" in row and "-18.0%" in row and "±10%" in row   # tolerance stored as the fraction 0.1
+    assert "3.97 GB/s" in row and "-18.0%" in row and "±10%" in row   # tolerance is a percentage (10.0)
     assert 'class="v-regression">regression</td>' in row
     assert 'class="num v-regression">-18.0%' in row   # the delta that decided it is coloured
     assert "Mann-Whitney U p=0.05" in row

@@ -1,25 +1,36 @@
-"""Baseline files: one JSON file per baseline name (device profile), schema-versioned.
+"""Baseline files: one JSON file per baseline name (device profile), with a window of sessions per entry.
 
-Writes are atomic (temp file + rename) and serialized with a lock file, and
-each save merges into what is on disk at that moment, so two sessions saving
-to the same baseline keep both sets of entries. A corrupt file or one from a
-newer schema is refused with a message, never overwritten.
+Format version 2 (its own number: results.json is versioned separately and stays at 1):
+
+    {"schema_version": 2, "name", "fingerprint": {...}, "created", "updated",
+     "entries": {"<key>": {"nodeid", "params", "profile",
+                           "sessions": [{"run_id", "time", "commit", "versions", "firmware", "link",
+                                         "profile", "source": "save"|"promote"|"v1", "outcome", "verdict",
+                                         "metrics": {"<name>": {"value", "unit", "better", "samples", "gated"}}},
+                                        ...oldest first]}}}
+
+A version-1 file (one session's samples per entry) is read as a one-session window and written back as
+version 2 the next time a session is saved into it. Writes are atomic (temp file + rename) and
+serialized with a lock file; each save merges into what is on disk at that moment, so two sessions
+saving to the same baseline keep both. A corrupt file, or one newer than this reader, is refused with
+a message and never overwritten.
 """
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.core.fsutil import atomic_write_json
-from pytest_nvme_ai.core.metrics import Metric, format_value
-from pytest_nvme_ai.core.text import device_slug
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.gate.window import SessionPoint
 
+FORMAT_VERSION = 2     # baseline files; results.json has its own core.schema.SCHEMA_VERSION
+DEFAULT_WINDOW = 10
 LOCK_TIMEOUT_S = 120
+KEY_VERSIONS = ("python", "fio", "deepspeed", "torch", "transformers")
 
 
 class BaselineError(Exception):
@@ -27,12 +38,65 @@ class BaselineError(Exception):
 
 
 @dataclass(frozen=True)
+class Session:
+    """One session of one entry: its samples and what it ran on."""
+
+    metrics: dict[str, Metric]
+    time: str | None = None
+    run_id: str | None = None
+    commit: str | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    firmware: str | None = None
+    link: str | None = None
+    profile: str | None = None
+    source: str = "save"
+    outcome: str | None = None
+    verdict: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "time": self.time, "commit": self.commit, "versions": self.versions,
+                "firmware": self.firmware, "link": self.link, "profile": self.profile, "source": self.source,
+                "outcome": self.outcome, "verdict": self.verdict,
+                "metrics": {n: m.to_dict() for n, m in self.metrics.items()}}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], source: str | None = None) -> "Session":
+        metrics = {n: Metric.from_dict(n, m) for n, m in raw["metrics"].items()}
+        versions = raw.get("versions") or {}
+        return cls(metrics=metrics, time=raw.get("time"), run_id=raw.get("run_id"), commit=raw.get("commit"),
+                   versions=dict(versions), firmware=raw.get("firmware"), link=raw.get("link"),
+                   profile=raw.get("profile"), source=source or str(raw.get("source") or "save"),
+                   outcome=raw.get("outcome"), verdict=raw.get("verdict"))
+
+
+@dataclass(frozen=True)
 class BaselineEntry:
     key: str
     nodeid: str
     params: dict[str, Any]
-    metrics: dict[str, Metric]
-    recorded: dict[str, Any]
+    profile: str | None
+    sessions: tuple[Session, ...]     # oldest first
+
+    @property
+    def latest(self) -> Session:
+        return self.sessions[-1]
+
+    @property
+    def metrics(self) -> dict[str, Metric]:
+        """The latest session's metrics (what the within-session rule compares with)."""
+        return self.latest.metrics
+
+    def window(self, size: int) -> tuple[Session, ...]:
+        return self.sessions[-size:]
+
+    def points(self, metric: str, size: int) -> list[SessionPoint]:
+        """The metric's samples per session, over the last `size` sessions that measured it."""
+        return [SessionPoint(s.metrics[metric].samples, s.time, s.run_id)
+                for s in self.window(size) if metric in s.metrics]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nodeid": self.nodeid, "params": self.params, "profile": self.profile,
+                "sessions": [s.to_json() for s in self.sessions]}
 
 
 @dataclass(frozen=True)
@@ -41,8 +105,14 @@ class BaselineFile:
     name: str
     fingerprint: dict[str, Any]
     entries: dict[str, BaselineEntry]
-    schema_version: int
+    schema_version: int          # as found on disk (1 for a file not yet migrated)
     updated: str | None
+    created: str | None = None
+
+
+def link_of(fingerprint: Mapping[str, Any]) -> str | None:
+    gen, width = fingerprint.get("pcie_gen"), fingerprint.get("pcie_width")
+    return f"Gen{gen} x{width or '?'}" if gen else None
 
 
 def _corrupt(path: Path, why: str) -> BaselineError:
@@ -52,31 +122,45 @@ def _corrupt(path: Path, why: str) -> BaselineError:
     )
 
 
+def _entry_v1(key: str, e: Mapping[str, Any]) -> BaselineEntry:
+    """A version-1 entry (one session's samples) as a one-session window."""
+    rec = dict(e.get("recorded") or {})
+    session = Session.from_json({**rec, "metrics": e["metrics"]}, source="v1")
+    return BaselineEntry(key, str(e.get("nodeid", key)), dict(e.get("params") or {}), rec.get("profile"), (session,))
+
+
+def _entry_v2(key: str, e: Mapping[str, Any]) -> BaselineEntry:
+    sessions = tuple(Session.from_json(s) for s in e["sessions"])
+    if not sessions:
+        raise ValueError(f"entry {key!r} has no sessions")
+    return BaselineEntry(key, str(e.get("nodeid", key)), dict(e.get("params") or {}), e.get("profile"), sessions)
+
+
 def _parse(path: Path, raw: Any) -> BaselineFile:
     if not isinstance(raw, dict):
         raise _corrupt(path, "top level is not an object")
     version = raw.get("schema_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise _corrupt(path, "no integer schema_version")
-    if version > SCHEMA_VERSION:
+    if version > FORMAT_VERSION:
         raise BaselineError(
             f"baseline file {path} has schema_version {version}, newer than this pytest-nvme-ai reads "
-            f"({SCHEMA_VERSION}). Upgrade pytest-nvme-ai, or point --nvme-ai-baseline-dir at baselines written "
+            f"({FORMAT_VERSION}). Upgrade pytest-nvme-ai, or point --nvme-ai-baseline-dir at baselines written "
             f"by this version. Nothing was overwritten."
         )
+    if version < 1:
+        raise _corrupt(path, f"schema_version {version} was never written by pytest-nvme-ai")
+    reader = _entry_v1 if version == 1 else _entry_v2
     try:
-        entries = {}
-        for key, e in raw["entries"].items():
-            metrics = {n: Metric.from_dict(n, m) for n, m in e["metrics"].items()}
-            entries[key] = BaselineEntry(key, e.get("nodeid", key), e.get("params", {}), metrics, e.get("recorded", {}))
+        entries = {str(k): reader(str(k), e) for k, e in raw["entries"].items()}
         return BaselineFile(path, str(raw["name"]), dict(raw.get("fingerprint") or {}), entries, version,
-                            raw.get("updated"))
+                            raw.get("updated"), raw.get("created"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _corrupt(path, f"{type(exc).__name__}: {exc}") from None
 
 
 def load(path: Path) -> BaselineFile | None:
-    """The baseline at `path`, or None when there is none yet."""
+    """The baseline at `path` (a v1 file migrated in memory), or None when there is none yet."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -109,30 +193,64 @@ def find_sibling(baseline_dir: Path, fingerprint: Mapping[str, Any]) -> Baseline
     return best
 
 
-def entry_from_record(test: Mapping[str, Any], run: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A baseline entry (JSON form) from a results.json test record."""
-    return {
-        "nodeid": test["nodeid"],
-        "params": test.get("params", {}),
-        "metrics": {n: {k: m[k] for k in ("value", "unit", "better", "samples", "gated") if k in m}
-                    for n, m in test["metrics"].items()},
-        "recorded": {"run_id": (run or {}).get("id"), "time": datetime.now(timezone.utc).isoformat(),
-                     "outcome": test.get("outcome"), "verdict": test.get("verdict")},
-    }
+@dataclass(frozen=True)
+class NewSession:
+    """What a run contributes to one entry: the test's identity and this session's metrics."""
+
+    key: str
+    nodeid: str
+    params: dict[str, Any]
+    metrics: dict[str, Metric]
+    outcome: str | None = None
+    verdict: str | None = None
 
 
-def _to_json(bf: BaselineFile | None, name: str, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
-    if bf is None:
-        return {"schema_version": SCHEMA_VERSION, "name": name, "fingerprint": dict(fingerprint),
-                "created": datetime.now(timezone.utc).isoformat(), "entries": {}}
-    raw: dict[str, Any] = json.loads(bf.path.read_text(encoding="utf-8"))
-    raw["schema_version"] = SCHEMA_VERSION
-    return raw
+def new_session_from_record(test: Mapping[str, Any]) -> NewSession:
+    """A session to save from a results.json test record (or TestRecord.to_dict())."""
+    metrics = {n: Metric.from_dict(n, m) for n, m in test["metrics"].items()}
+    return NewSession(str(test["key"]), str(test["nodeid"]), dict(test.get("params") or {}), metrics,
+                      test.get("outcome"), test.get("verdict"))
 
 
-def save_entries(path: Path, *, name: str, fingerprint: Mapping[str, Any], entries: Mapping[str, dict[str, Any]],
-                 run: Mapping[str, Any], environment: Mapping[str, Any] | None = None) -> Path:
-    """Merge `entries` into the baseline at `path` under a lock; atomic write."""
+def _session_of(new: NewSession, *, run: Mapping[str, Any], environment: Mapping[str, Any] | None,
+                fingerprint: Mapping[str, Any], source: str) -> Session:
+    versions = dict((environment or {}).get("versions") or {})
+    key_versions: dict[str, Any] = {k: versions.get(k) for k in KEY_VERSIONS if k in versions}
+    if (environment or {}).get("kernel"):
+        key_versions["kernel"] = (environment or {})["kernel"]
+    commit = run.get("commit")
+    return Session(metrics=dict(new.metrics),
+                   time=str(run.get("started") or datetime.now(timezone.utc).isoformat()),
+                   run_id=run.get("id"), commit=(commit or {}).get("id") if isinstance(commit, Mapping) else commit,
+                   versions=key_versions, firmware=fingerprint.get("firmware"), link=link_of(fingerprint),
+                   profile=run.get("profile"), source=source, outcome=new.outcome, verdict=new.verdict)
+
+
+def _file_json(bf: BaselineFile | None, name: str, fingerprint: Mapping[str, Any],
+               entries: Mapping[str, BaselineEntry]) -> dict[str, Any]:
+    now = datetime.now(timezone.utc).isoformat()
+    return {"schema_version": FORMAT_VERSION, "name": bf.name if bf else name,
+            "fingerprint": bf.fingerprint if bf and bf.fingerprint else dict(fingerprint),
+            "created": (bf.created if bf else None) or now, "updated": now,
+            "entries": {k: e.to_json() for k, e in entries.items()}}
+
+
+def append_session(entry: BaselineEntry | None, new: NewSession, session: Session, window: int) -> BaselineEntry:
+    """The entry with this session appended and the window trimmed to the newest `window` sessions.
+
+    Sessions measured with other settings or another profile describe another measurement: the
+    window restarts with this session instead of mixing the two."""
+    keep: tuple[Session, ...] = ()
+    if entry is not None and entry.params == new.params and entry.profile == session.profile:
+        keep = entry.sessions
+    sessions = (keep + (session,))[-max(1, window):]
+    return BaselineEntry(new.key, new.nodeid, dict(new.params), session.profile, sessions)
+
+
+def save_sessions(path: Path, *, name: str, fingerprint: Mapping[str, Any], sessions: Sequence[NewSession],
+                  run: Mapping[str, Any], environment: Mapping[str, Any] | None = None,
+                  window: int = DEFAULT_WINDOW, source: str = "save") -> Path:
+    """Append one session per entry to the baseline at `path` under a lock; atomic write."""
     from filelock import FileLock, Timeout
 
     path = Path(path)
@@ -146,107 +264,11 @@ def save_entries(path: Path, *, name: str, fingerprint: Mapping[str, Any], entri
                     f"baseline {path} was recorded on device {current.fingerprint}, not {dict(fingerprint)}; "
                     f"choose another --nvme-ai-baseline-name (or --name) or move the file away. Nothing was written."
                 )
-            data = _to_json(current, name, fingerprint)
-            for key, e in entries.items():
-                e = dict(e)
-                e["recorded"] = {**e.get("recorded", {}), "run_id": run.get("id"), "commit": (run.get("commit") or {}).get("id"),
-                                 "profile": run.get("profile"),
-                                 "versions": (environment or {}).get("versions")}
-                data["entries"][key] = e
-            data["updated"] = datetime.now(timezone.utc).isoformat()
-            atomic_write_json(path, data)
+            entries = dict(current.entries) if current else {}
+            for new in sessions:
+                s = _session_of(new, run=run, environment=environment, fingerprint=fingerprint, source=source)
+                entries[new.key] = append_session(entries.get(new.key), new, s, window)
+            atomic_write_json(path, _file_json(current, name, fingerprint, entries))
     except Timeout:
         raise BaselineError(f"could not lock {path} within {LOCK_TIMEOUT_S}s: another session is saving; retry") from None
     return path
-
-
-def _load_results(path: Path) -> dict[str, Any]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "results.json"
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{p} not found: pass a results.json (e.g. reports/latest/results.json)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON (line {exc.lineno}): is it a results.json?") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("schema_version"), int):
-        raise ValueError(f"{p} has no schema_version: it is not a pytest-nvme-ai results.json")
-    if raw["schema_version"] > SCHEMA_VERSION:
-        raise ValueError(f"{p} has schema_version {raw['schema_version']}, newer than this pytest-nvme-ai reads "
-                         f"({SCHEMA_VERSION}): upgrade pytest-nvme-ai")
-    return raw
-
-
-def promote(results: Path, baseline_dir: Path, name: str | None = None, include_failed: bool = False) -> list[tuple[Path, int]]:
-    """Accept a reviewed run as the baseline without rerunning it."""
-    data = _load_results(results)
-    targets = {t["label"]: t for t in data.get("targets", [])}
-    written: list[tuple[Path, int]] = []
-    by_label: dict[str, dict[str, Any]] = {}
-    for t in data.get("tests", []):
-        ok = t.get("outcome") == "passed" or (include_failed and t.get("verdict") in ("regression", "improvement"))
-        if ok and t.get("metrics") and t.get("target_label") in targets:
-            by_label.setdefault(t["target_label"], {})[t["key"]] = entry_from_record(t, data.get("run"))
-    if not by_label:
-        raise ValueError(f"{results}: no passing measured tests to promote")
-    if name and len(by_label) > 1:
-        fps = {json.dumps(targets[lbl]["device"].get("fingerprint"), sort_keys=True) for lbl in by_label}
-        if len(fps) > 1:
-            raise ValueError("--name names one baseline but the run measured devices with different fingerprints; "
-                             "promote without --name to get one baseline per device")
-    for label, entries in by_label.items():
-        fp = targets[label]["device"].get("fingerprint") or {}
-        bname = name or device_slug(fp)
-        path = Path(baseline_dir) / f"{bname}.json"
-        try:
-            save_entries(path, name=bname, fingerprint=fp, entries=entries, run=data.get("run", {}),
-                         environment=data.get("environment"))
-        except BaselineError as exc:
-            raise ValueError(str(exc)) from None
-        written.append((path, len(entries)))
-    return written
-
-
-def cli_promote(args: argparse.Namespace) -> int:
-    for path, n in promote(Path(args.results), Path(args.baseline_dir), args.name, args.include_failed):
-        print(f"promoted {n} test(s) into {path}")
-    return 0
-
-
-def _resolve_baseline(name: str, baseline_dir: Path) -> Path:
-    p = Path(name)
-    if p.suffix == ".json" and p.exists():
-        return p
-    cand = baseline_dir / f"{name}.json"
-    if not cand.exists():
-        have = ", ".join(sorted(x.stem for x in baseline_dir.glob("*.json"))) or "none"
-        raise FileNotFoundError(f"no baseline {name!r} in {baseline_dir} (have: {have})")
-    return cand
-
-
-def cli_show(args: argparse.Namespace) -> int:
-    bdir = Path(args.baseline_dir)
-    if not args.name:
-        files = sorted(bdir.glob("*.json"))
-        if not files:
-            print(f"no baselines in {bdir}")
-        for f in files:
-            try:
-                bf = load(f)
-                print(f"{f.stem}: {len(bf.entries) if bf else 0} entries, device {bf.fingerprint if bf else '?'}, updated {bf.updated if bf else '?'}")
-            except BaselineError as exc:
-                print(f"{f.stem}: UNREADABLE: {exc}")
-        return 0
-    try:
-        bf = load(_resolve_baseline(args.name, bdir))
-    except BaselineError as exc:
-        raise ValueError(str(exc)) from None
-    assert bf is not None
-    print(f"baseline {bf.name} ({bf.path}), schema {bf.schema_version}, updated {bf.updated}")
-    print(f"device: {bf.fingerprint}")
-    for key, e in sorted(bf.entries.items()):
-        print(f"  {key}")
-        for n, m in e.metrics.items():
-            print(f"      {n:<20} {format_value(m.value, m.unit):>14}  n={m.n}  ({m.better} is better)")
-    return 0

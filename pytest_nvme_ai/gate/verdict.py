@@ -1,6 +1,11 @@
 """Verdicts: is a metric's change against its baseline a regression, an improvement, or noise?
 
-Rule (asv's, adapted): a change counts only when it is larger than the
+Two rules. When the entry's window holds at least window.MIN_SESSIONS sessions, the session-window
+rule decides (see gate/window.py for the method and why): this run's median against the spread of
+the window's session medians. With fewer sessions, the within-session rule below decides, and the
+message says the window is too short to know the drift between sessions.
+
+Within-session rule (asv's, adapted): a change counts only when it is larger than the
 tolerance *and*, where both sides have at least two samples, statistically
 significant by a one-sided Mann-Whitney U test (scipy) at ALPHA. Mann-Whitney
 makes no normality assumption (bandwidth on a drive with burst credits is not
@@ -16,11 +21,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from math import comb
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from pytest_nvme_ai.core.metrics import Metric, format_value
+from pytest_nvme_ai.gate import window
+from pytest_nvme_ai.gate.window import SessionPoint
 
-ALPHA = 0.05
+ALPHA = 0.05                  # the within-session (Mann-Whitney) rule
+WINDOW_ALPHA = window.ALPHA   # the session-window rule
 
 
 @dataclass(frozen=True)
@@ -28,17 +36,24 @@ class Comparison:
     metric: str
     unit: str
     better: str
-    baseline: float | None
+    baseline: float | None     # what "now" is compared with: the window's centre, or the latest session's median
     now: float
-    delta: float | None        # relative change (now - baseline) / baseline
-    tolerance: float           # fraction, e.g. 0.10
+    delta: float | None        # relative change (now - baseline) / baseline, a fraction
+    tolerance: float           # percent, e.g. 10.0 for ±10% (the unit of --nvme-ai-tolerance)
     verdict: str
     p_value: float | None
-    method: str                # mann-whitney-u | tolerance-only | none
+    method: str                # session-window | mann-whitney-u | tolerance-only | none
     gated: bool
     message: str
     n_baseline: int
     n_now: int
+    window_sessions: int = 0                   # sessions of the entry's window that measured this metric
+    window_first: str | None = None
+    window_last: str | None = None
+    drift_pct: float | None = None             # SD of the session medians (percent): drift between sessions
+    limit_pct: float | None = None             # how far a session may move and stay inside the window
+    min_detectable_change: float | None = None # percent; None while the window is too short to know the drift
+    blind: bool = False                        # the drift hides a change of tolerance size (limit > tolerance)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,14 +79,30 @@ def min_p_value(n_now: int, n_base: int) -> float:
     return 1.0 / comb(n_now + n_base, n_now)
 
 
+def _day(ts: str | None) -> str:
+    return (ts or "?")[:16].replace("T", " ")
+
+
+def _head(verdict: str, beyond: bool) -> str:
+    if verdict == "pass" and beyond:
+        return "beyond tolerance but not significant"
+    return {"regression": "REGRESSION", "improvement": "improvement", "pass": "within noise"}[verdict]
+
+
 def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bool = True,
-            incomparable: str | None = None, alpha: float = ALPHA) -> Comparison:
-    tol = tolerance_pct / 100.0
+            incomparable: str | None = None, alpha: float = ALPHA,
+            sessions: Sequence[SessionPoint] | None = None) -> Comparison:
+    """Verdict for one metric. `sessions` is the entry's window for this metric (oldest first); with at
+    least window.MIN_SESSIONS of them the session-window rule decides, else the within-session rule
+    against `base` (the latest session), and the message says the drift is unknown."""
+    tol = float(tolerance_pct)
+    pts = list(sessions or [])
+    k = None if sessions is None else len(pts)
 
     def mk(verdict: str, message: str, *, baseline: float | None = None, delta: float | None = None,
-           p: float | None = None, method: str = "none", n_base: int = 0) -> Comparison:
+           p: float | None = None, method: str = "none", n_base: int = 0, **extra: Any) -> Comparison:
         return Comparison(now.name, now.unit, now.better, baseline, now.value, delta, tol, verdict, p, method,
-                          gated, message, n_base, now.n)
+                          gated, message, n_base, now.n, window_sessions=len(pts), **extra)
 
     if base is None:
         return mk("new", f"{now.name}: no baseline yet (now {format_value(now.value, now.unit)}); "
@@ -82,13 +113,20 @@ def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bo
         return mk("incomparable", f"{now.name}: baseline is in {base.unit} ({base.better} is better) but this run "
                                   f"measured {now.unit} ({now.better} is better); re-save the baseline",
                   baseline=base.value, n_base=base.n)
+    w = window.stats(pts, now.n, alpha=WINDOW_ALPHA) if now.value > 0 else None
+    if w is not None:
+        return _window_verdict(now, w, tol, mk)
     if base.value == 0:
         verdict = "pass" if now.value == 0 else "incomparable"
         return mk(verdict, f"{now.name}: baseline is 0, relative change undefined", baseline=0.0, n_base=base.n)
+    return _within_session_verdict(now, base, tol, alpha, k, mk)
 
+
+def _within_session_verdict(now: Metric, base: Metric, tol: float, alpha: float, k: int | None,
+                            mk: Callable[..., Comparison]) -> Comparison:
     delta = now.value / base.value - 1.0
     worse = _is_worse(delta, now.better)
-    beyond = abs(delta) > tol
+    beyond = abs(delta) * 100.0 > tol
     if now.n >= 2 and base.n >= 2 and min_p_value(now.n, base.n) <= alpha:
         method = "mann-whitney-u"
         p_now = significance(now.samples, base.samples, now.better, worse)
@@ -100,20 +138,41 @@ def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bo
         why = "single sample" if min(now.n, base.n) < 2 else f"too few samples for significance at alpha {alpha:g}"
         evidence = (f"{why} (n={now.n} now vs {base.n} baseline): tolerance alone decides, no significance test; "
                     f"use --nvme-ai-repeat 3 or more for a statistical gate")
-
-    if beyond and significant:
-        verdict = "regression" if worse else "improvement"
-    else:
-        verdict = "pass"
-    direction = "worse" if worse else "better"
-    head = {"regression": "REGRESSION", "improvement": "improvement", "pass": "within noise"}[verdict]
-    if verdict == "pass" and beyond:
-        head = "beyond tolerance but not significant"
+    short = "" if k is None else (
+        f"; window too short to know the drift between sessions ({k} of {window.MIN_SESSIONS} sessions): "
+        f"compared with the latest session's samples only; save more sessions with --nvme-ai-save-baseline")
+    verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
     message = (
-        f"{now.name} {head}: baseline {format_value(base.value, base.unit)}, now {format_value(now.value, now.unit)}, "
-        f"delta {delta * 100:+.1f}% ({direction}; {now.better} is better), tolerance ±{tol * 100:g}%; {evidence}"
+        f"{now.name} {_head(verdict, beyond)}: baseline {format_value(base.value, base.unit)}, "
+        f"now {format_value(now.value, now.unit)}, delta {delta * 100:+.1f}% ({'worse' if worse else 'better'}; "
+        f"{now.better} is better), tolerance ±{tol:g}%; {evidence}{short}"
     )
     return mk(verdict, message, baseline=base.value, delta=delta, p=p, method=method, n_base=base.n)
+
+
+def _window_verdict(now: Metric, w: window.WindowStats, tol: float, mk: Callable[..., Comparison]) -> Comparison:
+    delta = now.value / w.centre - 1.0
+    worse = _is_worse(delta, now.better)
+    beyond = abs(delta) * 100.0 > tol
+    distance = window.outside(now.value, w)
+    significant = abs(distance) > 1.0
+    verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
+    limit = w.limit_pct(now.better)
+    mdc = w.mdc_pct(now.better, tol)
+    evidence = (f"session-window rule: {'outside' if significant else 'inside'} the window's one-sided "
+                f"{(1 - WINDOW_ALPHA) * 100:g}% prediction limit of {limit:.1f}% "
+                f"(t={w.t_quantile:.2f}, df {w.k - 1}; now at {distance:+.2f} limits); "
+                f"minimum detectable change {mdc:.1f}%")
+    message = (
+        f"{now.name} {_head(verdict, beyond)}: window {w.k} sessions ({_day(w.first)} .. {_day(w.last)}), "
+        f"drift between sessions ±{w.drift_pct:.1f}% (within a session ±{w.within_pct:.1f}%), "
+        f"window centre {format_value(w.centre, now.unit)}, now {format_value(now.value, now.unit)}, "
+        f"delta {delta * 100:+.1f}% ({'worse' if worse else 'better'}; {now.better} is better), "
+        f"tolerance ±{tol:g}%; {evidence}"
+    )
+    return mk(verdict, message, baseline=w.centre, delta=delta, method="session-window", n_base=w.k,
+              window_first=w.first, window_last=w.last, drift_pct=w.drift_pct, limit_pct=limit,
+              min_detectable_change=mdc, blind=w.blind_to(now.better, tol))
 
 
 def overall(comparisons: list[Comparison]) -> str | None:

@@ -95,9 +95,11 @@ def params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items() if not isinstance(v, (Mapping, list)))
 
 
-def tolerance_text(v: Any) -> str:
-    """gate.Comparison stores a fraction (0.10); a value above 1 can only be a percentage."""
+def tolerance_text(v: Any, mdc: Any = None, blind: Any = False) -> str:
+    """A tolerance is a percentage everywhere (gate.Comparison.tolerance, run.tolerance): 150 is ±150%.
+    With the gate's minimum detectable change (percent) when the baseline window knows it."""
     f = num(v)
     if f is None:
         return "—"
-    return f"±{f * 100 if f <= 1 else f:g}%"
+    m = num(mdc)
+    return f"±{f:g}%" + (f" (detects ≥{m:.0f}%{'!' if blind else ''})" if m is not None else "")

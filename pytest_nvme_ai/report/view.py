@@ -138,7 +138,8 @@ def evidence(c: Mapping[str, Any]) -> str:
         return str(c.get("message") or "")
     if p is not None:
         return f"{'Mann-Whitney U ' if method == 'mann-whitney-u' else ''}p={p:.3g}"
-    return {"tolerance-only": "tolerance only (one sample)", "none": ""}.get(method, method)
+    return {"tolerance-only": "tolerance only (one sample)", "none": "",
+            "session-window": "drift between sessions"}.get(method, method)
 
 
 def metric_rows(t: Mapping[str, Any]) -> list[MetricRow]:
@@ -160,7 +161,7 @@ def metric_rows(t: Mapping[str, Any]) -> list[MetricRow]:
         rows.append(MetricRow(
             name=name, now=fmt(m.get("value", c.get("now")), unit), spread=spread,
             baseline=fmt(c.get("baseline"), unit), delta=fmt_delta(c.get("delta")),
-            tolerance=tolerance_text(c.get("tolerance")), verdict=text, css=css, note=evidence(c),
+            tolerance=tolerance_text(c.get("tolerance"), c.get("min_detectable_change"), c.get("blind")), verdict=text, css=css, note=evidence(c),
             message=str(c.get("message") or ""),
         ))
     return rows

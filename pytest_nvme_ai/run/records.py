@@ -143,6 +143,12 @@ class SessionRecorder:
     def record_samples(self, name: str, samples: list[float] | tuple[float, ...], **kw: Any) -> Metric:
         return self.record(Metric.of(name, samples, **kw))
 
+    def ungate(self, name: str) -> None:
+        """Keep a recorded metric in the report but out of the gate (e.g. a point that never reached steady
+        state: comparing it as if steady would gate noise)."""
+        m = self._record.metrics[name]
+        self._record.metrics[name] = Metric(m.name, m.unit, m.better, m.samples, gated=False)
+
     def set_params(self, **params: Any) -> None:
         self._record.params.update(params)
 

@@ -36,12 +36,6 @@ class NvmeAiWarning(UserWarning):
     pass
 
 
-def _changed_params(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """'key old -> new' for parameters both runs recorded with different values (e.g. the aio block)."""
-    diffs = [f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k]]
-    return "; ".join(diffs)
-
-
 class NvmeAiSession:
     """Session state and the hooks that need it."""
 
@@ -50,6 +44,7 @@ class NvmeAiSession:
         self.profile: str = settings.resolve(config, "profile")
         self.profile_obj: Profile = PROFILES[self.profile]
         self.tolerance: float = settings.resolve(config, "tolerance")
+        self.baseline_window: int = settings.resolve(config, "baseline_window")
         self.repeat: int | None = settings.resolve(config, "repeat")
         self.timeout: int | None = settings.resolve(config, "timeout")
         self.save_baseline: bool = bool(settings.resolve(config, "save_baseline"))
@@ -182,17 +177,13 @@ class NvmeAiSession:
             key = item.nodeid.split("[", 1)[0] + (f"[{stripped}]" if stripped else "")
         mod = getattr(item, "module", None)
         suite = (mod.__name__.rsplit(".", 1)[-1] if mod else item.nodeid.split("::")[0]).removeprefix("test_")
-        kw = self.marker_kwargs(item)
-        tol = settings.parse_marker_value("tolerance", kw["tolerance"], item.nodeid) if "tolerance" in kw else self.tolerance
-        metrics = kw.get("metrics")
-        if isinstance(metrics, str):
-            metrics = (metrics,)  # nvme_ai(metrics="bw") means the one metric, not the letters b and w
+        rules = self.gate_rules(item)
         # A test that does not take offload_target is attributed to the first target, whose
         # baseline it is gated against and saved into.
         target = self.target_of(item) or (self.targets[0] if self.targets else None)
         rec = TestRecord(
             nodeid=item.nodeid, key=key, suite=suite, target=target, params=params,
-            tolerance=tol, gated_metrics=tuple(metrics) if metrics else None,
+            tolerance=rules.tolerance_pct, gated_metrics=rules.gated_metrics,
         )
         self.records[item.nodeid] = rec
         item.stash[RECORD_KEY] = rec
@@ -203,37 +194,27 @@ class NvmeAiSession:
                                repeat=self.repeat_for(item), timeout=self.timeout, run_dir=lambda: self.run_dir,
                                cache=self.cache, aio=self.aio)
 
-    def gate(self, item: pytest.Item) -> list[Any]:
-        """Compare this test's metrics with its baseline; returns comparisons and sets the verdict."""
-        from pytest_nvme_ai.gate import verdict as gate
+    def gate_rules(self, item: pytest.Item) -> Any:
+        from pytest_nvme_ai.gate.policy import GateRules, GateSettingError
+
+        try:
+            return GateRules.from_marker(self.marker_kwargs(item), self.tolerance, item.nodeid)
+        except GateSettingError as exc:
+            raise settings.SettingError(str(exc)) from None
+
+    def gate(self, item: pytest.Item) -> Any:
+        """Hand the test's record and its baseline to gate/; returns the gate.policy.GateVerdict (or None)."""
+        from pytest_nvme_ai.gate.policy import GateSubject, decide
 
         rec = item.stash.get(RECORD_KEY, None)
         if rec is None or not rec.metrics:
-            return []
-        label = rec.target.label if rec.target else None
-        bfile = self.baselines.get(label) if label else None
-        entry = bfile.entries.get(rec.key) if bfile else None
-        incomparable = None
-        if bfile is not None and rec.target is not None and bfile.fingerprint != rec.target.device.fingerprint():
-            incomparable = gate.describe_fingerprint_change(bfile.fingerprint, rec.target.device.fingerprint())
-        elif entry is not None and entry.recorded.get("profile") not in (None, self.profile):
-            incomparable = (f"the baseline was recorded with profile {entry.recorded['profile']!r}, this run is "
-                            f"{self.profile!r} (other file sizes and durations); save a baseline for this profile")
-        elif entry is not None and (changed := _changed_params(entry.params, _jsonable(rec.params))):
-            incomparable = (f"the baseline was measured with other settings ({changed}); "
-                            f"save a baseline for these settings")
-        per_metric_tol = self.marker_kwargs(item).get("metric_tolerance", {}) or {}
-        comps = []
-        for name, m in rec.metrics.items():
-            gated = (name in rec.gated_metrics) if rec.gated_metrics is not None else m.gated
-            base_m = entry.metrics.get(name) if entry else None
-            tol = (settings.parse_marker_value("tolerance", per_metric_tol[name], item.nodeid)
-                   if name in per_metric_tol else rec.tolerance)
-            comps.append(gate.compare(m, base_m, tolerance_pct=tol, gated=gated, incomparable=incomparable))
-        rec.comparisons = comps
-        rec.baseline_file = str(bfile.path) if bfile is not None and entry else None
-        rec.verdict = gate.overall(comps)
-        return comps
+            return None
+        bfile = self.baselines.get(rec.target.label) if rec.target else None
+        test = GateSubject(rec.key, rec.nodeid, dict(rec.metrics), _jsonable(rec.params), self.profile,
+                             rec.target.device.fingerprint() if rec.target is not None else None)
+        v = decide(test, self.gate_rules(item), bfile, window=self.baseline_window)
+        rec.comparisons, rec.baseline_file, rec.verdict = list(v.comparisons), v.baseline_file, v.verdict
+        return v
 
     def finalize_verdict(self, rec: TestRecord) -> None:
         if rec.outcome == "skipped":
@@ -292,10 +273,10 @@ class NvmeAiSession:
             if not recs:
                 continue
             path = self.baseline_paths[t.label]
-            entries = {r.key: baseline.entry_from_record(r.to_dict()) for r in recs}
+            sessions = [baseline.new_session_from_record(r.to_dict()) for r in recs]
             try:
-                baseline.save_entries(path, name=path.stem, fingerprint=t.device.fingerprint(), entries=entries,
-                                      run=data["run"], environment=data["environment"])
+                baseline.save_sessions(path, name=path.stem, fingerprint=t.device.fingerprint(), sessions=sessions,
+                                       run=data["run"], environment=data["environment"], window=self.baseline_window)
             except baseline.BaselineError as exc:
                 self.save_errors.append(str(exc))
                 continue
@@ -325,6 +306,7 @@ class NvmeAiSession:
                 "finished": datetime.now(timezone.utc).isoformat(),
                 "profile": self.profile,
                 "tolerance": self.tolerance,
+                "baseline_window": self.baseline_window,
                 "commit": commit_info(),
                 "argv": list(self.config.invocation_params.args),
                 "exitstatus": int(exitstatus),

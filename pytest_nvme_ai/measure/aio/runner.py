@@ -73,6 +73,10 @@ class AioResult:
     settings: AioSettings
     seconds: tuple[float, ...]   # wall time of each full read
     verified: bool               # sampled blocks of the buffer matched the file after every read
+    # The worker's busiest thread over the request (measure/fio/hostbound.py): % of one core, and running +
+    # runnable %. Near 100% the figure describes the host's CPU, not the drive.
+    cpu_pct: float | None = None
+    busy_pct: float | None = None
 
     @property
     def bw_samples(self) -> tuple[float, ...]:
@@ -357,6 +361,12 @@ class AioRunner:
         self.recorder.record_samples("read_latency", result.seconds)
         self.recorder.set_extra("aio", settings.block())
         self.recorder.set_extra("aio_file_bytes", result.nbytes)
+        from pytest_nvme_ai.measure.fio.hostbound import judge
+
+        flag = judge(result.cpu_pct, None, busy_pct=result.busy_pct, who="the aio worker's busiest thread")
+        self.recorder.set_extra("host_bound", flag.to_dict())
+        if flag.flagged:
+            self.recorder.note(flag.reason)
         return result
 
 
@@ -371,11 +381,15 @@ def measure_read(file: Path, settings: AioSettings, *, repeat: int = 1, nbytes: 
         raise AioError(f"cannot read {size} B from {file}: it holds {file_bytes} B")
     check_read_size(size, settings.parallelism)
     w = worker or shared_worker()
+    from pytest_nvme_ai.measure.fio.hostbound import busiest_thread, thread_stats
+
+    before, t0 = thread_stats(w.proc.pid), time.monotonic()
     msg = w.read(file, settings, nbytes=size, repeat=repeat, timeout=timeout)
+    cpu, busy = busiest_thread(before, thread_stats(w.proc.pid), time.monotonic() - t0)
     if int(msg["nbytes"]) != size or not msg["verified"]:
         raise AioError(f"aio read of {file} returned {msg['nbytes']} verified={msg['verified']}, expected {size} B")
     return AioResult(file=file, nbytes=size, settings=settings, seconds=tuple(float(s) for s in msg["seconds"]),
-                     verified=bool(msg["verified"]))
+                     verified=bool(msg["verified"]), cpu_pct=cpu, busy_pct=busy)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,6 +170,11 @@ class FioResult:
     clat_p999: float | None
     steadystate: dict[str, Any] | None
     error: int = 0
+    # CPU of one job in % of one core (fio's usr_cpu/sys_cpu; with group_reporting fio averages its jobs).
+    # A job near 100% measured the host's CPU, not the drive (measure/fio/hostbound.py).
+    cpu_usr: float | None = None
+    cpu_sys: float | None = None
+    hostname: str | None = None  # fio client/server: the server that ran the job
     repetitions: tuple[FioResult, ...] = field(default=(), repr=False)
 
     def samples(self, attr: str) -> tuple[float, ...]:
@@ -183,6 +188,10 @@ class FioResult:
         return d
 
 
+# fio prints a NaN as a bare `-nan`/`nan` (e.g. the steady-state slope of a one-sample window): not JSON.
+_BARE_NAN = re.compile(r"([:\[,]\s*)-?nan\b")
+
+
 def _decode_json_text(text: str) -> dict[str, Any]:
     """fio prints notes and warnings ("note: ...", "fio: ...") before the JSON: skip to the first '{' line."""
     m = re.search(r"^\s*\{", text, re.MULTILINE)
@@ -190,7 +199,7 @@ def _decode_json_text(text: str) -> dict[str, Any]:
         head = text.strip().splitlines()[:3]
         raise FioError(f"no JSON in fio output (it starts with: {' | '.join(head) or '<empty>'})")
     try:
-        obj, _ = json.JSONDecoder().raw_decode(text[m.start():].lstrip())
+        obj, _ = json.JSONDecoder().raw_decode(_BARE_NAN.sub(r"\1NaN", text[m.start():].lstrip()))
     except json.JSONDecodeError as exc:
         raise FioError(f"fio output is not valid JSON ({exc}); was the run cut short?") from None
     if not isinstance(obj, dict):
@@ -210,7 +219,12 @@ def _job_result(job: Mapping[str, Any], version: str | None) -> FioResult:
     ss = job.get("steadystate")
     steady = None
     if ss:
+        # The window's per-second bandwidth samples stay (SNIA's range criterion is judged on them); the
+        # iops copy of the same window does not.
         steady = {k: v for k, v in ss.items() if k != "data"}
+        data = ss.get("data") or {}
+        if data:
+            steady["data"] = {"bw_mean": data.get("bw_mean"), "bw": list(data.get("bw") or [])}
         steady["attained"] = bool(steady.get("attained"))
     return FioResult(
         jobname=str(job.get("jobname", "")), fio_version=version,
@@ -219,7 +233,17 @@ def _job_result(job: Mapping[str, Any], version: str | None) -> FioResult:
         clat_mean=float(clat["mean"]) if clat.get("N") else None,
         clat_p50=_pct(pct, "50.000000"), clat_p99=_pct(pct, "99.000000"), clat_p999=_pct(pct, "99.900000"),
         steadystate=steady, error=int(job.get("error", 0)),
+        cpu_usr=_float(job.get("usr_cpu")), cpu_sys=_float(job.get("sys_cpu")),
+        hostname=str(job["hostname"]) if job.get("hostname") else None,
     )
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None  # NaN (fio prints -nan) is no figure
 
 
 def _pct(percentiles: Mapping[str, Any], key: str) -> float | None:
@@ -230,13 +254,23 @@ def parse_fio_json(data: str | bytes | Mapping[str, Any]) -> FioResult:
     """FioResult from fio's json/json+ output (text with leading junk, or an already-decoded dict)."""
     if isinstance(data, bytes):
         data = data.decode("utf-8", errors="replace")
-    obj = _decode_json_text(data) if isinstance(data, str) else data
-    jobs = obj.get("jobs") or []
-    if not jobs:
-        raise FioError("fio output has no jobs")
-    version = obj.get("fio version")
-    results = [_job_result(j, version) for j in jobs]
+    results = parse_fio_jobs(data)
     return results[0] if len(results) == 1 else _merge_jobs(results)
+
+
+def parse_fio_jobs(data: str | bytes | Mapping[str, Any], names: set[str] | None = None) -> list[FioResult]:
+    """One FioResult per job fio reported (local `jobs`, or a client's `client_stats` without the
+    "All clients" sum), optionally only the jobs named in `names`."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", errors="replace")
+    obj = _decode_json_text(data) if isinstance(data, str) else data
+    jobs = obj.get("jobs") or [j for j in obj.get("client_stats") or [] if j.get("jobname") != "All clients"]
+    if names is not None:
+        jobs = [j for j in jobs if j.get("jobname") in names]
+    if not jobs:
+        raise FioError("fio output has no jobs" + (f" named {', '.join(sorted(names))}" if names else ""))
+    version = obj.get("fio version")
+    return [_job_result(j, version) for j in jobs]
 
 
 def _merge_jobs(results: list[FioResult]) -> FioResult:
@@ -253,6 +287,7 @@ def _merge_jobs(results: list[FioResult]) -> FioResult:
         clat_mean=worst("clat_mean"), clat_p50=worst("clat_p50"), clat_p99=worst("clat_p99"),
         clat_p999=worst("clat_p999"), steadystate=results[0].steadystate,
         error=next((r.error for r in results if r.error), 0),
+        cpu_usr=worst("cpu_usr"), cpu_sys=worst("cpu_sys"), hostname=results[0].hostname,
     )
 
 
@@ -271,4 +306,5 @@ def combine_results(results: list[FioResult]) -> FioResult:
         runtime_ms=int(med("runtime_ms") or 0), clat_mean=med("clat_mean"), clat_p50=med("clat_p50"),
         clat_p99=med("clat_p99"), clat_p999=med("clat_p999"),
         error=next((r.error for r in results if r.error), 0), repetitions=tuple(results),
+        cpu_usr=med("cpu_usr"), cpu_sys=med("cpu_sys"),
     )

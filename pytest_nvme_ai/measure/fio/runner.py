@@ -11,6 +11,7 @@ import mmap
 import os
 import shutil
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,8 @@ from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJo
                       parse_fio_json, parse_size)
 from pytest_nvme_ai.core.fsutil import ensure_inside
 from pytest_nvme_ai.core.text import tail
+from pytest_nvme_ai.measure.fio import hostbound, steady
+from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
@@ -112,29 +115,83 @@ class FioRunner:
     def __init__(self, target: Target, recorder: Recorder) -> None:
         self.target = target
         self.recorder = recorder
+        self.last_steady_state: dict[str, Any] | None = None  # steady.combine() of the last run(steady_state=...)
 
     @property
     def cache(self) -> dict[Any, Any]:
         return self.recorder.session_cache
 
     def run(self, job: FioJob, repeat: int | None = None, record: bool = True,
-            wrap: Sequence[str] = ()) -> FioResult:
+            steady_state: SteadyPolicy | None = None, wrap: Sequence[str] = ()) -> FioResult:
         """Run `job` `repeat` times (default: the session's repeat); one metric sample per repetition.
-        `wrap` prefixes fio's command (a capped cgroup's wrapper, measure.throttle)."""
+        `wrap` prefixes fio's command (a capped cgroup's wrapper, measure.throttle).
+
+        With `steady_state`, each repetition runs until fio's steady-state detector stops it or the
+        budget runs out (measure/fio/steady.py); a point not steady in every repetition is recorded
+        with its metrics ungated. SMART is sampled meanwhile where the drive allows (measure/health.py),
+        and each repetition's CPU use is judged for host-bound figures (measure/fio/hostbound.py).
+        """
+        from pytest_nvme_ai.measure.health import sampler_for
+
         n = repeat if repeat is not None else self.recorder.repeat
         if n < 1:
             raise ValueError(f"repeat={n} must be at least 1")
         job = self.complete(job)
-        with _skip_without_direct_io():
+        if steady_state is not None:
+            job = with_steady_state(job, steady_state)
+        results: list[FioResult] = []
+        spans: list[tuple[float, float]] = []
+        flags: list[hostbound.HostBound] = []
+        interval = self.recorder.profile.health_interval_s
+        with _skip_without_direct_io(), sampler_for(self.target.device, interval) as health:
             if job.direct:
                 self._check_direct_once()
             stems = self._free_stems(job.name, n)
-            results = [run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
-                               stem=stem, check_direct=False, wrap=wrap) for stem in stems]
+            for stem in stems:
+                cpu0, t0 = hostbound.cpu_times(), time.time()
+                with hostbound.BusyProbe(str(self.recorder.artifact_dir / f"{stem}.fio")) as probe:
+                    r = run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
+                                stem=stem, check_direct=False, wrap=wrap)
+                cpu1, t1 = hostbound.cpu_times(), time.time()
+                idle = cpu1.idle_pct_since(cpu0) if cpu0 and cpu1 else None
+                results.append(r)
+                spans.append((t0, t1))
+                flags.append(hostbound.judge(r.cpu_usr, r.cpu_sys, idle, busy_pct=probe.busy_pct()))
         combined = combine_results(results)
         if record:
             self._record(job, combined, stems)
+            self._record_rigor(combined, spans, flags, health, steady_state)
         return combined
+
+    def _record_rigor(self, result: FioResult, spans: list[tuple[float, float]], flags: list[hostbound.HostBound],
+                      health: Any, policy: SteadyPolicy | None) -> None:
+        """Steady state, host-bound flag, health during the run and the timeline, on the record."""
+        rec = self.recorder
+        reps = result.repetitions or (result,)
+        rec.set_extra("timeline", [[round(a, 3), round(b, 3), r.bw_bytes] for (a, b), r in zip(spans, reps)])
+        bound = [f for f in flags if f.flagged]
+        rec.set_extra("host_bound", {"flagged": bool(bound), "reason": (bound or flags)[0].reason,
+                                     "repetitions": [f.to_dict() for f in flags]})
+        if bound:
+            rec.note(bound[0].reason)
+        summary = health.summary()
+        if "unavailable" not in summary:
+            summary["repetitions_throttled"] = [health.summary(a, b)["throttled"] for a, b in spans]
+            if any(summary["repetitions_throttled"]):
+                rec.note(f"measured while the drive was throttling: {summary['throttle_reason']}")
+        rec.set_extra("health", summary)
+        if policy is None:
+            return
+        verdicts = [steady.judge(r.steadystate, policy, r.runtime_ms) for r in reps]
+        point = steady.combine(verdicts)
+        self.last_steady_state = point
+        rec.set_extra("steady_state", point)
+        if not point["reached"]:
+            # The gate compares steady figures only: these samples stay in the report, ungated.
+            for name, m in rec.metrics().items():
+                if m.gated:
+                    rec.ungate(name)
+            rec.note(f"not steady: not gated ({point['reason']})")
 
     def _free_stems(self, name: str, n: int) -> list[str]:
         """Artifact names not used yet in this test: a second run of the same job keeps the first's files."""
@@ -185,6 +242,35 @@ class FioRunner:
         self.cache[key] = path
         return path
 
+    def precondition(self, data_bytes: int) -> dict[str, Any]:
+        """Fill the target's private directory once per session before the reads (bench-fio preconditions
+        so that a fresh drive's empty FTL does not flatter the figures): a sequential direct write of the
+        profile's `precondition_bytes`, capped so the data file (`data_bytes`) and a margin still fit.
+        The file stays until the session removes the private directory: the space stays written."""
+        key = ("fio_precondition", self.target.label)
+        if key in self.cache:
+            return dict(self.cache[key])
+        prof = self.recorder.profile
+        free = shutil.disk_usage(self.target.workdir).free
+        have = self.cache.get(("fio_data", self.target.label, data_bytes))
+        need_data = 0 if have is not None else data_bytes
+        margin = max(1 << 30, free // 20)  # keep 5% (at least 1 GiB) free: a full filesystem slows down
+        size = min(prof.precondition_bytes, free - need_data - margin) // (1 << 20) * (1 << 20)
+        if size < (64 << 20):
+            info: dict[str, Any] = {"done": False, "reason": f"only {free / 2**30:.1f} GiB free on {self.target.path}: "
+                                    f"no room to precondition beside the {format_size(data_bytes)} data file"}
+        else:
+            path = self.target.inside("precondition.bin")
+            job = FioJob(name="precondition", rw="write", bs="1M", iodepth=32, size=size, filename=str(path))
+            t0 = time.time()
+            res = run_fio(job, self.target.workdir, self.recorder.artifact_dir, self.recorder.timeout,
+                          stem="precondition")
+            info = {"done": True, "bytes": size, "seconds": round(time.time() - t0, 2), "write_bw": res.bw_bytes,
+                    "file": str(path), "reason": f"wrote {format_size(size)} sequentially before the reads "
+                    f"({prof.name} profile: {format_size(prof.precondition_bytes)}, capped by the free space)"}
+        self.cache[key] = info
+        return dict(info)
+
     def _check_direct_once(self) -> None:
         key = ("fio_odirect", str(self.target.workdir))
         if key not in self.cache:
@@ -206,11 +292,7 @@ class FioRunner:
 
     def _record(self, job: FioJob, result: FioResult, stems: list[str]) -> None:
         rec = self.recorder
-        for name, attr in (("bw", "bw_bytes"), ("iops", "iops"), ("clat_p50", "clat_p50"),
-                           ("clat_p99", "clat_p99"), ("clat_p999", "clat_p999")):
-            samples = result.samples(attr)
-            if samples:
-                rec.record_samples(name, samples)
+        record_metrics(rec, result)
         rec.set_params(**job.params())
         rec.set_extra("fio_version", result.fio_version)
         rec.set_extra("fio_runs", [r.summary() for r in result.repetitions])
@@ -238,6 +320,21 @@ def _skip_without_direct_io() -> Iterator[None]:
         yield
     except DirectIOUnsupported as exc:
         pytest.skip(str(exc))
+
+
+def record_metrics(rec: Recorder, result: FioResult) -> None:
+    """The fio metrics of a (combined) result, one sample per repetition."""
+    for name, attr in (("bw", "bw_bytes"), ("iops", "iops"), ("clat_p50", "clat_p50"),
+                       ("clat_p99", "clat_p99"), ("clat_p999", "clat_p999")):
+        samples = result.samples(attr)
+        if samples:
+            rec.record_samples(name, samples)
+
+
+def with_steady_state(job: FioJob, policy: SteadyPolicy) -> FioJob:
+    """The job run time-based up to the budget, stopped by fio once the window is steady."""
+    return replace(job, runtime=policy.budget_s, time_based=True, ss=policy.fio_ss, ss_dur=policy.window_s,
+                   ss_ramp=policy.ramp_s)
 
 
 def _split_among_jobs(job: FioJob, total: int) -> FioJob:

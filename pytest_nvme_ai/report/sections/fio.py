@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Iterable
 
 from pytest_nvme_ai.core.text import size_or_none
-from pytest_nvme_ai.report import charts
+from pytest_nvme_ai.report import charts, qual
 from pytest_nvme_ai.report.fmt import fmt_size
-from pytest_nvme_ai.report.sections.base import GB, Section, SectionBuilder, draw, mcell, param, series_from, sort_key, xticks
+from pytest_nvme_ai.report.sections.base import GB, Card, Section, SectionBuilder, draw, mcell, param, series_from, sort_key, xticks
 from pytest_nvme_ai.report.view import Cell, Table, TestView, metric_value, status_cell
 
 ORDER = 10
@@ -20,7 +20,9 @@ def latency_unit(views: Iterable[TestView]) -> tuple[float, str]:
 
 
 def fio_section(views: list[TestView]) -> Section:
-    sec = Section(SECTION.suite, SECTION.title, tests=views)
+    every = views
+    views, concurrent, remote = qual.split(views)   # a set's aggregate must not join a drive's curve
+    sec = Section(SECTION.suite, SECTION.title, tests=every)
     multi = len({v.target for v in views}) > 1
     rows = sorted(views, key=lambda v: (v.target, str(param(v, "ioengine")), sort_key(param(v, "iodepth")),
                                         sort_key(param(v, "numjobs")), sort_key(param(v, "bs", "block_size"))))
@@ -64,7 +66,22 @@ def fio_section(views: list[TestView]) -> Section:
             mcell(v, "bw"), mcell(v, "iops"), mcell(v, "clat_p50"), mcell(v, "clat_p99"), mcell(v, "clat_p999"),
             status_cell(v)])
     sec.tables.append(Table(head, table_rows, "Every fio job", numeric_from=3 + engines + multi))
+    add_rigor(sec, rows, concurrent, remote)
     return sec
+
+
+def add_rigor(sec: Section, views: list[TestView], concurrent: list[TestView], remote: list[TestView]) -> None:
+    """Steady state, host-bound flags, health during the run, drives at once, remote drives (report/qual.py)."""
+    sec.intro.extend(qual.intro_lines(views))
+    for table in (qual.rigor_table(views), qual.concurrent_table(concurrent), qual.remote_table(remote)):
+        if table is not None:
+            sec.tables.append(table)
+    cards, panels = qual.health_cards_and_chart(views)
+    sec.cards.extend(Card(title, rows) for title, rows in cards)
+    if panels:
+        sec.charts.append(draw("Bandwidth of each repetition over the run, next to the drive's temperature "
+                               "(SMART, sampled during the measurements where the drive allows)",
+                               charts.line_chart, panels, cols=2, height=2.8))
 
 
 SECTION = SectionBuilder("seq_read", "fio sequential read", fio_section)

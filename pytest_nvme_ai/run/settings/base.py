@@ -35,10 +35,9 @@ class SettingError(pytest.UsageError):  # type: ignore[misc]  # @final only in t
 
 
 def percent(v: str) -> float:
-    x = float(str(v).rstrip("%"))
-    if not 0 < x < 1000:
-        raise ValueError(f"tolerance {v!r} must be a percentage above 0, e.g. 10 for 10%")
-    return x
+    from pytest_nvme_ai.gate.policy import parse_percent  # one tolerance parser: the gate owns the unit
+
+    return parse_percent(v)
 
 
 def positive_int(v: str) -> int:

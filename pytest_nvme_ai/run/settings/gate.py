@@ -1,7 +1,7 @@
 """Baselines and the gate: where baselines live, which one, whether to save, how much change counts."""
 from __future__ import annotations
 
-from pytest_nvme_ai.run.settings.base import Setting, boolean, percent, text
+from pytest_nvme_ai.run.settings.base import Setting, boolean, percent, positive_int, text
 
 ORDER = 20
 
@@ -14,6 +14,9 @@ SETTINGS = (
             kind="flag"),
     Setting("tolerance", "allowed change in percent before a metric counts as changed (default 10). "
             "The nvme_ai(tolerance=...) marker overrides it per test.", percent, 10.0, metavar="PCT"),
+    Setting("baseline_window", "sessions kept per baseline entry (default 10): --nvme-ai-save-baseline appends this "
+            "session and drops the oldest beyond N; the gate uses the drift between them once there are 5.",
+            positive_int, 10, metavar="N"),
     Setting("strict", "treat a baseline from a different device fingerprint as an error instead of 'incomparable'.",
             boolean, False, kind="flag"),
 )

@@ -1,0 +1,11 @@
+"""Qualification rigor: several drives at once (measure/fio/multi.py). The set's `bw` is its last-done figure;
+per-drive figures are custom `bw_drive_<label>` metrics, report-only."""
+from __future__ import annotations
+
+from pytest_nvme_ai.core.catalog.base import MetricSpec
+
+ORDER = 15
+METRICS = {
+    "bw_first_done": MetricSpec("B/s", "higher", False,
+                                "all drives' rates summed while all were reading (elbencho first-done)"),
+}

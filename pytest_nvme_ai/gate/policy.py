@@ -1,0 +1,164 @@
+"""The whole gate decision for one test: which metrics are gated, which tolerance applies, whether the
+baseline is comparable at all, and the verdict. The session hands over the test's measured data and
+its baseline file, and gets a `GateVerdict` back; nothing of this policy lives in run/ or plugin.py.
+
+Precedence of the tolerance (percent everywhere): the marker's metric_tolerance={name: PCT} for that
+metric > the marker's tolerance=PCT > the run's --nvme-ai-tolerance (CLI > env > ini > 10).
+Gated metrics: the marker's metrics=[...] (a single string is one name), else each metric's own
+flag (the catalog's default: tails and byte counts are report-only).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.gate.baseline import BaselineEntry, BaselineFile
+from pytest_nvme_ai.gate.verdict import Comparison, compare, describe_fingerprint_change, overall
+from pytest_nvme_ai.gate.window import MIN_SESSIONS, stats
+
+
+class GateSettingError(ValueError):
+    """A bad gate setting in a marker; the message names the test."""
+
+
+def parse_percent(v: Any) -> float:
+    """A tolerance in percent ('10', '10%', 10.0); the one parser for CLI, env, ini and markers."""
+    x = float(str(v).strip().rstrip("%"))
+    if not 0 < x < 1000:
+        raise ValueError(f"tolerance {v!r} must be a percentage above 0, e.g. 10 for 10%")
+    return x
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """What the marker and the run say about gating one test."""
+
+    tolerance_pct: float
+    gated_metrics: tuple[str, ...] | None = None
+    metric_tolerance: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_marker(cls, marker: Mapping[str, Any], run_tolerance_pct: float, nodeid: str) -> "GateRules":
+        def pct(what: str, value: Any) -> float:
+            try:
+                return parse_percent(value)
+            except (TypeError, ValueError) as exc:
+                raise GateSettingError(f"pytest-nvme-ai: bad {what}={value!r} in the nvme_ai marker of {nodeid}: "
+                                       f"{exc}") from None
+
+        tol = pct("tolerance", marker["tolerance"]) if "tolerance" in marker else float(run_tolerance_pct)
+        metrics = marker.get("metrics")
+        if isinstance(metrics, str):
+            metrics = (metrics,)  # nvme_ai(metrics="bw") means the one metric, not the letters b and w
+        per = marker.get("metric_tolerance") or {}
+        if not isinstance(per, Mapping):
+            raise GateSettingError(f"pytest-nvme-ai: metric_tolerance in the nvme_ai marker of {nodeid} must be "
+                                   f"a dict {{metric: percent}}, not {per!r}")
+        return cls(tol, tuple(metrics) if metrics else None,
+                   {str(k): pct(f"metric_tolerance[{k!r}]", v) for k, v in per.items()})
+
+    def tolerance_for(self, name: str) -> float:
+        return self.metric_tolerance.get(name, self.tolerance_pct)
+
+    def is_gated(self, m: Metric) -> bool:
+        return (m.name in self.gated_metrics) if self.gated_metrics is not None else m.gated
+
+
+@dataclass(frozen=True)
+class GateSubject:
+    """What the gate needs of a measured test (plain data: gate/ does not know the pytest session)."""
+
+    key: str
+    nodeid: str
+    metrics: Mapping[str, Metric]
+    params: Mapping[str, Any]          # JSON-able, as they will be saved
+    profile: str
+    fingerprint: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    comparisons: tuple[Comparison, ...]
+    verdict: str | None
+    baseline_file: str | None
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.gated and c.verdict == "regression"]
+
+    @property
+    def improvements(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.gated and c.verdict == "improvement"]
+
+    @property
+    def incomparable(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.gated and c.verdict == "incomparable"]
+
+    def failure(self) -> str | None:
+        """The text that fails the test, or None when it passes the gate."""
+        if not self.regressions:
+            return None
+        return "\n".join(c.message for c in self.regressions) + f"\nbaseline file: {self.baseline_file}"
+
+
+def _changed_params(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """'key old -> new' for parameters both runs recorded with different values (e.g. the aio block)."""
+    return "; ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k])
+
+
+def incomparable_reason(test: GateSubject, bfile: BaselineFile | None, entry: BaselineEntry | None) -> str | None:
+    """Why this baseline cannot gate this test, or None when it can."""
+    if bfile is not None and test.fingerprint is not None and bfile.fingerprint != dict(test.fingerprint):
+        return describe_fingerprint_change(bfile.fingerprint, test.fingerprint)
+    if entry is None:
+        return None
+    if entry.profile not in (None, test.profile):
+        return (f"the baseline was recorded with profile {entry.profile!r}, this run is {test.profile!r} "
+                f"(other file sizes and durations); save a baseline for this profile")
+    changed = _changed_params(entry.params, test.params)
+    if changed:
+        return f"the baseline was measured with other settings ({changed}); save a baseline for these settings"
+    return None
+
+
+def decide(test: GateSubject, rules: GateRules, bfile: BaselineFile | None, *, window: int) -> GateVerdict:
+    """Compare every metric of the test with its baseline window; one verdict for the test."""
+    entry = bfile.entries.get(test.key) if bfile is not None else None
+    reason = incomparable_reason(test, bfile, entry)
+    comps = []
+    for name, m in test.metrics.items():
+        base = entry.metrics.get(name) if entry is not None else None
+        sessions = entry.points(name, window) if entry is not None else None
+        comps.append(compare(m, base, tolerance_pct=rules.tolerance_for(name), gated=rules.is_gated(m),
+                             incomparable=reason, sessions=sessions))
+    return GateVerdict(tuple(comps), overall(comps),
+                       str(bfile.path) if bfile is not None and entry is not None else None)
+
+
+def window_warnings(bfile: BaselineFile, tolerance_pct: float, window: int) -> list[str]:
+    """Header lines: gated metrics whose minimum detectable change exceeds the tolerance, and entries
+    whose window is too short to know the drift. Uses the run's tolerance and the stored gated flags
+    (a marker's own tolerance is applied in the test's verdict, where its MDC is shown too)."""
+    blind: list[str] = []
+    short = 0
+    for key, e in sorted(bfile.entries.items()):
+        for name, m in e.metrics.items():
+            if not m.gated:
+                continue
+            w = stats(e.points(name, window), m.n)
+            if w is None:
+                short += 1
+                continue
+            if w.blind_to(m.better, tolerance_pct):
+                blind.append(f"{key} {name}: drift between sessions ±{w.drift_pct:.1f}% over {w.k} sessions, "
+                             f"prediction limit {w.limit_pct(m.better):.0f}%, minimum detectable change "
+                             f"{w.mdc_pct(m.better, tolerance_pct):.0f}%")
+    lines = [f"the gate cannot see a change of the tolerance's size (±{tolerance_pct:g}%) here, only changes "
+             f"beyond the minimum detectable change: {b}; the fix is more repetitions (--nvme-ai-repeat), a longer "
+             f"run (profile) or a quieter runner" for b in blind]
+    if short:
+        lines.append(f"{short} gated check(s) have fewer than {MIN_SESSIONS} sessions in their window: the drift "
+                     f"between sessions is unknown, so the minimum detectable change is unknown and each is "
+                     f"compared with its latest session only (save more sessions with --nvme-ai-save-baseline)")
+    return lines
