@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input: one line that says what is wrong, no traceback.
         print(f"nvme-ai {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"nvme-ai {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

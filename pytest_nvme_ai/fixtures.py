@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the runners import their own heavy-ish modules: only when a
     from pytest_nvme_ai.measure.device import DeviceIdentity
     from pytest_nvme_ai.measure.fio.runner import FioRunner
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
+    from pytest_nvme_ai.measure.zero_infinity.runner import ZeroInfinityRunner
 
 
 def terminal_progress(config: pytest.Config) -> Callable[[str], None]:
@@ -93,3 +94,14 @@ def zero_inference(offload_target: Target, nvme_ai: SessionRecorder) -> ZeroInfe
     if reason:
         pytest.skip(reason)
     return ZeroInferenceRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))
+
+
+@pytest.fixture
+def zero_infinity(offload_target: Target, nvme_ai: SessionRecorder) -> ZeroInfinityRunner:
+    """Run ZeRO-Infinity training specs (parameters and optimizer offloaded) in a child process."""
+    from pytest_nvme_ai.measure.zero_infinity.runner import ZeroInfinityRunner, training_missing_reason
+
+    reason = training_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return ZeroInfinityRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))

@@ -136,3 +136,36 @@ def test_newer_baseline_refused_and_untouched_on_save(tmp_path: Path) -> None:
     with pytest.raises(baseline.BaselineError, match=r"schema_version 3, newer than this pytest-nvme-ai reads \(2\)"):
         baseline.save_sessions(path, name="b", fingerprint=FP, sessions=[entry(1)], run={"id": "r"})
     assert path.read_text() == before
+
+
+def _results(run_id: str, bw: float) -> dict:
+    return {"schema_version": 1, "run": {"id": run_id, "started": f"2026-12-01T10:{run_id[-1]}0:00", "profile": "quick",
+                                         "commit": {"id": "abc123"}},
+            "environment": {"versions": {"fio": "fio-3.33"}, "kernel": "Linux 6.1"},
+            "targets": [{"label": "default", "device": {"fingerprint": FP}}],
+            "tests": [{"key": "t.py::test_bw", "nodeid": "t.py::test_bw[@default]", "params": {}, "target_label": "default",
+                       "outcome": "passed", "verdict": "pass",
+                       "metrics": {"bw": {"value": bw, "unit": "B/s", "better": "higher", "samples": [bw, bw, bw],
+                                          "gated": True}}}]}
+
+
+def test_promote_adds_reviewed_sessions_and_show_lists_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_nvme_ai.cli import main
+
+    for i, bw in enumerate((100.0, 102.0, 98.0, 101.0, 99.0, 100.5)):
+        f = tmp_path / f"r{i}.json"
+        f.write_text(json.dumps(_results(f"run{i}", bw)))
+        assert main(["baseline", "promote", str(f), "--baseline-dir", str(tmp_path / "b"), "--name", "ref",
+                     "--window", "5"]) == 0
+    raw = json.loads((tmp_path / "b" / "ref.json").read_text())
+    sessions = raw["entries"]["t.py::test_bw"]["sessions"]
+    assert [s["run_id"] for s in sessions] == ["run1", "run2", "run3", "run4", "run5"]
+    assert {s["source"] for s in sessions} == {"promote"} and sessions[0]["commit"] == "abc123"
+    capsys.readouterr()
+    assert main(["baseline", "show", "ref", "--baseline-dir", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "t.py::test_bw  (5 sessions, profile quick)" in out
+    assert "run run3" in out and "promote" in out and "fio fio-3.33" in out
+    assert "drift between sessions ±" in out        # 5 sessions: the drift is known
+    assert main(["baseline", "show", "--baseline-dir", str(tmp_path / "b")]) == 0
+    assert "up to 5 sessions each, format 2" in capsys.readouterr().out

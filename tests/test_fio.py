@@ -68,7 +68,6 @@ def test_format_size_and_time() -> None:
     ({"runtime": -1}, "runtime"),
     ({"ss": "bw_slope:0.3%"}, "needs ss_dur"),
     ({"ss": "fast", "ss_dur": 2}, "steady-state criterion"),
-    ({"filename": "/mnt/a:b"}, "list of files"),
     ({"filename": "/dev/nvme0n1"}, "is a device"),
     ({"name": "my job"}, "job name"),
 ])

@@ -89,3 +89,23 @@ def test_offloaded_fraction_and_streaming_layers() -> None:
     assert offloaded_fraction([]) is None
     r = result(SPEC, [], residency=tuple(residency), swap_files=({"path": "a", "bytes": 300},))
     assert r.offloaded_bytes == 300 and r.offloaded_fraction == pytest.approx(0.75)
+
+
+def test_runner_records_offloaded_fraction_as_a_param_so_baselines_compare_like_with_like(tmp_path: Path) -> None:
+    """Another aio block offloads another share of the model (DeepSpeed's min_aio_bytes): the fraction is a
+    param, and the gate's changed-params rule makes such a baseline incomparable, saying which one."""
+    from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
+    from pytest_nvme_ai.gate.policy import _changed_params
+
+    rec = FakeRecorder(tmp_path)
+    residency = ({"name": "model.decoder.layers.0.fc1.weight", "numel": 3, "swapped": True},
+                 {"name": "model.decoder.layers.0.self_attn.q_proj.weight", "numel": 1, "swapped": False})
+    r = result(SPEC, [loop(1.0, 0.2, 100, 10)], residency=residency, swap_files=({"path": "x", "bytes": 6},))
+    runner = ZeroInferenceRunner.__new__(ZeroInferenceRunner)
+    runner.recorder = rec  # type: ignore[assignment]
+    runner.record(r)
+    assert rec.params["offloaded_fraction"] == 0.75
+    assert rec.recorded["offloaded_bytes"].value == 6 and not rec.recorded["offloaded_bytes"].gated
+    assert rec.extra["streaming_layers"] == {"0": 1}
+    why = _changed_params({"offloaded_fraction": 0.999, "model": "opt-125m"}, dict(rec.params, model="opt-125m"))
+    assert "offloaded_fraction 0.999 -> 0.75" in why

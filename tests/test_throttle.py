@@ -88,6 +88,8 @@ def test_prediction_is_out_of_sample() -> None:
     assert got[0.5].predicted == pytest.approx(1 / 0.45)    # 0.4 + 0.15 - 2/3 * 0.15
     assert got[0.5].error == pytest.approx((1 / 0.45 - 2.2) / 2.2)
     assert got[0.25].predicted is None and sweep.accepted == [got[1.0], got[0.5]]
+    # hidden model: max(t_io', uncapped step) = max(0.4, 0.25) -> 2.5 tok/s
+    assert got[0.5].predicted_hidden == pytest.approx(2.5) and sweep.errors_hidden() == [pytest.approx(0.3 / 2.2)]
     assert sweep.sensitivity_measured() == pytest.approx(4.0 / 2.2 - 1)
     # ×2 above the drive: t_io 0.1 -> step 0.1 + 0.15 - 2/3 * 0.1 = 0.1833 vs 0.25: +36%
     assert sweep.sensitivity_predicted_above() == pytest.approx(0.25 / (0.25 - 0.2 / 3) - 1)

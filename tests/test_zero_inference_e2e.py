@@ -118,6 +118,8 @@ def test_e2e_quick_suite_through_pytest(pytester: pytest.Pytester, e2e_ready: No
     # every decoder layer streams, and the fraction offloaded is a param (another one is incomparable)
     assert ok["extra"]["streaming_layers"] and all(n > 0 for n in ok["extra"]["streaming_layers"].values())
     assert 0.9 < ok["params"]["offloaded_fraction"] <= 1.0 and ok["metrics"]["offloaded_bytes"]["value"] > 0
+    # read amplification: each decode pass reads the swapped weights from the target (about once, here)
+    assert ok["metrics"]["read_amplification"]["value"] > 0.1 and not ok["metrics"]["read_amplification"]["gated"]
     # the two bounds, measured in the same session (fio in the test, a no-offload reference run)
     for name in ("roofline_throughput", "read_bw_vs_fio", "accelerator_utilization", "overlap",
                  "prefill_roofline_throughput", "prefill_overlap"):

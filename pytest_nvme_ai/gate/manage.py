@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_nvme_ai.core.metrics import format_value
+from pytest_nvme_ai.core.names import check_name, path_in
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.core.text import device_slug
 from pytest_nvme_ai.gate import baseline
@@ -34,6 +35,8 @@ def _load_results(path: Path) -> dict[str, Any]:
 def promote(results: Path, baseline_dir: Path, name: str | None = None, include_failed: bool = False,
             window: int = baseline.DEFAULT_WINDOW) -> list[tuple[Path, int]]:
     """Add a reviewed run to the baseline window (one session per test) without rerunning it."""
+    if name:
+        check_name(name, "baseline name", "to keep baselines elsewhere, use --baseline-dir")
     data = _load_results(results)
     targets = {t["label"]: t for t in data.get("targets", [])}
     written: list[tuple[Path, int]] = []
@@ -52,7 +55,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     for label, sessions in by_label.items():
         fp = targets[label]["device"].get("fingerprint") or {}
         bname = name or device_slug(fp)
-        path = Path(baseline_dir) / f"{bname}.json"
+        path = path_in(Path(baseline_dir), bname, ".json", what="baseline name")  # a name, never a path
         try:
             baseline.save_sessions(path, name=bname, fingerprint=fp, sessions=sessions, run=data.get("run", {}),
                                    environment=data.get("environment"), window=window, source="promote")
@@ -74,8 +77,8 @@ def cli_promote(args: argparse.Namespace) -> int:
 def _resolve_baseline(name: str, baseline_dir: Path) -> Path:
     p = Path(name)
     if p.suffix == ".json" and p.exists():
-        return p
-    cand = baseline_dir / f"{name}.json"
+        return p   # an explicit file, read only
+    cand = path_in(baseline_dir, name, ".json", what="baseline name")
     if not cand.exists():
         have = ", ".join(sorted(x.stem for x in baseline_dir.glob("*.json"))) or "none"
         raise FileNotFoundError(f"no baseline {name!r} in {baseline_dir} (have: {have})")

@@ -138,9 +138,14 @@ def _within_session_verdict(now: Metric, base: Metric, tol: float, alpha: float,
         why = "single sample" if min(now.n, base.n) < 2 else f"too few samples for significance at alpha {alpha:g}"
         evidence = (f"{why} (n={now.n} now vs {base.n} baseline): tolerance alone decides, no significance test; "
                     f"use --nvme-ai-repeat 3 or more for a statistical gate")
-    short = "" if k is None else (
-        f"; window too short to know the drift between sessions ({k} of {window.MIN_SESSIONS} sessions): "
-        f"compared with the latest session's samples only; save more sessions with --nvme-ai-save-baseline")
+    if k is None:
+        short = ""
+    elif k >= window.MIN_SESSIONS:
+        short = ("; the session-window rule needs positive values (a zero or negative sample): compared with the "
+                 "latest session's samples only")
+    else:
+        short = (f"; window too short to know the drift between sessions ({k} of {window.MIN_SESSIONS} sessions): "
+                 f"compared with the latest session's samples only; save more sessions with --nvme-ai-save-baseline")
     verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
     message = (
         f"{now.name} {_head(verdict, beyond)}: baseline {format_value(base.value, base.unit)}, "

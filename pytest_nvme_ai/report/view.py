@@ -16,7 +16,7 @@ from pytest_nvme_ai.core.metrics import CATALOG
 from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_delta, num, params_text, tail, tolerance_text
 
 # Order of the verdict badges at the top; also the sort order of "needs attention".
-STATUSES = ("regression", "error", "incomparable", "improvement", "new", "pass", "skipped", "unmeasured")
+STATUSES = ("regression", "error", "incomparable", "improvement", "new", "pass", "skipped", "not-run", "unmeasured")
 ATTENTION = ("regression", "error", "incomparable", "improvement")
 
 
@@ -92,6 +92,8 @@ def status_of(t: Mapping[str, Any]) -> str:
     outcome = t.get("outcome")
     if outcome == "skipped":
         return "skipped"
+    if outcome in ("not run", "interrupted"):
+        return "not-run"   # an interrupted run's unreached tests: never counted as measured
     v = t.get("verdict")
     if v in STATUSES:
         return str(v)

@@ -303,13 +303,19 @@ def write_data_file(path: Path, size: int, chunk: int = 8 << 20) -> None:
     rng = np.random.default_rng()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
     try:
-        with mmap.mmap(-1, chunk) as buf:  # anonymous mmap: page-aligned, as O_DIRECT needs
+        buf = mmap.mmap(-1, chunk)  # anonymous mmap: page-aligned, as O_DIRECT needs
+        try:
             view = memoryview(buf)
             for offset in range(0, size, chunk):
                 n = min(chunk, size - offset)
                 buf[:n] = rng.bytes(n)
                 _write_all(fd, view[:n])
             view.release()
+        finally:
+            try:
+                buf.close()
+            except BufferError:  # Ctrl-C mid-write: the traceback still holds a view; it is freed with it
+                pass
         os.fsync(fd)
     except OSError as exc:
         path.unlink(missing_ok=True)

@@ -22,8 +22,10 @@ The budget is a soft limit: descent stops early to leave time for confirmation.
 """
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -297,9 +299,13 @@ def tune(target_dir: str | Path, budget_s: float, file_size: int, measure: Measu
     _check_memory(size)
     say = progress or (lambda m: None)
     private = root / f".nvme-ai-tune-{secrets.token_hex(4)}"
+    lock_fd = None
     try:
         if file is None:
             private.mkdir()
+            # Held while tuning: a pytest-nvme-ai session on this target sees a live user, not a leftover.
+            lock_fd = os.open(private / ".session.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
             file = private / "tune.bin"
             say(f"writing a {size / MiB:.0f} MiB test file in {private}")
             write_data_file(file, size)
@@ -308,6 +314,8 @@ def tune(target_dir: str | Path, budget_s: float, file_size: int, measure: Measu
         best, search = search_best(aio_measure(file), budget_s, **search_kw)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        if lock_fd is not None:
+            os.close(lock_fd)
     return _result(best, search, _method(search_kw), size, search_kw.get("space", Space()))
 
 
@@ -402,15 +410,19 @@ def cli_tune(args: Any) -> int:
         validate_target_dir(args.target)
     except TargetError as exc:
         raise ValueError(str(exc)) from None
-    reason = aio_missing_reason(progress=say)
-    if reason:
-        print(f"nvme-ai tune: error: {reason}", file=sys.stderr)
-        return 2
     try:
+        reason = aio_missing_reason(progress=say)
+        if reason:
+            print(f"nvme-ai tune: error: {reason}", file=sys.stderr)
+            return 2
         res = tune(args.target, args.budget, size, progress=say)
     except AioError as exc:
         print(f"nvme-ai tune: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C is an answer, not a crash: tune() has already removed its test file on the way out.
+        print("nvme-ai tune: interrupted: nothing was tuned, and the test file was removed", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps({"target": str(Path(args.target).resolve()), **res.to_dict()}, indent=2))
     else:

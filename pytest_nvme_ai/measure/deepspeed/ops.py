@@ -1,8 +1,9 @@
 """DeepSpeed's JIT-built ops, built (or loaded from cache) once per process, visibly.
 
-Two ops matter here: the AsyncIO op (`async_io`: the aio suite and NVMe offload
-read through it) and, on the CPU accelerator, the shared-memory comm op that
-`deepspeed.init_distributed` compiles. The first build of each takes minutes on
+Three ops matter here: the AsyncIO op (`async_io`: the aio suite and NVMe offload
+read through it), on the CPU accelerator the shared-memory comm op that
+`deepspeed.init_distributed` compiles, and the CPU Adam op (`cpu_adam`) that every
+offloaded ZeRO-Infinity optimizer step runs. The first build of each takes minutes on
 2 cores; a silent pytest during that time looks like a hang, and a build inside
 a measured run would eat its timeout. So:
 
@@ -32,7 +33,7 @@ BUILD_TIMEOUT_S = 1800  # a cold JIT build takes ~4 min on 2 cores; a shared loc
 BUILD_MESSAGE = "building DeepSpeed AsyncIO op (first use, a few minutes)…"
 LIBAIO_INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
 HEARTBEAT_S = 30.0
-OPS = ("aio", "comm")
+OPS = ("aio", "comm", "adam")
 
 _LOADED: dict[str, Any] = {}               # this process's loaded ops, by name in OPS
 _CHILD_STATUS: dict[str, str | None] = {}  # ensure_*(): name -> why the op is unusable, or None
@@ -92,6 +93,25 @@ def load_comm_op(progress: Progress | None = None) -> Any:
     """The CPU shared-memory comm op, through the very call `deepspeed.init_distributed` makes (None where
     DeepSpeed has no such op for this accelerator); raises RuntimeError when the build fails."""
     return _load_once("comm", "CPU comm op", _comm_loader, progress)
+
+
+def load_adam_op(progress: Progress | None = None) -> Any:
+    """DeepSpeed's CPU Adam op (`cpu_adam`): every optimizer step of an offloaded ZeRO-Infinity run
+    goes through it; raises RuntimeError when it cannot be built."""
+    return _load_once("adam", "CPU Adam op", _adam_loader, progress)
+
+
+def _adam_loader() -> Callable[[], Any]:
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise RuntimeError("DeepSpeed is not installed: pip install 'pytest-nvme-ai[inference]'")
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("CPUAdamBuilder")
+    if builder is None or not builder.is_compatible(verbose=False):
+        raise RuntimeError("DeepSpeed's CPU Adam op is not compatible with this machine (no C++ compiler?)")
+    return lambda: builder.load(verbose=False)
 
 
 def _aio_loader() -> Callable[[], Any]:
@@ -160,6 +180,20 @@ def ensure_comm_op(progress: Progress | None = None, timeout: float = BUILD_TIME
     _CHILD_STATUS["comm"] = None
 
 
+def ensure_adam_op(progress: Progress | None = None, timeout: float = BUILD_TIMEOUT_S) -> str | None:
+    """Build or load the CPU Adam op once per process, in a child, before a training run's clock starts
+    (DeepSpeed would otherwise compile it inside the first run: ~1 min). None when usable, else why not."""
+    if "adam" in _CHILD_STATUS:
+        return _CHILD_STATUS["adam"]
+    rc, lines = _build_in_child("adam", "CPU Adam op (first build: ~1 min)", progress or default_progress, timeout)
+    reason = None
+    if rc != 0:
+        tail = " | ".join(ln.strip() for ln in lines[-3:] if ln.strip()) or f"exit status {rc}"
+        reason = f"DeepSpeed's CPU Adam op cannot build or load (ZeRO-Infinity training not possible here): {tail}"
+    _CHILD_STATUS["adam"] = reason
+    return reason
+
+
 def _build_in_child(name: str, what: str, say: Progress, timeout: float) -> tuple[int | None, list[str]]:
     """`python -m pytest_nvme_ai.measure.deepspeed.ops NAME` with a heartbeat; (exit status or None on timeout, output lines)."""
     short = what.split(" (")[0]
@@ -188,7 +222,7 @@ def _build_in_child(name: str, what: str, say: Progress, timeout: float) -> tupl
     return proc.returncode, lines
 
 
-# ---- python -m pytest_nvme_ai.measure.deepspeed.ops [aio] [comm] ----------------------------------------------------
+# ---- python -m pytest_nvme_ai.measure.deepspeed.ops [aio] [comm] [adam] ----------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     """Build (or load) the named ops, by default every one this machine uses: scripts/setup.sh does
@@ -196,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     names = argv if argv is not None else sys.argv[1:]
     unknown = [n for n in names if n not in OPS]
     if unknown:
-        print(f"usage: python -m pytest_nvme_ai.measure.deepspeed.ops [aio] [comm] (unknown: {' '.join(unknown)})", file=sys.stderr)
+        print(f"usage: python -m pytest_nvme_ai.measure.deepspeed.ops [aio] [comm] [adam] (unknown: {' '.join(unknown)})", file=sys.stderr)
         return 2
-    loaders = {"aio": load_aio_op, "comm": load_comm_op}
+    loaders = {"aio": load_aio_op, "comm": load_comm_op, "adam": load_adam_op}
     status = 0
     for name in names or _ops_used_here():
         try:
@@ -215,7 +249,7 @@ def _ops_used_here() -> tuple[str, ...]:
         cpu = detect_accelerator() == "cpu"
     except ImportError:  # no torch: load_aio_op says what to install
         cpu = False
-    return OPS if cpu else ("aio",)
+    return OPS if cpu else ("aio", "adam")
 
 
 if __name__ == "__main__":

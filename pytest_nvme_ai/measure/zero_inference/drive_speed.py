@@ -39,8 +39,12 @@ class CapPoint:
     decode_throughput: tuple[float, ...] = ()   # tokens/s per measured loop
     bytes_per_step: float | None = None   # B read from the target per decode step (median over loops)
     t_step: float | None = None           # s per decode step (median over loops)
-    predicted: float | None = None        # tokens/s, the model's out-of-sample prediction
+    predicted: float | None = None        # tokens/s, the two-bound model's out-of-sample prediction
     error: float | None = None            # (predicted - measured) / measured
+    # "hidden" model: whatever else the uncapped step spends hides behind I/O once I/O is longer,
+    # t_step' = max(t_io', uncapped t_step); shown next to the two-bound model, fitted on the same point
+    predicted_hidden: float | None = None
+    error_hidden: float | None = None
 
     @property
     def measured(self) -> float | None:
@@ -100,6 +104,9 @@ class Sweep:
     def errors(self) -> list[float]:
         return [abs(p.error) for p in self.points if p.error is not None and p.fraction != 1.0]
 
+    def errors_hidden(self) -> list[float]:
+        return [abs(p.error_hidden) for p in self.points if p.error_hidden is not None and p.fraction != 1.0]
+
     def curve(self) -> list[list[float]]:
         """[read bandwidth B/s, predicted tokens/s] around the drive's speed, for the report's chart."""
         top = next((p for p in self.points if p.fraction == 1.0 and p.refused is None), None)
@@ -132,5 +139,7 @@ def predict(points: Sequence[CapPoint], t_compute: float, tokens_per_step: int) 
             out.append(p)
             continue
         pred = predict_throughput(tokens_per_step, per_step, p.fio_bw, t_compute, overlap)
-        out.append(replace(p, predicted=pred, error=relative_error(p.measured, pred)))
+        hidden = tokens_per_step / max(io_time(per_step, p.fio_bw), top.t_step)
+        out.append(replace(p, predicted=pred, error=relative_error(p.measured, pred), predicted_hidden=hidden,
+                           error_hidden=relative_error(p.measured, hidden)))
     return Sweep(tuple(out), t_compute, tokens_per_step, overlap, per_step)

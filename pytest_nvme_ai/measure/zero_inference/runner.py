@@ -87,14 +87,16 @@ class ChildExit:
     seconds: float
 
 
-def run_child(job: Path, result: Path, log: Path, timeout: float, wrap: Sequence[str] = ()) -> ChildExit:
-    """`wrap` prefixes the command: measure.throttle's wrapper joins a cgroup before it execs the child,
+def run_child(job: Path, result: Path, log: Path, timeout: float, wrap: Sequence[str] = (),
+              module: str = "pytest_nvme_ai.measure.zero_inference") -> ChildExit:
+    """`python -m MODULE JOB RESULT` (the inference child, or the training one) under `timeout` s.
+    `wrap` prefixes the command: measure.throttle's wrapper joins a cgroup before it execs the child,
     so every byte the child reads is throttled from its first instruction."""
     t0 = time.monotonic()
     with open(log, "w", encoding="utf-8") as fh:
         # Its own session, so a stop reaches DeepSpeed's helpers too. A Ctrl-C in pytest, which the child
         # would not see, takes it down with us (a shorter grace) instead of leaving it running.
-        proc = procutil.start([*wrap, sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference", str(job), str(result)],
+        proc = procutil.start([*wrap, sys.executable, "-m", module, str(job), str(result)],
                               stdout=fh, stderr=subprocess.STDOUT, env=child_env())
         try:
             procutil.finish(proc, timeout, grace_s=10.0, interrupt_grace_s=2.0)
@@ -242,11 +244,13 @@ class ZeroInferenceRunner:
         disk (its swap writes fail silently), so check first; 16-bit size bounds the quantized one."""
         import shutil
 
-        need = int(resolve_model(spec.model).param_count * 2 * 1.1) + (64 << 20)
+        weights = resolve_model(spec.model).param_count * 2
+        need = int(weights * 1.1) + (64 << 20)
         free = shutil.disk_usage(self.target.workdir).free
         if free < need:
             return (f"target {self.target.path} has {free / 2**30:.2f} GiB free; offloading {spec.model} needs "
-                    f"about {need / 2**30:.2f} GiB of swap files: free space or use a larger target")
+                    f"about {need / 2**30:.2f} GiB: {weights / 2**30:.2f} GiB of 16-bit swap files plus a margin "
+                    f"of 10% + 64 MiB ({(need - weights) / 2**30:.2f} GiB): free space or use a larger target")
         return None
 
     def with_aio(self, spec: InferenceSpec) -> InferenceSpec:
@@ -344,6 +348,13 @@ class ZeroInferenceRunner:
                     rec.set_params(offloaded_fraction=round(fraction, 3))
             rec.record(prefixed(Metric.of("offloaded_bytes", [float(result.offloaded_bytes)]), prefix)
                        if prefix else Metric.of("offloaded_bytes", [float(result.offloaded_bytes)]))
+            # Read amplification (issue 15): bytes read from the target per decode pass / offloaded bytes.
+            # 1.0 = each pass streams the swapped weights once; more = re-reads (small aio blocks, evictions).
+            amp = [v / result.offloaded_bytes for lp in result.loops
+                   if (v := lp.decode_read_bytes_per_step) is not None] if result.offloaded_bytes else []
+            if amp:
+                m = Metric.of("read_amplification", amp)
+                rec.record(prefixed(m, prefix) if prefix else m)
         for metric in result.metrics.values():
             rec.record(prefixed(metric, prefix) if prefix else metric)
         self._artifacts(result, prefix)

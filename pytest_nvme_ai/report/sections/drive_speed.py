@@ -110,15 +110,18 @@ def drive_speed_section(views: list[TestView]) -> Section:
                                charts.line_chart, panels, height=3.2))
     if rows:
         sec.tables.append(Table(["case", "cap", "cap MB/s", "fio in cgroup MB/s", "measured tok/s", "predicted tok/s",
-                                 "error", "refused"], rows, "Per cap: measured against predicted", numeric_from=1))
+                                 "error", "hidden-model tok/s", "error", "refused"], rows,
+                                "Per cap: measured against predicted (two-bound model, overlap from the uncapped "
+                                "point; hidden model: t_step = max(t_io, uncapped t_step))", numeric_from=1))
     return sec
 
 
 def _cap_row(v: TestView, p: Mapping[str, Any]) -> list[Cell]:
-    err = num(p.get("error"))
+    err, err_h = num(p.get("error")), num(p.get("error_hidden"))
     return [Cell(case_title(v), href=f"#{v.anchor}"), Cell(f"{float(p['fraction']):g}×"),
             Cell(fmt(float(p["cap_bw"]) / 1e6)), Cell(fmt(float(p["fio_bw"]) / 1e6)), Cell(fmt(num(p.get("measured")))),
             Cell(fmt(num(p.get("predicted")))), Cell("—" if err is None else f"{err:+.1%}"),
+            Cell(fmt(num(p.get("predicted_hidden")))), Cell("—" if err_h is None else f"{err_h:+.1%}"),
             Cell(str(p.get("refused") or ""), "v-error" if p.get("refused") else "")]
 
 
