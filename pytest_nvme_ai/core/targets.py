@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_nvme_ai.core.fsutil import ensure_inside, is_block_device
+from pytest_nvme_ai.core.text import safe_name
 from pytest_nvme_ai.core.writable import why_not_writable
 
 
@@ -74,7 +75,7 @@ def make_labels(paths: list[Path]) -> list[str]:
     """Short id-safe labels from the last path component, made unique."""
     labels: list[str] = []
     for p in paths:
-        base = re.sub(r"[^A-Za-z0-9_.]+", "_", p.name or "root").strip("_") or "root"
+        base = safe_name(p.name or "root", None, default="root", keep="_.")
         label, n = base, 2
         while label in labels:
             label, n = f"{base}_{n}", n + 1

@@ -4,32 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from pytest_nvme_ai.core.metrics import format_value
+from pytest_nvme_ai.core.results import load_results
 from pytest_nvme_ai.core.names import check_name, path_in
-from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.core.text import device_slug
 from pytest_nvme_ai.gate import baseline
 from pytest_nvme_ai.gate.window import MIN_SESSIONS, stats
-
-
-def _load_results(path: Path) -> dict[str, Any]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "results.json"
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{p} not found: pass a results.json (e.g. reports/latest/results.json)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON (line {exc.lineno}): is it a results.json?") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("schema_version"), int):
-        raise ValueError(f"{p} has no schema_version: it is not a pytest-nvme-ai results.json")
-    if raw["schema_version"] > SCHEMA_VERSION:
-        raise ValueError(f"{p} has schema_version {raw['schema_version']}, newer than this pytest-nvme-ai reads "
-                         f"({SCHEMA_VERSION}): upgrade pytest-nvme-ai")
-    return raw
 
 
 def promote(results: Path, baseline_dir: Path, name: str | None = None, include_failed: bool = False,
@@ -37,7 +18,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     """Add a reviewed run to the baseline window (one session per test) without rerunning it."""
     if name:
         check_name(name, "baseline name", "to keep baselines elsewhere, use --baseline-dir")
-    data = _load_results(results)
+    data = load_results(results)
     targets = {t["label"]: t for t in data.get("targets", [])}
     written: list[tuple[Path, int]] = []
     by_label: dict[str, list[baseline.NewSession]] = {}

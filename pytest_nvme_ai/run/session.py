@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.run import settings
 from pytest_nvme_ai.run.records import RECORD_KEY, SessionRecorder, TestRecord, _jsonable
@@ -71,7 +72,7 @@ class NvmeAiSession:
         self.save_errors: list[str] = []
         self.sibling_baselines: dict[str, str] = {}  # target label -> why a sibling baseline is used
         # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
-        self.cache: dict[Any, Any] = {}
+        self.cache = SessionCache()
         # How the run ended (results.json run.status): complete | interrupted | incomplete | error.
         self.status: str = "complete"
         self.status_detail: str = ""

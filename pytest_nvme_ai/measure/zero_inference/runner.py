@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pytest
 
+from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
@@ -194,6 +196,10 @@ def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, 
     )
 
 
+# (target label, accelerator, spec JSON) -> an earlier run of the same spec this session (reuse=True).
+INFERENCE_RUNS = CacheKey[InferenceResult]("zero_inference", "runs kept for reuse within the session")
+
+
 class ZeroInferenceRunner:
     """The `zero_inference` fixture: `run(spec)` -> InferenceResult, recorded into the test."""
 
@@ -217,22 +223,22 @@ class ZeroInferenceRunner:
         try:
             spec.validate(accelerator)
         except SpecNotApplicable as exc:
-            self._extra(prefix, "run_outcome", "not_applicable")
+            self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
             pytest.skip(str(exc))
         if spec.offload == "nvme":
             reason = ensure_aio_op(self.progress) or self.space_shortfall(spec)
             if reason:
-                self._extra(prefix, "run_outcome", "not_applicable")
+                self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
                 pytest.skip(reason)
         spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
         ensure_comm_op(self.progress)
         cache = self._cache()
         key = (self.target.label, accelerator, spec.to_json())
-        result = cache.get(key) if reuse and not wrap else None
+        result = cache.get(INFERENCE_RUNS, *key) if reuse and not wrap else None
         if result is None:
             result = self._run_fresh(spec, accelerator, prefix, wrap)
             if not wrap:
-                cache[key] = result
+                cache.put(INFERENCE_RUNS, result, *key)
         else:
             self.recorder.note(f"{prefix or 'run'} {spec.id}: reused this session's earlier run of the same spec")
         if record:
@@ -283,11 +289,11 @@ class ZeroInferenceRunner:
                            f"would keep some of {spec.model}'s weights in memory (equal offloaded bytes)")
         return normalize_aio(tuned_aio_block(self.target, self.recorder, max_block_size=max_block))
 
-    def _cache(self) -> dict[Any, Any]:
-        session_cache = getattr(self.recorder, "session_cache", None)
+    def _cache(self) -> SessionCache:
+        session_cache: SessionCache | None = getattr(self.recorder, "session_cache", None)
         if session_cache is None:
-            session_cache = self.__dict__.setdefault("_local_cache", {})
-        return session_cache.setdefault("zero_inference", {})
+            session_cache = self.__dict__.setdefault("_local_cache", SessionCache())
+        return session_cache
 
     def offload_dir(self, prefix: str | None) -> Path:
         """<workdir>/zero_inference/<test-slug>[-prefix]/: removed after each run."""
@@ -328,8 +334,8 @@ class ZeroInferenceRunner:
             rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
         else:
             rec.set_params(**spec.params(result.accelerator))
-        for key, value in (("run_outcome", result.outcome), ("accelerator", result.accelerator),
-                           ("log_tail", result.log_tail if not result.ok else result.log_tail[-1500:]),
+        for key, value in ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+                           (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
                            ("decode_read_bytes_per_step", result.decode_read_bytes_per_step),
                            ("decode_steps", result.decode_steps), ("run_error", result.error),
                            ("swap_files", len(result.swap_files)),
@@ -371,4 +377,4 @@ class ZeroInferenceRunner:
                 self.recorder.add_artifact(f"{label}{name}", path)
 
     def _extra(self, prefix: str | None, key: str, value: Any) -> None:
-        self.recorder.set_extra(f"{prefix}_{key}" if prefix else key, value)
+        self.recorder.set_extra(InferenceExtra.key(prefix, key), value)
