@@ -4,6 +4,7 @@ Prints two figures per backend (goal: both under 1 s on the build machine):
 - append: the time to store one run of 500 tests (4 metrics each, 3-5 samples per metric), into a store
   that already holds everything below (the median of --repeat appends, each a new run id);
 - read: the time to read one metric's series of one test over 10,000 runs (the median of --repeat reads).
+Also printed: the time to find change points in that series (what `nvme-ai history changes` does per series).
 
 Fill: 10,000 runs of the one test that is read back (1 test, 4 metrics, 3 samples), and --big-runs runs of
 500 tests (default 100: a quarter of nightly runs, 200,000 metric rows), one transaction per 500 runs.
@@ -83,8 +84,15 @@ def measure(store: Store, args: argparse.Namespace, label: str) -> dict[str, Any
         pts = store.series(KEY)
         reads.append(time.perf_counter() - t0)
         n_points = len(pts)
+    from pytest_nvme_ai.history.changes import find_changes
+
+    find_changes(pts[:10])   # imports (ruptures, scipy) outside the timing
+    t0 = time.perf_counter()
+    find_changes(pts)
+    changes_s = time.perf_counter() - t0
     return {"backend": label, "fill_s": fill_s, "metric_rows": rows, "runs": store.count_runs(),
-            "append_s": statistics.median(appends), "read_s": statistics.median(reads), "points": n_points}
+            "append_s": statistics.median(appends), "read_s": statistics.median(reads), "points": n_points,
+            "changes_s": changes_s}
 
 
 def main() -> int:
@@ -122,11 +130,11 @@ def main() -> int:
     print(f"\nfilled: {args.runs} runs x 1 test + {args.big_runs} runs x 500 tests (4 metrics per test); "
           f"median of {args.repeat}")
     print(f"{'backend':<11} {'runs':>6} {'metric rows':>11} {'fill':>8} {'append 500 tests':>17} "
-          f"{'read 1 series':>14} {'points':>7}  goal < 1 s")
+          f"{'read 1 series':>14} {'points':>7} {'change points':>14}  goal < 1 s")
     for r in results:
         ok = "yes" if r["append_s"] < 1 and r["read_s"] < 1 else "NO"
         print(f"{r['backend']:<11} {r['runs']:>6} {r['metric_rows']:>11} {r['fill_s']:>7.1f}s "
-              f"{r['append_s']:>16.3f}s {r['read_s']:>13.3f}s {r['points']:>7}  {ok}")
+              f"{r['append_s']:>16.3f}s {r['read_s']:>13.3f}s {r['points']:>7} {r['changes_s']:>13.3f}s  {ok}")
     return 0
 
 

@@ -17,6 +17,8 @@ def _build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="render index.html from a results.json")
     r.add_argument("results", help="path to results.json (or a run directory)")
     r.add_argument("-o", "--output", help="output HTML file (default: index.html next to results.json)")
+    r.add_argument("--history", metavar="URL", help="add the trend section from this history store (SQLite path or "
+                   "postgresql:// URL; the run must be in it, e.g. after nvme-ai history import)")
 
     c = sub.add_parser("compare", help="side-by-side HTML page for two runs")
     c.add_argument("a", help="first results.json (or run directory)")
@@ -54,6 +56,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    if args.command == "report" and getattr(args, "history", None):
+        from pytest_nvme_ai.run.history_hook import cli_report_with_trends
+        return cli_report_with_trends
     if args.command == "report":
         from pytest_nvme_ai.report import cli_report
         return cli_report
@@ -81,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input: one line that says what is wrong, no traceback.
         print(f"nvme-ai {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"nvme-ai {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

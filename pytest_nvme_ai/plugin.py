@@ -57,11 +57,52 @@ class _Hooks:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         from pytest_nvme_ai.run.environment import collect
 
-        self.s.setup_targets()
-        self.s.load_baselines()
+        try:
+            if not session.config.option.collectonly:
+                self.s.check_outputs()      # before any target is touched or anything measured
+            self.s.setup_targets()
+            self.s.load_baselines()
+            self.s.check_baseline_files()
+        except BaseException:
+            # pytest skips sessionfinish when sessionstart fails: remove our private dirs and locks now.
+            self.s.release_targets()
+            raise
         self.s.smart_before = self.s.read_smart()
         self.s.environment = collect()
         self._previous_sigterm = _sigterm_as_interrupt()
+        self._leftovers_when_no_header(session.config)
+
+    def _leftovers_when_no_header(self, config: pytest.Config) -> None:
+        """Under -q (or --no-header) pytest prints no header: a true leftover is still named."""
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None or (tr.verbosity >= 0 and not config.option.no_header):
+            return
+        for t in self.s.targets:
+            for w in _target_warnings(t, self.s.leftovers.get(t.label, [])):
+                tr.write_line(f"nvme-ai WARNING {t.id}: {w}", yellow=True)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Every measured test is in results.json from the start, as "not run" until it runs: an
+        # interrupted run lists what it never reached instead of silently omitting it.
+        if session.config.option.collectonly:
+            return
+        for item in session.items:
+            fixturenames = getattr(item, "fixturenames", ())
+            if "nvme_ai" in fixturenames or "offload_target" in fixturenames:
+                self.s.record_for(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        self.s.current_test = item.nodeid
+        result = yield
+        self.s.current_test = None   # not reached when Ctrl-C leaves the test: it stays named as the one running
+        return result
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.s.mark_interrupted(_interrupt_reason(excinfo.value))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.s.release_targets()   # idempotent; covers a session that failed before sessionfinish
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         from pytest_nvme_ai.run.environment import fio_version
@@ -81,7 +122,7 @@ class _Hooks:
                 lines.append(f"nvme-ai baseline for {t.id}: {s.baseline_paths[t.label]}"
                              f" ({len(bf.entries)} entries)" if bf else
                              f"nvme-ai baseline for {t.id}: none yet at {s.baseline_paths[t.label]}")
-            lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in _target_warnings(t))
+            lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in _target_warnings(t, s.leftovers.get(t.label, [])))
             if bf is not None and t.label not in s.sibling_baselines:
                 from pytest_nvme_ai.gate.policy import window_warnings
 
@@ -164,8 +205,9 @@ class _Hooks:
         signal.signal(signal.SIGTERM, getattr(self, "_previous_sigterm", signal.SIG_DFL) or signal.SIG_DFL)
         _close_inference_workers()
         self.s.finish(exitstatus)
-        if self.s.save_errors and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the tests passed, but the baseline was not saved
+        if (self.s.save_errors or self.s.late_errors) and session.exitstatus == pytest.ExitCode.OK:
+            # the tests passed, but the baseline was not saved or the results are not where they were asked
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write_summary(terminalreporter, self.s)
@@ -193,16 +235,23 @@ def _sigterm_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
-def _target_warnings(t: Any) -> list[str]:
+def _interrupt_reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        text = str(exc)
+        return "SIGTERM" if "SIGTERM" in text else "Ctrl-C (SIGINT)"
+    return f"pytest.exit: {exc}"
+
+
+def _target_warnings(t: Any, leftovers: list[str]) -> list[str]:
     out = []
     pcie = (t.device.to_dict().get("pcie") or {}) if t.device is not None else {}
     if pcie.get("downtrained"):
         out.append(f"PCIe link trained below its maximum: Gen{pcie.get('current_gen')} x{pcie.get('current_width')} "
                    f"of Gen{pcie.get('max_gen')} x{pcie.get('max_width')}; bandwidth is capped by the link")
-    stale = sorted(p.name for p in t.path.glob(".nvme-ai-*") if p.is_dir() and not p.name.endswith(t.run_id))
-    if stale:
-        out.append(f"leftover private directories from earlier runs that did not end cleanly: {', '.join(stale)} "
-                   f"in {t.path} (remove them when no other run uses this target)")
+    if leftovers:
+        # Their session lock is not held by anyone: the runs that made them are dead (crash, kill -9).
+        out.append(f"leftover private directories of runs that died without cleaning up: {', '.join(leftovers)} "
+                   f"in {t.path} (no live session holds them: safe to remove, e.g. rm -r {t.path / leftovers[0]})")
     return out
 
 

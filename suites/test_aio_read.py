@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from pytest_nvme_ai.core.extras import AioSuiteExtra
+from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.measure.aio.runner import AioRunner, AioSettings, aio_missing_reason, file_bytes, twin_fio_job
 from pytest_nvme_ai.measure.fio.runner import FioResult, fio_missing_reason, format_size, run_fio
 from pytest_nvme_ai.run.session import profile_of
@@ -54,18 +56,15 @@ SEED_POINT = Point(2 * MiB, 8, 16)          # the seed study's DeepSpeed aio set
 ZI_SCRIPT_POINT = Point(16 * MiB, 64, 8)
 
 
-def grid(profile_name: str) -> list[Point]:
+def grid(profile: Profile) -> list[Point]:
     """The measured points for a profile, in a stable order (ids and baselines depend on it)."""
-    if profile_name == "quick":
-        return _product((MiB, 16 * MiB), (8, 32), (1, 2))
-    if profile_name == "standard":
-        return _product((128 * KiB, MiB, 8 * MiB, 16 * MiB), (8, 32, 128), (1, 8)) + [SEED_POINT, ZI_SCRIPT_POINT]
-    return _product((128 * KiB, MiB, 2 * MiB, 8 * MiB, 16 * MiB), (8, 32, 64, 128), (1, 2, 4, 8, 16))
+    points = _product(profile.aio_block_sizes, profile.aio_depths, profile.aio_parallelism)
+    return points + ([SEED_POINT, ZI_SCRIPT_POINT] if profile.aio_reference_points else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if {"block_size", "queue_depth", "parallelism"} <= set(metafunc.fixturenames):
-        points = grid(profile_of(metafunc.config).name)
+        points = grid(profile_of(metafunc.config))
         metafunc.parametrize("block_size,queue_depth,parallelism",
                              [(p.block_size, p.queue_depth, p.parallelism) for p in points],
                              ids=[p.id for p in points])
@@ -97,7 +96,7 @@ def interleaved(repeat: int, first: Callable[[], Any], second: Callable[[], Any]
 
 def test_aio_read(ds_aio: AioRunner, offload_target: Any, nvme_ai: Any, block_size: int, queue_depth: int,
                   parallelism: int) -> None:
-    size = file_bytes(nvme_ai.profile.name)
+    size = file_bytes(nvme_ai.profile)
     file = ds_aio.data_file(size)
     assert offload_target.workdir.resolve() in file.resolve().parents  # reads only our own file
     nvme_ai.set_extra("file_bytes", size)
@@ -132,7 +131,7 @@ def test_aio_read(ds_aio: AioRunner, offload_target: Any, nvme_ai: Any, block_si
     fio_bw = [fio.bw_bytes for _, fio in pairs]
     ratios = [aio.bw / fio.bw_bytes for aio, fio in pairs]
     nvme_ai.record_samples("aio_vs_fio", ratios)
-    nvme_ai.set_extra("fio_bw", statistics.median(fio_bw))
-    nvme_ai.set_extra("fio_bw_samples", fio_bw)
+    nvme_ai.set_extra(AioSuiteExtra.FIO_BW, statistics.median(fio_bw))
+    nvme_ai.set_extra(AioSuiteExtra.FIO_BW_SAMPLES, fio_bw)
     nvme_ai.add_artifact("fio twin job file", nvme_ai.artifact_dir / "aio-twin-1.fio")
     assert all(r > 0 for r in ratios)

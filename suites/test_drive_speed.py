@@ -20,36 +20,29 @@ from typing import Any
 import pytest
 
 from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.profiles import InferenceCase
 from pytest_nvme_ai.run.session import profile_of
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
 CAPS = (1.0, 0.5, 0.25)
-# (model, batch, gpu): one case in quick, more on the hardware runners' profiles
-GRIDS: dict[str, list[tuple[str, int, bool]]] = {
-    "quick": [("opt-125m", 1, False)],
-    "standard": [("opt-1.3b", 8, True), ("opt-1.3b", 32, True), ("opt-6.7b", 8, True)],
-    "full": [("opt-13b", 32, True), ("opt-30b", 32, True), ("opt-66b", 32, True)],
-}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "drive_case" not in metafunc.fixturenames:
         return
-    grid = GRIDS[profile_of(metafunc.config).name]
-    metafunc.parametrize("drive_case", [pytest.param(c, marks=[pytest.mark.gpu] if c[2] else [],
-                                                     id=f"{c[0]}-bs{c[1]}") for c in grid])
+    grid = profile_of(metafunc.config).drive_speed_cases   # one case in quick, more on the runners' profiles
+    metafunc.parametrize("drive_case", [pytest.param(c, marks=[pytest.mark.gpu] if c.gpu else [],
+                                                     id=f"{c.model}-bs{c.batch_size}") for c in grid])
 
 
-def _spec(drive_case: tuple[str, int, bool], nvme_ai: Any) -> InferenceSpec:
-    model, batch, gpu = drive_case
-    quick = nvme_ai.profile.name == "quick"
-    return InferenceSpec(model=model, batch_size=batch, offload="nvme", prompt_len=32 if quick else 512,
-                         # quick: two loops per cap (three children at capped speed are most of its time)
-                         gen_len=8 if quick else 32, pin_memory=gpu, loops=2 if quick else nvme_ai.profile.zi_loops,
+def _spec(drive_case: InferenceCase, nvme_ai: Any) -> InferenceSpec:
+    c = drive_case
+    return InferenceSpec(model=c.model, batch_size=c.batch_size, offload="nvme", prompt_len=c.prompt_len,
+                         gen_len=c.gen_len, pin_memory=c.gpu, loops=nvme_ai.profile.drive_speed_loops,
                          warmup=nvme_ai.profile.zi_warmup)
 
 
-def test_drive_speed(drive_case: tuple[str, int, bool], zero_inference: Any, fio: Any, nvme_ai: Any,
+def test_drive_speed(drive_case: InferenceCase, zero_inference: Any, fio: Any, nvme_ai: Any,
                      request: pytest.FixtureRequest) -> None:
     from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
     from pytest_nvme_ai.measure.throttle import Throttle, block_device_of, throttle_missing_reason

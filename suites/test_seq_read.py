@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.measure.fio.runner import FioJob, FioRunner, record_metrics
 from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
 from pytest_nvme_ai.run import settings
@@ -50,20 +51,17 @@ class Point:
 SEED_POINT = Point("2M", 8, 16)
 
 
-def grid(profile_name: str) -> list[Point]:
+def grid(profile: Profile) -> list[Point]:
     """The measured points for a profile, in a stable order (ids and baselines depend on it)."""
-    if profile_name == "quick":
-        return [Point(bs, 16, 1) for bs in BLOCK_SIZES]
-    depths = (16, 64) if profile_name == "standard" else (1, 16, 64)
-    points = [Point(bs, qd, nj) for nj in (1, 4) for qd in depths for bs in BLOCK_SIZES]
-    return points + [SEED_POINT]
+    points = [Point(bs, qd, nj) for nj in profile.fio_numjobs for qd in profile.fio_depths for bs in BLOCK_SIZES]
+    return points + ([SEED_POINT] if profile.fio_seed_point else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = set(metafunc.fixturenames)
     if not {"bs", "iodepth", "numjobs"} <= names:
         return
-    points = grid(profile_of(metafunc.config).name)
+    points = grid(profile_of(metafunc.config))
     argvalues = [(p.bs, p.iodepth, p.numjobs) for p in points]
     ids = [p.id for p in points]
     if "remote" in names:

@@ -43,30 +43,20 @@ the baseline of the same device.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
 
 from pytest_nvme_ai.core.metrics import Metric
-from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.core.profiles import InferenceCase, Profile
 from pytest_nvme_ai.run.session import profile_of
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
-SEED_PROMPT, SEED_GEN = 512, 32      # the seed study's and run_model.py's shape
-QUICK_MODEL = "opt-125m"             # the smallest shipped OPT whose decoder layers stream (matrices >= 1 MiB)
-
 
 @dataclass(frozen=True)
-class Case:
-    model: str
-    batch_size: int
-    offload: str = "nvme"          # the single-run offload; pairing cases run both cpu and nvme
-    quant_bits: int | None = None
-    kv_offload: bool = False
-    prompt_len: int = 32
-    gen_len: int = 8
-    gpu: bool = False
+class Case(InferenceCase):
+    """A grid point of the profile (its fields: core.profiles.InferenceCase) with what the tests need."""
 
     @property
     def id(self) -> str:
@@ -89,42 +79,16 @@ class Case:
         return self.batch_size >= 128 or (offload == "cpu" and big)
 
 
-def _quick() -> dict[str, list[Case]]:
-    # opt-125m, not opt-tiny: opt-tiny's decoder matrices are below DeepSpeed's 1 MiB swap threshold, so
-    # its "NVMe offload" streamed only the embeddings. No offload comes first: the NVMe cases reuse it as
-    # their compute bound. Batch 2 NVMe is measured by the pairing test; the KV case skips off CUDA.
-    single = [Case(QUICK_MODEL, 1, offload="none"), Case(QUICK_MODEL, 1), Case(QUICK_MODEL, 1, quant_bits=4),
-              Case("opt-tiny", 1, kv_offload=True)]
-    return {"single": single, "pair": [Case(QUICK_MODEL, 1), Case(QUICK_MODEL, 2)]}
-
-
-def _standard() -> dict[str, list[Case]]:
-    single, pair = [], []
-    for model in ("opt-1.3b", "opt-6.7b"):
-        for bs in (8, 32):
-            for offload in ("none", "nvme") if model == "opt-1.3b" else ("nvme",):
-                single.append(Case(model, bs, offload=offload, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
-            pair.append(Case(model, bs, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
-        single.append(Case(model, 32, quant_bits=4, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True))
-    return {"single": single, "pair": pair}
-
-
-def _full() -> dict[str, list[Case]]:
-    cases = [Case(model, bs, quant_bits=4, kv_offload=True, prompt_len=SEED_PROMPT, gen_len=SEED_GEN, gpu=True)
-             for model in ("opt-13b", "opt-30b", "opt-66b") for bs in (32, 80, 128, 140)]
-    return {"single": cases, "pair": cases}
-
-
-GRIDS = {"quick": _quick, "standard": _standard, "full": _full}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
-    grid = GRIDS[profile_of(metafunc.config).name]()
+    profile = profile_of(metafunc.config)
     kind = "pair" if metafunc.function.__name__ == "test_nvme_vs_cpu" else "single"
+    cases = [Case(**asdict(c)) for c in (profile.zi_pair if kind == "pair" else profile.zi_single)]
     params = [pytest.param(c, marks=_marks(c, kind, metafunc.config), id=c.pair_id if kind == "pair" else c.id)
-              for c in grid[kind]]
+              for c in cases]
     metafunc.parametrize("case", params)
 
 
@@ -255,7 +219,7 @@ def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pyt
     request.getfixturevalue("deepspeed_ops")
     profile = nvme_ai.profile
     cpu_spec, nvme_spec = case.spec_for("cpu", profile), case.spec_for("nvme", profile)
-    reuse = profile.name == "full"
+    reuse = profile.zi_reuse_runs
     nvme = zero_inference.run(nvme_spec, prefix="nvme", reuse=reuse)
     cpu = zero_inference.run(cpu_spec, prefix="cpu")
     params = cpu.spec.params(cpu.accelerator)

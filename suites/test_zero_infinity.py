@@ -23,27 +23,24 @@ write bandwidth on the same target (`step_io_bound`, `step_io_fraction`; measure
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.core.cache import CacheKey
 from pytest_nvme_ai.core.metrics import Metric
-from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.core.profiles import Profile, TrainingCase
 from pytest_nvme_ai.measure.zero_infinity.spec import TrainingSpec
 from pytest_nvme_ai.run.session import profile_of
 
-GPU_BATCH, GPU_SEQ = 8, 512
+# (target label) -> fio read bandwidth this suite measured for its I/O bound when the fio suite did not run
+BOUND_READ_BW = CacheKey[float]("bound_read_bw", "fio read bw measured by the training suite for its bound")
 
 
 @dataclass(frozen=True)
-class Case:
-    model: str
-    batch_size: int = 2
-    seq_len: int = 64
-    pipeline_read: bool = False
-    pipeline_write: bool = False
-    gpu: bool = False
+class Case(TrainingCase):
+    """A grid point of the profile (its fields: core.profiles.TrainingCase) with what the tests need."""
 
     def spec_for(self, offload: str, profile: Profile | None = None) -> TrainingSpec:
         steps, warmup = (profile.zinf_steps, profile.zinf_warmup) if profile else (3, 1)
@@ -62,27 +59,16 @@ class Case:
         return self.spec_for("cpu").id.replace("-cpu", "")
 
 
-PIPELINES = ((False, False), (True, False), (False, True), (True, True))
-
-
-def _gpu_cases(models: tuple[str, ...]) -> dict[str, list[Case]]:
-    single = [Case(m, GPU_BATCH, GPU_SEQ, pr, pw, gpu=True) for m in models for pr, pw in PIPELINES]
-    return {"single": single, "pair": [Case(m, GPU_BATCH, GPU_SEQ, gpu=True) for m in models]}
-
-
-def _quick() -> dict[str, list[Case]]:
-    return {"single": [Case("opt-tiny"), Case("opt-tiny", pipeline_read=True, pipeline_write=True)],
-            "pair": [Case("opt-tiny")]}
-
-
-GRIDS = {"quick": _quick, "standard": lambda: _gpu_cases(("opt-1.3b", "opt-6.7b")),
-         "full": lambda: _gpu_cases(("opt-1.3b", "opt-6.7b", "opt-13b"))}
+def grid_of(profile: Profile) -> dict[str, list[Case]]:
+    """The profile's training grid (core.profiles) as this suite's cases."""
+    return {"single": [Case(**asdict(c)) for c in profile.zinf_single],
+            "pair": [Case(**asdict(c)) for c in profile.zinf_pair]}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
-    grid = GRIDS[profile_of(metafunc.config).name]()
+    grid = grid_of(profile_of(metafunc.config))
     kind = "pair" if metafunc.function.__name__ == "test_nvme_vs_cpu" else "single"
     metafunc.parametrize("case", [pytest.param(c, marks=[pytest.mark.gpu] if c.gpu else [],
                                                id=c.pair_id if kind == "pair" else c.id) for c in grid[kind]])
@@ -126,19 +112,19 @@ def check_trained(result: Any) -> None:
 def fio_bandwidths(nvme_ai: Any, request: pytest.FixtureRequest) -> tuple[float | None, float | None]:
     """fio's read and write bandwidth on this target in this session: the seq-read and write suites'
     figures when they ran first (they sort first), else one short fio measurement of each here."""
-    from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
-    from pytest_nvme_ai.measure.write_check import MIN_WRITE_BYTES, run_seq_write
+    from pytest_nvme_ai.measure.fio.runner import BEST_FIO_BW, FioJob, fio_missing_reason
+    from pytest_nvme_ai.measure.write_check import FIO_WRITE_BW, MIN_WRITE_BYTES, run_seq_write
 
     label = nvme_ai.target.label if nvme_ai.target is not None else None
     cache = nvme_ai.session_cache
-    read_bw = cache.get(("fio_bw", label)) or cache.get(("bound_read_bw", label))
-    write_bw = cache.get(("fio_write_bw", label))
+    read_bw = cache.get(BEST_FIO_BW, label) or cache.get(BOUND_READ_BW, label)
+    write_bw = cache.get(FIO_WRITE_BW, label)
     if (read_bw and write_bw) or fio_missing_reason() is not None:
         return read_bw, write_bw
     fio = request.getfixturevalue("fio")
     if not read_bw:
         read_bw = fio.run(FioJob(name="bound-read", bs="1M", iodepth=16), repeat=1, record=False).bw_bytes
-        cache[("bound_read_bw", label)] = read_bw  # measured once per session and target, as the write side
+        cache.put(BOUND_READ_BW, read_bw, label)  # measured once per session and target, as the write side
         nvme_ai.note(f"fio read bandwidth for the I/O bound measured in this test (bs 1M, qd 16): {read_bw:.3g} B/s")
     if not write_bw:
         write_bw = run_seq_write(fio, MIN_WRITE_BYTES, repeat=1, name="bound-write").bw_bytes

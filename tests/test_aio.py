@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
+from pytest_nvme_ai.measure.fio.runner import FIO_DATA
 from pytest_nvme_ai.measure.aio import runner as aio
 from pytest_nvme_ai.measure.aio import worker as aio_worker
 from pytest_nvme_ai.measure.deepspeed import ops as ds_ops
@@ -87,11 +89,12 @@ def test_data_file_is_shared_with_fio_through_the_session_cache(tmp_path: Path) 
     t = FakeTarget(tmp_path)
     fio_file = t.inside("fio-data-1M.bin")
     fio_file.write_bytes(os.urandom(MiB))
-    cache: dict[Any, Any] = {("fio_data", "t", MiB): fio_file}
+    cache = SessionCache()
+    cache.put(FIO_DATA, fio_file, "t", MiB)
     assert ensure_data_file(t, MiB, cache) == fio_file  # fio laid it out: reuse, write nothing
     ours = ensure_data_file(t, 2 * MiB, cache)           # a size fio did not lay out: ours, cached for fio
     assert ours.parent == t.workdir and ours.stat().st_size == 2 * MiB
-    assert cache[("fio_data", "t", 2 * MiB)] == ours
+    assert cache.get(FIO_DATA, "t", 2 * MiB) == ours
     assert ensure_data_file(t, 2 * MiB, cache) == ours
 
 
@@ -222,7 +225,7 @@ def test_an_aborting_op_spares_the_caller_and_the_next_read(data: Path) -> None:
 
 
 class FakeRecorder:
-    def __init__(self, cache: dict[Any, Any]) -> None:
+    def __init__(self, cache: SessionCache) -> None:
         self.session_cache = cache
         self.repeat, self.timeout = 3, 120
         self.metrics: dict[str, Metric] = {}
@@ -239,7 +242,7 @@ class FakeRecorder:
 
 @pytest.mark.usefixtures("aio_ready")
 def test_runner_records_bw_and_latency_per_repetition(tmp_path: Path) -> None:
-    rec = FakeRecorder({})
+    rec = FakeRecorder(SessionCache())
     runner = AioRunner(FakeTarget(tmp_path), rec)  # type: ignore[arg-type]
     f = runner.data_file(4 * MiB)
     res = runner.read(f, MiB, 16, 2)

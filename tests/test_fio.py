@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.measure.fio import runner as fio_mod
 from pytest_nvme_ai.measure.device import identify
-from pytest_nvme_ai.measure.fio.runner import (MISSING_REASON, DirectIOUnsupported, FioError, FioJob, FioRunner,
+from pytest_nvme_ai.measure.fio.runner import (BEST_FIO_BW, FIO_BW, MISSING_REASON, DirectIOUnsupported, FioError, FioJob, FioRunner,
                                 check_direct_io, combine_results, fio_missing_reason, format_size, format_time,
                                 parse_fio_json, parse_size, run_fio)
 from pytest_nvme_ai.core.metrics import Metric
@@ -68,7 +69,6 @@ def test_format_size_and_time() -> None:
     ({"runtime": -1}, "runtime"),
     ({"ss": "bw_slope:0.3%"}, "needs ss_dur"),
     ({"ss": "fast", "ss_dur": 2}, "steady-state criterion"),
-    ({"filename": "/mnt/a:b"}, "list of files"),
     ({"filename": "/dev/nvme0n1"}, "is a device"),
     ({"name": "my job"}, "job name"),
 ])
@@ -277,7 +277,7 @@ class FakeRecorder:
     def __init__(self, tmp: Path, repeat: int = 2) -> None:
         self.repeat, self.timeout = repeat, 60
         self.profile = replace(PROFILES["quick"], fio_runtime_s=0.3, fio_file_bytes=8 << 20)
-        self.session_cache: dict[Any, Any] = {}
+        self.session_cache = SessionCache()
         self.artifact_dir = tmp / "artifacts"
         self.artifact_dir.mkdir()
         self.metrics: dict[str, Metric] = {}
@@ -317,7 +317,7 @@ def test_runner_records_one_sample_per_repetition(runner: FioRunner) -> None:
     assert rec.metrics["bw"].samples == res.samples("bw_bytes") and rec.metrics["bw"].unit == "B/s"
     assert rec.params["bs"] == "1M" and rec.params["iodepth"] == 4 and rec.params["runtime_s"] == 0.3
     assert set(rec.artifacts) == {"fio job file", "fio json+ seqread-1", "fio json+ seqread-2"}
-    assert runner.cache[("fio_bw", "t", 1 << 20)] == res.bw_bytes == runner.cache[("fio_bw", "t")]
+    assert runner.cache.get(FIO_BW, "t", 1 << 20) == res.bw_bytes == runner.cache.get(BEST_FIO_BW, "t")
     # The same job again in the same test: samples accumulate, the first run's files are kept.
     runner.run(FioJob(bs="1M", iodepth=4), repeat=1)
     assert rec.metrics["bw"].n == 3 and rec.artifacts["fio json+ seqread-3"].exists()

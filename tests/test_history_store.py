@@ -200,3 +200,19 @@ def test_an_older_store_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest
         assert c.execute(sa.text("SELECT run_id, note FROM nvme_ai_runs")).all() == [("old", None)]
     store.close()
     open_store(db).close()   # already at version 2: nothing runs twice
+
+
+def test_report_command_adds_trends_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "h.sqlite")
+    files = []
+    for i in range(3):
+        f = tmp_path / f"run-{i}" / "results.json"
+        f.parent.mkdir()
+        f.write_text(json.dumps(run_doc(f"run-{i}", i)))
+        files.append(str(f))
+    assert main(["history", "import", "--history", db, *files[:2]]) == 0
+    assert main(["report", files[1], "--history", db]) == 0
+    assert "(1 trend series)" in capsys.readouterr().out
+    assert 'id="trends"' in (tmp_path / "run-1" / "index.html").read_text()
+    assert main(["report", files[2], "--history", db]) == 2   # not imported yet: says so
+    assert "run run-2 is not in" in capsys.readouterr().err

@@ -50,6 +50,8 @@ def test_device_slug_is_filesystem_safe_and_names_the_drive() -> None:
 def test_safe_name() -> None:
     assert safe_name("suites/test_x.py::test_y[bs1M-@default]") == "suites_test_x.py_test_y_bs1M-@default"
     assert safe_name("///") == "test" and len(safe_name("a" * 500)) == 120 and safe_name("x y", 1) == "x"
+    # id labels keep fewer characters: '-' separates the parts of a pytest id
+    assert safe_name("nvme-0@a=b", None, default="root", keep="_.") == "nvme_0_a_b" and safe_name("", None, default="") == ""
 
 
 def test_median() -> None:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.measure.aio.runner import AioError, AioSettings
 from pytest_nvme_ai.measure.deepspeed.version import thread_key
 from pytest_nvme_ai.core.profiles import PROFILES
@@ -156,7 +157,7 @@ def test_report_names_the_key_and_warns_about_num_threads(tmp_path: Path) -> Non
 
 
 class _Recorder:
-    def __init__(self, cache: dict[Any, Any]) -> None:
+    def __init__(self, cache: SessionCache) -> None:
         self.session_cache, self.profile = cache, PROFILES["quick"]
         self.extra: dict[str, Any] = {}
         self.notes: list[str] = []
@@ -170,7 +171,7 @@ class _Recorder:
 
 def test_tuned_aio_block_tunes_once_per_target_and_records_extras(tmp_path: Path) -> None:
     target = type("T", (), {"label": "nvme0", "workdir": tmp_path, "path": tmp_path})()
-    cache: dict[Any, Any] = {}
+    cache = SessionCache()
     measure, calls = counting(surface())
     first, second = _Recorder(cache), _Recorder(cache)
     block = tuned_aio_block(target, first, measure=measure)  # type: ignore[arg-type]
@@ -188,7 +189,7 @@ def test_a_block_bound_keeps_the_tuner_at_equal_offloaded_bytes(tmp_path: Path) 
     block so that the tuner cannot win by offloading less; no read, seed included, goes above the bound."""
     target = type("T", (), {"label": "nvme0", "workdir": tmp_path, "path": tmp_path})()
     measure, calls = counting(surface())
-    rec = _Recorder({})
+    rec = _Recorder(SessionCache())
     block = tuned_aio_block(target, rec, measure=measure, max_block_size=MiB)  # type: ignore[arg-type]
     assert calls and max(s.block_size for s in calls) <= MiB
     assert block["block_size"] <= MiB and rec.extra["tuned_aio_max_block"] == MiB

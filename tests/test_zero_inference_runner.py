@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
@@ -24,7 +25,7 @@ class FakeRecorder:
         self.timeout = timeout
         self.aio_setting = aio_setting
         self.nodeid = "tests/test_x.py::test_case[opt-tiny-bs1]"
-        self.session_cache: dict[Any, Any] = {}
+        self.session_cache = SessionCache()
         self.params: dict[str, Any] = {}
         self.extra: dict[str, Any] = {}
         self.recorded: dict[str, Metric] = {}

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
 
-from pytest_nvme_ai.core.profiles import PROFILES
+from pytest_nvme_ai.core.profiles import PROFILES, QUICK_MODEL
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_zero_inference.py"
 
@@ -61,10 +62,10 @@ def test_may_oom_policy(suite: ModuleType) -> None:
 
 
 def test_quick_grid_runs_without_gpu_and_keeps_the_kv_skip(suite: ModuleType) -> None:
-    grid = suite.GRIDS["quick"]()
+    grid = {"single": PROFILES["quick"].zi_single, "pair": PROFILES["quick"].zi_pair}  # the grid is the profile's
     assert all(not c.gpu for c in grid["single"] + grid["pair"])
     # the NVMe cases stream their decoder layers: opt-tiny's matrices are below DeepSpeed's 1 MiB threshold
-    assert all(c.model == suite.QUICK_MODEL == "opt-125m" for c in grid["single"] + grid["pair"]
+    assert all(c.model == QUICK_MODEL == "opt-125m" for c in grid["single"] + grid["pair"]
                if c.offload == "nvme" and not c.kv_offload)
     assert grid["single"][0].offload == "none"  # first: the NVMe cases reuse it as their compute bound
     assert any(c.kv_offload for c in grid["single"])
@@ -74,8 +75,7 @@ def test_quick_grid_runs_without_gpu_and_keeps_the_kv_skip(suite: ModuleType) ->
 
 
 def test_full_grid_is_the_seed_matrix_on_gpu(suite: ModuleType) -> None:
-    grid = suite.GRIDS["full"]()
-    cases = grid["single"]
+    cases = [suite.Case(**asdict(c)) for c in PROFILES["full"].zi_single]
     assert all(c.gpu and c.quant_bits == 4 and c.kv_offload for c in cases)
     assert {c.model for c in cases} == {"opt-13b", "opt-30b", "opt-66b"}
     assert {80, 128, 140} <= {c.batch_size for c in cases}
@@ -85,8 +85,7 @@ def test_full_grid_is_the_seed_matrix_on_gpu(suite: ModuleType) -> None:
 
 
 def test_case_ids_are_unique_per_profile(suite: ModuleType) -> None:
-    for name in ("quick", "standard", "full"):
-        grid = suite.GRIDS[name]()
-        single = [c.id for c in grid["single"]]
-        pair = [c.pair_id for c in grid["pair"]]
+    for name, profile in PROFILES.items():
+        single = [suite.Case(**asdict(c)).id for c in profile.zi_single]
+        pair = [suite.Case(**asdict(c)).pair_id for c in profile.zi_pair]
         assert len(set(single)) == len(single) and len(set(pair)) == len(pair), name

@@ -30,7 +30,7 @@ def suite() -> Iterator[ModuleType]:
 
 
 def test_quick_is_small_and_cpu_only(suite: ModuleType) -> None:
-    grid = suite.GRIDS["quick"]()
+    grid = suite.grid_of(PROFILES["quick"])
     cases = grid["single"] + grid["pair"]
     assert all(not c.gpu and c.model == "opt-tiny" for c in cases)
     assert {(c.pipeline_read, c.pipeline_write) for c in grid["single"]} == {(False, False), (True, True)}
@@ -41,7 +41,7 @@ def test_quick_is_small_and_cpu_only(suite: ModuleType) -> None:
 @pytest.mark.parametrize("profile, models", [("standard", {"opt-1.3b", "opt-6.7b"}),
                                              ("full", {"opt-1.3b", "opt-6.7b", "opt-13b"})])
 def test_gpu_profiles_carry_the_opt_shapes(suite: ModuleType, profile: str, models: set[str]) -> None:
-    grid = suite.GRIDS[profile]()
+    grid = suite.grid_of(PROFILES[profile])
     assert {c.model for c in grid["single"]} == models == {c.model for c in grid["pair"]}
     assert all(c.gpu for c in grid["single"] + grid["pair"])
     pipes = {(c.pipeline_read, c.pipeline_write) for c in grid["single"]}
@@ -52,7 +52,7 @@ def test_gpu_profiles_carry_the_opt_shapes(suite: ModuleType, profile: str, mode
 
 def test_case_ids_are_unique(suite: ModuleType) -> None:
     for name in ("quick", "standard", "full"):
-        grid = suite.GRIDS[name]()
+        grid = suite.grid_of(PROFILES[name])
         ids, pair_ids = [c.id for c in grid["single"]], [c.pair_id for c in grid["pair"]]
         assert len(set(ids)) == len(ids) and len(set(pair_ids)) == len(pair_ids), name
 

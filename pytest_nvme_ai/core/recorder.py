@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from pytest_nvme_ai.core.cache import SessionCache
+
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.core.targets import Target
@@ -38,7 +40,7 @@ class Recorder(Protocol):
     def artifact_dir(self) -> Path: ...
 
     @property
-    def session_cache(self) -> dict[Any, Any]: ...
+    def session_cache(self) -> SessionCache: ...
 
     @property
     def aio_setting(self) -> str: ...

@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_nvme_ai.core.fsutil import ensure_inside, is_block_device
+from pytest_nvme_ai.core.text import safe_name
+from pytest_nvme_ai.core.writable import why_not_writable
 
 
 class TargetError(Exception):
@@ -60,8 +63,11 @@ def validate_target_dir(raw: str | os.PathLike[str]) -> Path:
         raise TargetError(f"target {p} does not exist: create the directory on the drive under test first")
     if not p.is_dir():
         raise TargetError(f"target {p} is not a directory: pass a directory on the drive under test")
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise TargetError(f"target {p} is not writable by this user: fix its permissions or choose another directory")
+    try:  # mode bits do not tell root about read-only mounts: try what the run will do (mkdir)
+        os.rmdir(tempfile.mkdtemp(prefix=".nvme-ai.probe-", dir=p))
+    except OSError as exc:
+        raise TargetError(f"target {p} is not writable: {why_not_writable(exc)}; fix it or choose another "
+                          "directory") from None
     return p.resolve()
 
 
@@ -69,7 +75,7 @@ def make_labels(paths: list[Path]) -> list[str]:
     """Short id-safe labels from the last path component, made unique."""
     labels: list[str] = []
     for p in paths:
-        base = re.sub(r"[^A-Za-z0-9_.]+", "_", p.name or "root").strip("_") or "root"
+        base = safe_name(p.name or "root", None, default="root", keep="_.")
         label, n = base, 2
         while label in labels:
             label, n = f"{base}_{n}", n + 1

@@ -60,9 +60,15 @@ def format_size(n: int) -> str:
 
 
 # ---- names ----------------------------------------------------------------------------------------
-def safe_name(text: str, limit: int = 120, *, default: str = "test") -> str:
-    """A file-name-safe rendering of a test id (artifact and offload directories)."""
-    s = re.sub(r"[^A-Za-z0-9_.@=-]+", "_", text).strip("_")
+ID_CHARS = "_.@=-"   # what a test id keeps in artifact and offload directory names
+
+
+def safe_name(text: str, limit: int | None = 120, *, default: str = "test", keep: str = ID_CHARS) -> str:
+    """`text` with every run of characters other than letters, digits and `keep` replaced by '_'.
+
+    File names of artifacts and offload directories keep a test id's '@', '=' and '-'; labels that go
+    into pytest ids keep fewer ('-' separates the parts of an id), so callers pass their own `keep`."""
+    s = re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "_", text).strip("_")
     return s[:limit] or default
 
 

@@ -4,37 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from pytest_nvme_ai.core.metrics import format_value
-from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+from pytest_nvme_ai.core.results import load_results
+from pytest_nvme_ai.core.names import check_name, path_in
 from pytest_nvme_ai.core.text import device_slug
 from pytest_nvme_ai.gate import baseline
 from pytest_nvme_ai.gate.window import MIN_SESSIONS, stats
 
 
-def _load_results(path: Path) -> dict[str, Any]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "results.json"
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{p} not found: pass a results.json (e.g. reports/latest/results.json)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON (line {exc.lineno}): is it a results.json?") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("schema_version"), int):
-        raise ValueError(f"{p} has no schema_version: it is not a pytest-nvme-ai results.json")
-    if raw["schema_version"] > SCHEMA_VERSION:
-        raise ValueError(f"{p} has schema_version {raw['schema_version']}, newer than this pytest-nvme-ai reads "
-                         f"({SCHEMA_VERSION}): upgrade pytest-nvme-ai")
-    return raw
-
-
 def promote(results: Path, baseline_dir: Path, name: str | None = None, include_failed: bool = False,
             window: int = baseline.DEFAULT_WINDOW) -> list[tuple[Path, int]]:
     """Add a reviewed run to the baseline window (one session per test) without rerunning it."""
-    data = _load_results(results)
+    if name:
+        check_name(name, "baseline name", "to keep baselines elsewhere, use --baseline-dir")
+    data = load_results(results)
     targets = {t["label"]: t for t in data.get("targets", [])}
     written: list[tuple[Path, int]] = []
     by_label: dict[str, list[baseline.NewSession]] = {}
@@ -52,7 +36,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     for label, sessions in by_label.items():
         fp = targets[label]["device"].get("fingerprint") or {}
         bname = name or device_slug(fp)
-        path = Path(baseline_dir) / f"{bname}.json"
+        path = path_in(Path(baseline_dir), bname, ".json", what="baseline name")  # a name, never a path
         try:
             baseline.save_sessions(path, name=bname, fingerprint=fp, sessions=sessions, run=data.get("run", {}),
                                    environment=data.get("environment"), window=window, source="promote")
@@ -74,8 +58,8 @@ def cli_promote(args: argparse.Namespace) -> int:
 def _resolve_baseline(name: str, baseline_dir: Path) -> Path:
     p = Path(name)
     if p.suffix == ".json" and p.exists():
-        return p
-    cand = baseline_dir / f"{name}.json"
+        return p   # an explicit file, read only
+    cand = path_in(baseline_dir, name, ".json", what="baseline name")
     if not cand.exists():
         have = ", ".join(sorted(x.stem for x in baseline_dir.glob("*.json"))) or "none"
         raise FileNotFoundError(f"no baseline {name!r} in {baseline_dir} (have: {have})")

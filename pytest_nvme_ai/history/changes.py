@@ -1,6 +1,7 @@
 """Change points in a series, and what differed between the runs on both sides.
 
-Detection: `ruptures`' PELT (exact optimal segmentation under a penalty, linear expected time) on the
+Detection: `ruptures`' PELT (exact optimal segmentation under a penalty, linear expected time; its C
+implementation, KernelCPD with the linear kernel, which is the L2 cost) on the
 series scaled by a robust noise estimate, then each candidate is kept only if it is both large and
 significant, the way Apache Otava (E-Divisive + t-test) and asv (factor + Mann-Whitney) filter theirs:
 - large: the medians of the segments on both sides differ by at least `min_change` (default 5%);
@@ -63,7 +64,9 @@ def candidates(values: Sequence[float], s: Settings) -> list[int]:
     x = np.asarray(values, dtype=float)
     scale = noise_scale(values) or (float(np.std(x)) or 1.0) * 1e-3 or 1.0
     signal = ((x - float(np.median(x))) / scale).reshape(-1, 1)
-    algo = rpt.Pelt(model="l2", min_size=s.min_size, jump=1).fit(signal)
+    # KernelCPD with the linear kernel is PELT on the L2 cost, in C: 10,000 points take ~0.3 s, where the
+    # pure-Python rpt.Pelt(model="l2") takes ~5 s for 1,000 and about a minute for 3,000 (measured here).
+    algo = rpt.KernelCPD(kernel="linear", min_size=s.min_size, jump=1).fit(signal)
     return [int(b) for b in algo.predict(pen=s.penalty * math.log(n)) if 0 < b < n]
 
 

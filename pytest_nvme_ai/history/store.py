@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
-from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+from pytest_nvme_ai.core.results import load_results, results_path
 from pytest_nvme_ai.history.flatten import RunRows, flatten
 
 SQLITE_BUSY_TIMEOUT_S = 120   # a second session waits for the first one's append instead of failing
@@ -397,19 +397,8 @@ def check_version(version: int, url: Any) -> None:
 def iter_results(paths: Iterable[str]) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Read results.json files for import; a bad file raises ValueError naming it."""
     for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            p = p / "results.json"
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{p} not found: pass results.json files, e.g. reports/*/results.json") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{p} is not valid JSON ({exc}): pass results.json files written by pytest-nvme-ai") from None
-        if not isinstance(data, dict) or "run" not in data:
+        p = results_path(raw)
+        data = load_results(p)   # core.results: the one reader (schema checked there)
+        if "run" not in data:
             raise ValueError(f"{p} is not a pytest-nvme-ai results.json (no 'run' object)")
-        version = data.get("schema_version")
-        if isinstance(version, int) and version > SCHEMA_VERSION:
-            raise ValueError(f"{p} has schema_version {version}, newer than this pytest-nvme-ai understands "
-                             f"({SCHEMA_VERSION}): upgrade pytest-nvme-ai to import it")
         yield p, data

@@ -14,7 +14,9 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
+from decimal import Decimal, InvalidOperation
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -93,6 +95,7 @@ class DeviceIdentity:
     fs_type: str | None = None
     mount_point: str | None = None
     stacked_on: str | None = None       # dm/md device the filesystem sits on, when the disk is below it
+    node: str | None = None             # "block" / "char" when a device node was asked about, not a directory
 
     @property
     def is_nvme(self) -> bool:
@@ -120,7 +123,7 @@ class DeviceIdentity:
         return device_slug(self.fingerprint())
 
     def summary(self) -> str:
-        fs = self.fs_type or "unknown filesystem"
+        fs = self.fs_type or ("not mounted" if self.node else "unknown filesystem")
         if self.is_nvme:
             link = f", {self.pcie.describe()}" if self.pcie else ", PCIe link unknown"
             return f"NVMe {self.model or '?'} fw {self.firmware or '?'}{link}, {fs}"
@@ -300,8 +303,15 @@ def _disk_fields(disk: Path) -> dict[str, Any]:
 
 def identify(path: str | os.PathLike[str], sysfs_root: str | os.PathLike[str] = "/sys",
              mountinfo: str | os.PathLike[str] = "/proc/self/mountinfo") -> DeviceIdentity:
-    """The device behind a directory, as far as sysfs tells; never raises for an odd filesystem."""
-    st = os.stat(path)
+    """The device behind a directory (or a device node itself), as far as sysfs tells; never raises
+    for an odd filesystem. Only stat and sysfs reads: a device node is never opened."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist: pass a directory on the drive, or its device node "
+                                "(e.g. /dev/nvme0n1)") from None
+    if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        return identify_node(path, st, Path(sysfs_root), mountinfo)
     dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
     sysfs = Path(sysfs_root)
     try:
@@ -324,6 +334,46 @@ def identify(path: str | os.PathLike[str], sysfs_root: str | os.PathLike[str] = 
     return DeviceIdentity(kind=kind, **base, **fields)
 
 
+def _mounts(mountinfo: str | os.PathLike[str]) -> list[Mount]:
+    try:
+        return parse_mountinfo(Path(mountinfo).read_text(errors="replace"))
+    except OSError:
+        return []
+
+
+def identify_node(path: str | os.PathLike[str], st: os.stat_result, sysfs: Path,
+                  mountinfo: str | os.PathLike[str] = "/proc/self/mountinfo") -> DeviceIdentity:
+    """A device node described as itself: /dev/vda is the virtio disk, not the devtmpfs it lives on.
+
+    Its st_rdev (not st_dev) names the device; /sys/dev/{block,char}/MAJ:MIN leads to it. A
+    character node is described when it is an NVMe controller (/dev/nvme0)."""
+    is_block = stat.S_ISBLK(st.st_mode)
+    rdev = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    node = "block" if is_block else "char"
+    shown = str(Path(path).resolve())
+    link = sysfs / "dev" / node / rdev
+    if not link.exists():
+        return DeviceIdentity(kind="unknown", path=shown, dev=rdev, node=node)
+    real = Path(os.path.realpath(link))
+    if not is_block:
+        if (real / "firmware_rev").exists() and (real.parent.name == "nvme" or real.name.startswith("nvme")):
+            pci = Path(os.path.realpath(real / "device"))
+            numa = _read_int(pci / "numa_node")
+            return DeviceIdentity(kind="nvme", path=shown, dev=rdev, node=node, name=real.name,
+                                  controller=real.name, model=_read(real / "model"), serial=_read(real / "serial"),
+                                  firmware=_read(real / "firmware_rev"), pcie=_pcie_link(pci),
+                                  numa_node=numa if numa is not None and numa >= 0 else None)
+        return DeviceIdentity(kind="unknown", path=shown, dev=rdev, node=node, name=real.name)
+    mount = next((m for m in _mounts(mountinfo) if m.dev == rdev), None)
+    disk, partition, stacked = _whole_disk(real, sysfs)
+    kind = _kind(disk)
+    fields: dict[str, Any] = {**_disk_fields(disk), "partition": partition, "stacked_on": stacked}
+    if kind == "nvme":
+        fields.update({k: v for k, v in _nvme_fields(disk, sysfs).items() if v is not None or k == "pcie"})
+    return DeviceIdentity(kind=kind, path=shown, dev=rdev, node=node, fs_type=mount.fs_type if mount else None,
+                          mount_point=mount.mount_point if mount else None, **fields)
+
+
 # ---- SMART ----------------------------------------------------------------------------------
 def _default_runner(argv: list[str]) -> tuple[int, str, str]:
     try:
@@ -334,26 +384,44 @@ def _default_runner(argv: list[str]) -> tuple[int, str, str]:
 
 
 def _as_int(v: Any) -> int | None:
-    if isinstance(v, Mapping):  # some nvme-cli versions nest a decoded bitfield: {"value": N, ...}
-        v = v.get("value")
-    try:
-        return int(str(v).replace(",", "")) if v is not None else None
-    except ValueError:
+    """A counter as every nvme-cli release prints it (tests/golden/nvme/README.md lists them): a JSON
+    integer (1.x, 2.0, 2.7+), a float (json-c doubles: 0.0), a string of digits (2.2-2.6, and
+    128-bit values), a string with decimals ("123.000000", 2.1.x), or a decoded bitfield object
+    {"value": N, ...} (-H, and always in 2.11-2.12; "Value" in 2.7)."""
+    if isinstance(v, Mapping):
+        v = next((x for k, x in v.items() if str(k).lower() == "value"), None)
+    if v is None:
         return None
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    try:
+        d = Decimal(str(v).strip().replace(",", ""))  # exact for 128-bit strings, unlike float()
+    except InvalidOperation:
+        return None
+    if not d.is_finite() or d != d.to_integral_value():
+        return None
+    return int(d)
+
+
+def _field(data: Mapping[str, Any], *names: str) -> Any:
+    """First of `names`, ignoring case: nvme-cli 2.7 printed "Temperature", every other release "temperature"."""
+    lowered = {str(k).lower(): v for k, v in data.items()}
+    return next((lowered[n] for n in names if n in lowered), None)
 
 
 def parse_smart_log(data: Mapping[str, Any]) -> dict[str, Any]:
-    """nvme-cli smart-log JSON -> SI units (temperature °C, bytes)."""
-    kelvin = _as_int(data.get("temperature"))
-    units = _as_int(data.get("data_units_read"))
-    pct = data.get("percent_used", data.get("percentage_used"))
+    """nvme-cli smart-log JSON (any release, 1.x to 3.0) -> SI units (temperature °C, bytes)."""
+    kelvin = _as_int(_field(data, "temperature"))
+    units = _as_int(_field(data, "data_units_read"))
     return {
         "temperature_c": kelvin - _KELVIN_OFFSET if kelvin is not None else None,
-        "percent_used": _as_int(pct),
-        "media_errors": _as_int(data.get("media_errors")),
-        "critical_warning": _as_int(data.get("critical_warning")),
-        "warning_temp_time": _as_int(data.get("warning_temp_time")),
-        "critical_comp_time": _as_int(data.get("critical_comp_time")),
+        "percent_used": _as_int(_field(data, "percent_used", "percentage_used")),
+        "media_errors": _as_int(_field(data, "media_errors")),
+        "critical_warning": _as_int(_field(data, "critical_warning")),
+        "warning_temp_time": _as_int(_field(data, "warning_temp_time")),
+        "critical_comp_time": _as_int(_field(data, "critical_comp_time")),
         "data_units_read_bytes": units * _DATA_UNIT_BYTES if units is not None else None,
     }
 
@@ -386,13 +454,13 @@ def cli_devices(args: argparse.Namespace) -> int:
     """`nvme-ai devices [paths] [--json]`."""
     out: list[dict[str, Any]] = []
     for p in args.paths:
-        ident = identify(p)
+        ident = identify(p)   # a device node is described as itself, read-only (stat + sysfs)
         entry: dict[str, Any] = {"path": str(Path(p).resolve()), "device": ident.to_dict(),
                                  "fingerprint": ident.fingerprint(), "slug": ident.slug(), "smart": read_smart(ident)}
         out.append(entry)
         if not args.json:
             print(f"{entry['path']}: {ident.summary()}")
-            print(f"  slug {ident.slug()}  dev {ident.dev}  mount {ident.mount_point}")
+            print(f"  slug {ident.slug()}  dev {ident.dev}  mount {ident.mount_point or '-'}")
             smart = entry["smart"]
             print("  smart " + (smart["unavailable"] if "unavailable" in smart else
                                 ", ".join(f"{k}={v}" for k, v in smart.items())))

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_nvme_ai.core.cache import CacheKey
 from pytest_nvme_ai.measure.checkpoint import FREE_SHARE, SPACE_RESERVE
 from pytest_nvme_ai.measure.fio.job import FioJob, FioResult, format_size
 
@@ -29,6 +30,9 @@ WRITE_QD = 16
 class WriteDoesNotFit(Exception):
     """Too little free space for a meaningful write; the message has the figures."""
 
+
+# (target label) -> fio sequential write bandwidth this session, for the training suite's I/O bound
+FIO_WRITE_BW = CacheKey[float]("fio_write_bw", "fio sequential write bw on the target this session")
 
 def write_size(wanted: int, directory: Path) -> tuple[int, str | None]:
     """`wanted` bytes, or what half of the free space allows (whole MiB); a note when capped."""
@@ -56,5 +60,5 @@ def run_seq_write(fio: "FioRunner", size: int, repeat: int | None = None, name: 
         result = fio.run(job, repeat=repeat, record=False)
     finally:
         path.unlink(missing_ok=True)
-    fio.cache[("fio_write_bw", fio.target.label)] = result.bw_bytes
+    fio.cache.put(FIO_WRITE_BW, result.bw_bytes, fio.target.label)
     return result

@@ -8,49 +8,13 @@ Public entry points:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from pytest_nvme_ai.core.schema import SCHEMA_VERSION
+from pytest_nvme_ai.core.results import load_results, results_path  # re-exported: the CLI reads them here
 from pytest_nvme_ai.core.fsutil import atomic_write_text
 
 __all__ = ["render_run", "render_compare", "cli_report", "cli_compare", "load_results", "results_path"]
-
-
-def results_path(raw: str | Path) -> Path:
-    """A results.json path, or a run directory that holds one."""
-    p = Path(raw).expanduser()
-    if p.is_dir():
-        p = p / "results.json"
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"{p} not found: pass the results.json of a run (or its directory), e.g. reports/latest/results.json")
-    return p
-
-
-def load_results(raw: str | Path) -> dict[str, Any]:
-    """Read and check a results.json; errors say what to do (cli.py prints them and exits 2)."""
-    p = results_path(raw)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{p} is not valid JSON ({exc}): pass the results.json written by a pytest-nvme-ai run") from None
-    check_schema(data, p)
-    return data
-
-
-def check_schema(data: Any, where: str | Path) -> None:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object with schema_version, run and tests; is this a results.json?")
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ValueError(f"{where}: no integer schema_version; is this a results.json written by pytest-nvme-ai?")
-    if version > SCHEMA_VERSION:
-        raise ValueError(
-            f"{where} has schema_version {version}, newer than this pytest-nvme-ai understands ({SCHEMA_VERSION}): "
-            "upgrade pytest-nvme-ai (pip install -U pytest-nvme-ai) to render it")
 
 
 def render_run(data: Mapping[str, Any], out: Path, run_dir: Path | None = None, trends: Sequence[Any] = ()) -> None:

@@ -34,7 +34,14 @@ def counts(views: Iterable[TestView]) -> dict[str, int]:
     return out
 
 
-def overall(c: Mapping[str, int], total: int) -> tuple[str, str]:
+# run.status values other than "complete": the banner says so before any verdict.
+RUN_STATUS_BANNER = {"interrupted": "INTERRUPTED", "incomplete": "INCOMPLETE", "error": "RUN ERROR"}
+
+
+def overall(c: Mapping[str, int], total: int, run_status: str | None = None) -> tuple[str, str]:
+    if run_status in RUN_STATUS_BANNER:
+        # An interrupted run never looks green, whatever the tests that did run said.
+        return RUN_STATUS_BANNER[str(run_status)], "v-error"
     if c.get("regression"):
         return "REGRESSION", "v-regression"
     if c.get("error"):
@@ -78,8 +85,10 @@ def run_info(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     commit_text = " ".join(x for x in (cid, f"({commit['branch']})" if commit.get("branch") else "",
                                        "dirty" if commit.get("dirty") else "") if x) or "—"
     tol = num(run.get("tolerance"))
+    status = str(run.get("status") or "—")
     return [
         ("Run", str(run.get("id") or "—")),
+        ("Status", status + (f" ({run['status_detail']})" if run.get("status_detail") else "")),
         ("Profile", str(run.get("profile") or "—")),
         ("Started", str(run.get("started") or "—")),
         ("Finished", str(run.get("finished") or "—")),
@@ -91,6 +100,20 @@ def run_info(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Plugin", str(run.get("plugin_version") or "—")),
         ("Command", " ".join(str(a) for a in as_list(run.get("argv"))) or "—"),
     ]
+
+
+def run_notices(data: Mapping[str, Any]) -> list[str]:
+    """Lines shown under the banner: how the run ended, and dead runs' leftovers in the targets."""
+    run = as_map(data.get("run"))
+    out = []
+    if run.get("status") not in (None, "complete"):
+        out.append(f"Run {run.get('status')}: {run.get('status_detail') or ''}".rstrip(": "))
+    for t in as_list(data.get("targets")):
+        left = [str(x) for x in as_list(as_map(t).get("leftovers"))]
+        if left:
+            out.append(f"Leftover private directories of runs that died without cleaning up in "
+                       f"{as_map(t).get('path')}: {', '.join(left)}")
+    return out
 
 
 def build_tests(data: Mapping[str, Any], out_dir: Path, run_dir: Path | None) -> list[TestView]:
@@ -110,10 +133,11 @@ def run_context(data: Mapping[str, Any], out: Path, run_dir: Path | None) -> dic
 
     views = build_tests(data, out.parent, run_dir)
     c = counts(views)
-    verdict, verdict_css = overall(c, len(views))
     run = as_map(data.get("run"))
+    verdict, verdict_css = overall(c, len(views), str(run.get("status") or "") or None)
     targets = as_list(data.get("targets"))
     return {
+        "run_notices": run_notices(data),
         "title": f"pytest-nvme-ai run {run.get('id') or ''}".strip(),
         "verdict": verdict, "verdict_css": verdict_css, "counts": c, "total": len(views),
         "attention": attention(views), "run_info": run_info(data),

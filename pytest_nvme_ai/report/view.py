@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core.metrics import CATALOG
 from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_delta, num, params_text, tail, tolerance_text
 
 # Order of the verdict badges at the top; also the sort order of "needs attention".
-STATUSES = ("regression", "error", "incomparable", "improvement", "new", "pass", "skipped", "unmeasured")
+STATUSES = ("regression", "error", "incomparable", "improvement", "new", "pass", "skipped", "not-run", "unmeasured")
 ATTENTION = ("regression", "error", "incomparable", "improvement")
 
 
@@ -92,6 +93,8 @@ def status_of(t: Mapping[str, Any]) -> str:
     outcome = t.get("outcome")
     if outcome == "skipped":
         return "skipped"
+    if outcome in ("not run", "interrupted"):
+        return "not-run"   # an interrupted run's unreached tests: never counted as measured
     v = t.get("verdict")
     if v in STATUSES:
         return str(v)
@@ -198,7 +201,7 @@ def view_of(index: int, t: Mapping[str, Any], out_dir: Path, run_dir: Path | Non
         params=params_text(as_map(t.get("params"))), outcome=str(t.get("outcome") or "unknown"),
         status=status_of(t), duration=f"{dur:.1f} s" if dur is not None else "—",
         metrics=metric_rows(t), links=links, longrepr=tail(t.get("longrepr")),
-        log_tail=tail(extra.get("log_tail")), run_outcome=str(extra.get("run_outcome") or ""),
+        log_tail=tail(extra.get(InferenceExtra.LOG_TAIL)), run_outcome=str(extra.get(InferenceExtra.RUN_OUTCOME) or ""),
         notes=[str(n) for n in as_list(t.get("notes"))], raw=t,
     )
 

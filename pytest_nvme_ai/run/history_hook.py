@@ -23,7 +23,7 @@ import pytest
 from pytest_nvme_ai.run import settings
 
 TREND_RUNS = 30        # points per trend chart: the last N runs on this device fingerprint and runner
-MAX_TRENDS = 60        # charts per report; the rest are named in a note (a 500-test run must stay readable)
+MAX_TRENDS = 24        # charts per report (~0.1-0.2 s each to draw); the rest are named in a note
 DEFAULT_FILE = "history.sqlite"
 
 
@@ -157,11 +157,17 @@ def run_trends(store: Any, data: Mapping[str, Any]) -> list[Any]:
 
     rows = flatten(data)
     outcome = {t["test_index"]: t["outcome"] for t in rows.tests}
+    candidates = [m for m in rows.metrics
+                  if m["gated"] and m["value"] is not None and outcome.get(m["test_index"]) == "passed"]
+    # Every test's first gated metric before any test's second: a capped page still shows every test.
+    rank: dict[int, int] = {}
+    order = []
+    for pos, m in enumerate(candidates):
+        rank[m["test_index"]] = rank.get(m["test_index"], -1) + 1
+        order.append((rank[m["test_index"]], pos, m))
     trends: list[Trend] = []
     skipped = 0
-    for m in rows.metrics:
-        if not m["gated"] or m["value"] is None or outcome.get(m["test_index"]) != "passed":
-            continue
+    for _, _, m in sorted(order, key=lambda x: (x[0], x[1])):
         key = SeriesKey(m["test_key"], m["name"], m["drive_model"], m["runner"])
         if len(trends) >= MAX_TRENDS:
             skipped += 1
@@ -172,8 +178,35 @@ def run_trends(store: Any, data: Mapping[str, Any]) -> list[Any]:
         trends.append(Trend(key=key, unit=str(m["unit"] or ""), better=str(m["better"] or "higher"),
                             points=tuple(points), changes=tuple(find_changes(points)), highlight_run=rows.run_id,
                             fingerprint=m["fingerprint"]))
+    # Back in page order (by test, then metric), as the sections above list them.
+    page = {(m["test_key"], m["name"]): pos for pos, m in enumerate(candidates)}
+    trends.sort(key=lambda t: page[(t.key.test_key, t.key.metric)])
     if skipped and trends:
         last = trends[-1]
         note = f"{skipped} more series not drawn (at most {MAX_TRENDS} per report): nvme-ai history --test KEY lists them"
         trends[-1] = dataclasses.replace(last, notes=(note,))
     return trends
+
+
+def cli_report_with_trends(args: Any) -> int:
+    """`nvme-ai report RESULTS --history URL`: the run page with its trend section, from a stored history."""
+    from pytest_nvme_ai.history import HistoryError, open_store
+    from pytest_nvme_ai.report import load_results, render_run, results_path
+
+    src = results_path(args.results)
+    data = load_results(src)
+    try:
+        store = open_store(args.history, create=False)
+    except HistoryError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        if not store.has_run(str(data["run"].get("id"))):
+            raise ValueError(f"run {data['run'].get('id')} is not in {store.display}: add it first with "
+                             f"nvme-ai history import {src} --history URL")
+        trends = run_trends(store, data)
+    finally:
+        store.close()
+    out = Path(args.output) if getattr(args, "output", None) else src.parent / "index.html"
+    render_run(data, out, run_dir=src.parent, trends=trends)
+    print(f"report: {out} ({len(trends)} trend series)")
+    return 0

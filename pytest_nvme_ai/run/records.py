@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import safe_name
 from pytest_nvme_ai.core.profiles import Profile
@@ -90,7 +91,7 @@ class SessionRecorder:
     this module does not import `run.session` back (the session creates one per test)."""
 
     def __init__(self, record: TestRecord, *, config: pytest.Config, profile: Profile, repeat: int,
-                 timeout: int | None, run_dir: Callable[[], Path], cache: dict[Any, Any], aio: str) -> None:
+                 timeout: int | None, run_dir: Callable[[], Path], cache: SessionCache, aio: str) -> None:
         self._record = record
         self._config = config
         self._profile = profile
@@ -175,7 +176,7 @@ class SessionRecorder:
         return dict(self._record.metrics)
 
     @property
-    def session_cache(self) -> dict[Any, Any]:
+    def session_cache(self) -> SessionCache:
         return self._cache
 
     @property

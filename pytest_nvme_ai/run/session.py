@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.run import settings
 from pytest_nvme_ai.run.records import RECORD_KEY, SessionRecorder, TestRecord, _jsonable
 from pytest_nvme_ai.core.profiles import PROFILES, Profile
 from pytest_nvme_ai.core.targets import Target, TargetError, make_labels, strip_target_id, validate_target_dir
+from pytest_nvme_ai.run.locks import SessionLock, claim, other_sessions
 
 SESSION_KEY = pytest.StashKey["NvmeAiSession"]()
 
@@ -70,7 +72,48 @@ class NvmeAiSession:
         self.save_errors: list[str] = []
         self.sibling_baselines: dict[str, str] = {}  # target label -> why a sibling baseline is used
         # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
-        self.cache: dict[Any, Any] = {}
+        self.cache = SessionCache()
+        # How the run ended (results.json run.status): complete | interrupted | incomplete | error.
+        self.status: str = "complete"
+        self.status_detail: str = ""
+        self.interrupted: str | None = None      # why, when Ctrl-C / SIGTERM / pytest.exit stopped the run
+        self.current_test: str | None = None     # node id of the test running now (marked if interrupted)
+        self.locks: list[SessionLock] = []
+        self.leftovers: dict[str, list[str]] = {}  # target label -> private dirs of dead sessions
+        self.late_errors: list[str] = []         # output that failed after the run, and where it went instead
+        self.baseline_skipped: str | None = None   # why --nvme-ai-save-baseline saved nothing
+
+    # ---- outputs, checked before anything is measured ----------------------------------------
+    def check_outputs(self) -> None:
+        """Refuse at configure what would fail after the whole run: report dir, baseline dir/file, json."""
+        from pytest_nvme_ai.core.writable import check_writable_dir, check_writable_file
+
+        problems = [check_writable_dir(self.report_dir, "report directory", "--nvme-ai-report-dir")]
+        if self.save_baseline:
+            problems.append(check_writable_dir(self.baseline_dir, "baseline directory", "--nvme-ai-baseline-dir"))
+        if self.benchmark_json is not None:
+            problems.append(check_writable_dir(self.benchmark_json.parent, "directory of --nvme-ai-benchmark-json",
+                                               "--nvme-ai-benchmark-json"))
+            problems.append(check_writable_file(self.benchmark_json, "--nvme-ai-benchmark-json file",
+                                                "pass a file path this run may replace"))
+        found = [p.message for p in problems if p is not None]
+        if found:
+            raise pytest.UsageError("pytest-nvme-ai: nothing was measured: " + "; ".join(found))
+
+    def check_baseline_files(self) -> None:
+        """With --nvme-ai-save-baseline, each baseline this run will replace must be replaceable."""
+        from pytest_nvme_ai.core.writable import check_writable_file
+
+        if not self.save_baseline:
+            return
+        found = []
+        for path in dict.fromkeys(self.baseline_paths.values()):
+            prob = check_writable_file(path, "baseline file", "fix it (chattr -i / chmod u+w), move it away, or "
+                                                              "save under another --nvme-ai-baseline-name")
+            if prob is not None:
+                found.append(prob.message)
+        if found:
+            raise pytest.UsageError("pytest-nvme-ai: nothing was measured: " + "; ".join(found))
 
     # ---- configure -------------------------------------------------------------------------
     def setup_targets(self) -> None:
@@ -101,6 +144,36 @@ class NvmeAiSession:
         for p, label in zip(paths, labels):
             ident = identify(p)
             self.targets.append(Target(path=p, label=label, run_id=self.run_id, embedded=embedded, device=ident))
+        self.claim_targets()
+
+    def claim_targets(self) -> None:
+        """Lock each target's private dir; refuse a target another live session is measuring.
+
+        Refuse rather than wait: two sessions on one drive each measure part of its bandwidth
+        (a false regression), and a silent wait would spend the CI job's time limit with no
+        result; the refusal names the other run at once, and the CI job can be retried."""
+        info = {"run_id": self.run_id, "started": self.started.isoformat(),
+                "argv": list(self.config.invocation_params.args)}
+        busy = []
+        for t in self.targets:
+            self.locks.append(claim(t, info))
+            for other in other_sessions(t):
+                if other.live:
+                    busy.append(f"target {t.path} is in use by another pytest-nvme-ai session ({other.describe()})")
+                else:
+                    self.leftovers.setdefault(t.label, []).append(other.directory.name)
+        if busy:
+            self.release_targets()
+            raise pytest.UsageError(
+                "pytest-nvme-ai: " + "; ".join(busy) + ". Two sessions measuring one drive each see part of its "
+                "bandwidth, which would read as a regression: wait for it to finish, or pass another --nvme-ai-target")
+
+    def release_targets(self) -> None:
+        """Remove the private dirs and drop the locks (idempotent; also run at unconfigure)."""
+        self.cleanup_targets()
+        for lock in self.locks:
+            lock.release()
+        self.locks.clear()
 
     def read_smart(self) -> dict[str, Any]:
         from pytest_nvme_ai.measure.device import read_smart
@@ -116,13 +189,17 @@ class NvmeAiSession:
         names: dict[str, str] = {}
         for t in self.targets:
             names[t.label] = self.baseline_name or t.device.slug()
+        from pytest_nvme_ai.core.names import path_in
         if self.baseline_name and len({t.device.slug() for t in self.targets}) > 1:
             raise pytest.UsageError(
                 "pytest-nvme-ai: --nvme-ai-baseline-name names one baseline, but the targets are on devices with "
                 "different fingerprints; run one target at a time, or drop the name to get one baseline per device"
             )
         for t in self.targets:
-            path = self.baseline_dir / f"{names[t.label]}.json"
+            try:
+                path = path_in(self.baseline_dir, names[t.label], ".json", what="baseline name")
+            except ValueError as exc:
+                raise pytest.UsageError(f"pytest-nvme-ai: {exc}") from None
             self.baseline_paths[t.label] = path
             try:
                 self.baselines[t.label] = baseline.load(path)
@@ -224,28 +301,76 @@ class NvmeAiSession:
             rec.verdict = "error"
 
     # ---- finish ----------------------------------------------------------------------------
+    def mark_interrupted(self, why: str) -> None:
+        """Ctrl-C, SIGTERM or pytest.exit: the run never looks complete, the running test is named."""
+        self.interrupted = why
+        rec = self.records.get(self.current_test or "")
+        if rec is not None and rec.outcome in ("not run", "passed"):
+            rec.outcome = "interrupted"
+            rec.verdict = None
+            rec.longrepr = f"interrupted while running: {why}"
+
+    def decide_status(self, exitstatus: int) -> None:
+        not_run = [r for r in self.records.values() if r.outcome in ("not run", "interrupted")]
+        if self.interrupted is not None or exitstatus == pytest.ExitCode.INTERRUPTED:
+            self.status = "interrupted"
+            why = self.interrupted or "interrupted"
+            self.status_detail = f"{why}; {len(not_run)} of {len(self.records)} measured test(s) not run"
+        elif exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+            self.status, self.status_detail = "error", "pytest internal error"
+        elif not_run:
+            self.status = "incomplete"
+            self.status_detail = (f"{len(not_run)} of {len(self.records)} measured test(s) not run "
+                                  "(the session stopped early, e.g. -x / --maxfail)")
+        else:
+            self.status, self.status_detail = "complete", ""
+
     def finish(self, exitstatus: int) -> None:
         try:
             if self.config.option.collectonly or not self.records:
                 return
+            self.decide_status(exitstatus)
             data = self.results(exitstatus)
-            from pytest_nvme_ai.core.fsutil import atomic_symlink, atomic_write_json
-
-            self.results_path = self.run_dir / "results.json"
-            atomic_write_json(self.results_path, data)
-            self.render_report(data)
-            try:
-                atomic_symlink(self.report_dir / "latest", self.run_id)
-            except OSError as exc:
-                warnings.warn(NvmeAiWarning(f"could not point {self.report_dir / 'latest'} at this run: {exc}"))
-            if self.save_baseline:
+            self.write_results(data)
+            if self.save_baseline and self.status == "interrupted":
+                self.baseline_skipped = ("the run was interrupted: no baseline saved from it (rerun it, or promote "
+                                         f"the tests you trust with: nvme-ai baseline promote {self.results_path})")
+                self.save_errors.append(self.baseline_skipped)
+            elif self.save_baseline:
                 self.save_baselines(data)
             if self.benchmark_json:
                 from pytest_nvme_ai.run.benchmark_export import write_benchmark_json
 
-                write_benchmark_json(self.benchmark_json, data)
+                try:
+                    write_benchmark_json(self.benchmark_json, data)
+                except OSError as exc:
+                    self.late_errors.append(f"--nvme-ai-benchmark-json {self.benchmark_json} not written: {exc}; "
+                                            f"the same figures are in {self.results_path}")
         finally:
-            self.cleanup_targets()
+            self.release_targets()
+
+    def write_results(self, data: dict[str, Any]) -> None:
+        """results.json + index.html in the run dir; when that fails late, in a temp dir, and say so."""
+        from pytest_nvme_ai.core.fsutil import atomic_symlink, atomic_write_json
+        from pytest_nvme_ai.core.writable import fallback_dir
+
+        try:
+            self.results_path = self.run_dir / "results.json"
+            atomic_write_json(self.results_path, data)
+        except OSError as exc:
+            intended = self.report_dir / self.run_id
+            self._run_dir = fallback_dir(self.run_id)
+            self.results_path = self._run_dir / "results.json"
+            atomic_write_json(self.results_path, data)
+            self.late_errors.append(f"could not write the results to {intended} ({exc}); they are kept in "
+                                    f"{self._run_dir} instead")
+            self.render_report(data)
+            return
+        self.render_report(data)
+        try:
+            atomic_symlink(self.report_dir / "latest", self.run_id)
+        except OSError as exc:
+            warnings.warn(NvmeAiWarning(f"could not point {self.report_dir / 'latest'} at this run: {exc}"))
 
     def render_report(self, data: dict[str, Any]) -> None:
         try:
@@ -281,6 +406,10 @@ class NvmeAiSession:
             except baseline.BaselineError as exc:
                 self.save_errors.append(str(exc))
                 continue
+            except OSError as exc:  # changed under the run (checked at configure): keep the run, say how to save it
+                self.save_errors.append(f"{path}: {exc}; this run's results are in {self.results_path}: save them "
+                                        f"later with nvme-ai baseline promote {self.results_path} --name {path.stem}")
+                continue
             self.saved_baselines.append(path)
 
     def cleanup_targets(self) -> None:
@@ -298,6 +427,7 @@ class NvmeAiSession:
             dev["smart_after"] = _jsonable(smart_after.get(t.label))
             dev["fingerprint"] = t.device.fingerprint() if t.device is not None else None
             targets.append({"path": str(t.path), "label": t.label, "embedded": t.embedded, "device": dev,
+                            "leftovers": list(self.leftovers.get(t.label, [])),
                             "baseline": str(self.baseline_paths.get(t.label)) if t.label in self.baseline_paths else None})
         return {
             "schema_version": SCHEMA_VERSION,
@@ -312,6 +442,8 @@ class NvmeAiSession:
                 "commit": commit_info(),
                 "argv": list(self.config.invocation_params.args),
                 "exitstatus": int(exitstatus),
+                "status": self.status,
+                "status_detail": self.status_detail,
                 "plugin_version": __import__("pytest_nvme_ai").__version__,
             },
             "environment": self.environment,

@@ -67,6 +67,9 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
     if improvements:
         tr.write_line(f"{len(improvements)} metric(s) improved beyond tolerance: refresh the baseline with "
                       "--nvme-ai-save-baseline (or `nvme-ai baseline promote`) once the change is reviewed")
+    if session.status != "complete":
+        # An interrupted or cut-short run must never read as a green one.
+        tr.write_line(f"nvme-ai run {session.status.upper()}: {session.status_detail}", red=True, bold=True)
     if session.results_path:
         tr.write_line(f"results: {session.results_path}")
     if session.report_path:
@@ -75,6 +78,8 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
         tr.write_line(f"baseline saved: {p}")
     for err in session.save_errors:
         tr.write_line(f"baseline NOT saved: {err}", red=True)
+    for err in getattr(session, "late_errors", []):
+        tr.write_line(f"nvme-ai output: {err}", red=True)
 
 
 def rigor_lines(records: list[TestRecord]) -> list[str]:

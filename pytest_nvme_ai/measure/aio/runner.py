@@ -31,7 +31,9 @@ from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader
 from pytest_nvme_ai.core.text import file_tail
 from pytest_nvme_ai.measure.deepspeed.ops import BUILD_TIMEOUT_S, Progress, default_progress, missing_prerequisite
 from pytest_nvme_ai.measure.deepspeed.version import aio_block
-from pytest_nvme_ai.measure.fio.runner import DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
+from pytest_nvme_ai.core.cache import SessionCache
+from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.measure.fio.runner import FIO_DATA, DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
@@ -87,9 +89,6 @@ class AioResult:
         return float(statistics.median(self.bw_samples))
 
 
-# The file is read into one page-locked buffer, so it cannot be fio's (16/64 GiB on standard/full):
-# big enough that one read lasts well beyond per-call overheads on a fast drive, capped by memory.
-FILE_BYTES = {"quick": 256 << 20, "standard": 2 << 30, "full": 4 << 30}
 
 
 def mem_available() -> int | None:
@@ -100,9 +99,9 @@ def mem_available() -> int | None:
         return None
 
 
-def file_bytes(profile_name: str) -> int:
+def file_bytes(profile: Profile) -> int:
     """The profile's aio file size, halved until it fits in a quarter of available memory (min 256 MiB)."""
-    size, avail = FILE_BYTES[profile_name], mem_available()
+    size, avail = profile.aio_file_bytes, mem_available()
     while avail is not None and size > 256 << 20 and size > avail // 4:
         size //= 2
     return size
@@ -259,22 +258,17 @@ def aio_missing_reason(progress: Progress | None = None) -> str | None:
 
 # ---- the data file ------------------------------------------------------------------------------
 
-def fio_data_key(target: "Target", size: int) -> tuple[str, str, int]:
-    """The session-cache key fio.FioRunner.data_file uses: a file of the same size is laid out once
-    per session and shared by the fio and aio suites, so both read the very same blocks."""
-    return ("fio_data", target.label, size)
+def ensure_data_file(target: "Target", size: int, cache: SessionCache) -> Path:
+    """The session's data file of `size` bytes on the target: fio's when it laid one out, else ours.
 
-
-def ensure_data_file(target: "Target", size: int, cache: dict[Any, Any]) -> Path:
-    """The session's data file of `size` bytes on the target: fio's when it laid one out, else ours."""
-    key = fio_data_key(target, size)
-    cached = cache.get(key)
-    if cached is not None and Path(cached).exists() and Path(cached).stat().st_size >= size:
-        return Path(cached)
+    Same cache entry as fio.FioRunner.data_file (FIO_DATA): a file of one size is laid out once per
+    session and shared by the fio and aio suites, so both read the very same blocks."""
+    cached = cache.get(FIO_DATA, target.label, size)
+    if cached is not None and cached.exists() and cached.stat().st_size >= size:
+        return cached
     path = target.inside(f"aio-data-{format_size(size)}.bin")
     write_data_file(path, size)
-    cache[key] = path
-    return path
+    return cache.put(FIO_DATA, path, target.label, size)
 
 
 def write_data_file(path: Path, size: int, chunk: int = 8 << 20) -> None:
@@ -293,13 +287,19 @@ def write_data_file(path: Path, size: int, chunk: int = 8 << 20) -> None:
     rng = np.random.default_rng()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
     try:
-        with mmap.mmap(-1, chunk) as buf:  # anonymous mmap: page-aligned, as O_DIRECT needs
+        buf = mmap.mmap(-1, chunk)  # anonymous mmap: page-aligned, as O_DIRECT needs
+        try:
             view = memoryview(buf)
             for offset in range(0, size, chunk):
                 n = min(chunk, size - offset)
                 buf[:n] = rng.bytes(n)
                 _write_all(fd, view[:n])
             view.release()
+        finally:
+            try:
+                buf.close()
+            except BufferError:  # Ctrl-C mid-write: the traceback still holds a view; it is freed with it
+                pass
         os.fsync(fd)
     except OSError as exc:
         path.unlink(missing_ok=True)
@@ -343,7 +343,7 @@ class AioRunner:
              overlap_events: bool = True) -> AioResult:
         """Read the whole file `repeat` times; records `bw` (B/s) and `read_latency` (s) per repetition."""
         if file is None:
-            file = self.data_file(size or file_bytes(self.recorder.profile.name))
+            file = self.data_file(size or file_bytes(self.recorder.profile))
         settings = AioSettings(block_size, queue_depth, parallelism, single_submit, overlap_events)
         result = measure_read(Path(file), settings, repeat=repeat or self.recorder.repeat,
                               timeout=float(self.recorder.timeout))

@@ -22,8 +22,10 @@ The budget is a soft limit: descent stops early to leave time for confirmation.
 """
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -33,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_nvme_ai.core.extras import TunerExtra
+from pytest_nvme_ai.core.cache import CacheKey
 from pytest_nvme_ai.measure.aio.runner import AioError, AioSettings, measure_read, mem_available, shared_worker, write_data_file
 from pytest_nvme_ai.measure.deepspeed.version import DS_AIO_DEFAULTS, default_aio_block, deepspeed_version, thread_key
 
@@ -297,9 +301,13 @@ def tune(target_dir: str | Path, budget_s: float, file_size: int, measure: Measu
     _check_memory(size)
     say = progress or (lambda m: None)
     private = root / f".nvme-ai-tune-{secrets.token_hex(4)}"
+    lock_fd = None
     try:
         if file is None:
             private.mkdir()
+            # Held while tuning: a pytest-nvme-ai session on this target sees a live user, not a leftover.
+            lock_fd = os.open(private / ".session.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
             file = private / "tune.bin"
             say(f"writing a {size / MiB:.0f} MiB test file in {private}")
             write_data_file(file, size)
@@ -308,6 +316,8 @@ def tune(target_dir: str | Path, budget_s: float, file_size: int, measure: Measu
         best, search = search_best(aio_measure(file), budget_s, **search_kw)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        if lock_fd is not None:
+            os.close(lock_fd)
     return _result(best, search, _method(search_kw), size, search_kw.get("space", Space()))
 
 
@@ -317,8 +327,7 @@ def _method(kw: dict[str, Any]) -> str:
 
 # ---- the ZeRO-Inference suite's `--nvme-ai-aio auto` -------------------------------------------
 
-TUNE_BUDGET_S = {"quick": 45.0, "standard": 240.0, "full": 600.0}
-TUNE_FILE_BYTES = {"quick": 256 * MiB, "standard": 1 * GiB, "full": 2 * GiB}
+TUNED_AIO: CacheKey[TuneResult] = CacheKey("tuned_aio", "(target label) -> the tuner's result, tuned once per session")
 
 
 def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | None = None,
@@ -332,11 +341,10 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
     """
     from pytest_nvme_ai.measure.aio.runner import ensure_data_file
 
-    key = ("tuned_aio", target.label) if max_block_size is None else ("tuned_aio", target.label, max_block_size)
-    res: TuneResult | None = recorder.session_cache.get(key)
+    parts = (target.label,) if max_block_size is None else (target.label, max_block_size)
+    res = recorder.session_cache.get(TUNED_AIO, *parts)
     if res is None:
-        prof = recorder.profile.name
-        size, budget = TUNE_FILE_BYTES[prof], TUNE_BUDGET_S[prof]
+        size, budget = recorder.profile.tune_file_bytes, recorder.profile.tune_budget_s
         if max_block_size is not None:
             blocks = tuple(b for b in BLOCK_SIZES if b <= max_block_size) or BLOCK_SIZES[:1]
             budget_kw: dict[str, Any] = {"space": Space(block_sizes=blocks)}
@@ -352,10 +360,10 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
                 release_shared_worker()  # its page-locked buffer would otherwise sit through the inference run
         else:
             res = tune(target.workdir, budget, size, measure=measure, **budget_kw)
-        recorder.session_cache[key] = res
-    recorder.set_extra("tuned_aio", res.block)
-    recorder.set_extra("default_aio_bw", res.default_bw)
-    recorder.set_extra("tuned_aio_bw", res.best_bw)
+        recorder.session_cache.put(TUNED_AIO, res, *parts)
+    recorder.set_extra(TunerExtra.BLOCK, res.block)
+    recorder.set_extra(TunerExtra.DEFAULT_BW, res.default_bw)
+    recorder.set_extra(TunerExtra.TUNED_BW, res.best_bw)
     if max_block_size is not None:
         recorder.set_extra("tuned_aio_max_block", max_block_size)
     recorder.note(f"aio tuned on {target.path}: {res.best.label} {res.best_bw / 1e9:.2f} GB/s vs default "
@@ -402,15 +410,19 @@ def cli_tune(args: Any) -> int:
         validate_target_dir(args.target)
     except TargetError as exc:
         raise ValueError(str(exc)) from None
-    reason = aio_missing_reason(progress=say)
-    if reason:
-        print(f"nvme-ai tune: error: {reason}", file=sys.stderr)
-        return 2
     try:
+        reason = aio_missing_reason(progress=say)
+        if reason:
+            print(f"nvme-ai tune: error: {reason}", file=sys.stderr)
+            return 2
         res = tune(args.target, args.budget, size, progress=say)
     except AioError as exc:
         print(f"nvme-ai tune: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C is an answer, not a crash: tune() has already removed its test file on the way out.
+        print("nvme-ai tune: interrupted: nothing was tuned, and the test file was removed", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps({"target": str(Path(args.target).resolve()), **res.to_dict()}, indent=2))
     else:

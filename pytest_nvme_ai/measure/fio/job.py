@@ -103,9 +103,6 @@ class FioJob:
     def _validate_filename(self) -> None:
         if self.filename is None:
             return
-        if ":" in self.filename:
-            # fio splits filename on ':' into several files: a path with one would silently test something else.
-            raise ValueError(f"filename={self.filename!r} contains ':', which fio reads as a list of files")
         if is_block_device(Path(self.filename)) or self.filename.startswith("/dev/"):
             raise ValueError(f"filename={self.filename!r} is a device: pytest-nvme-ai only reads files on a filesystem")
 
@@ -120,7 +117,7 @@ class FioJob:
     def options(self) -> list[tuple[str, str]]:
         """The job's fio options in a fixed order (job file and argv share it)."""
         opts: list[tuple[str, object]] = [
-            ("filename", self.filename), ("rw", self.rw), ("bs", str(self.bs)),
+            ("filename", fio_filename(self.filename)), ("rw", self.rw), ("bs", str(self.bs)),
             ("ioengine", self.ioengine), ("iodepth", str(self.iodepth)), ("direct", "1" if self.direct else "0"),
             ("numjobs", str(self.numjobs)), ("size", self.size), ("offset_increment", self.offset_increment),
             ("runtime", _opt_time(self.runtime)), ("ramp_time", _opt_time(self.ramp_time)),
@@ -149,6 +146,11 @@ class FioJob:
         return {"rw": self.rw, "bs": self.bs, "iodepth": self.iodepth, "numjobs": self.numjobs,
                 "ioengine": self.ioengine, "direct": self.direct, "size": self.size,
                 "runtime_s": self.runtime, "ramp_time_s": self.ramp_time, "rate": self.rate, "ss": self.ss}
+
+
+def fio_filename(path: str | None) -> str | None:
+    """fio splits filename= on ':' into a list of files; a ':' in the path is escaped as fio documents, '\\:'."""
+    return path.replace(":", "\\:") if path is not None else None
 
 
 def _opt_time(v: float | None) -> str | None:

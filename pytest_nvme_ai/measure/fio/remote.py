@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.text import safe_name
 from pytest_nvme_ai.measure.fio.job import FioError, FioJob, FioResult, format_size, parse_fio_jobs
 
 DEFAULT_PORT = 8765
@@ -38,7 +39,7 @@ class RemoteTarget:
 
     @property
     def label(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.]+", "_", f"{self.host}_{self.port}{self.directory}").strip("_")
+        return safe_name(f"{self.host}_{self.port}{self.directory}", None, default="", keep="_.")
 
     def private_dir(self, run_id: str) -> str:
         return posixpath.join(self.directory, f".nvme-ai-{run_id}")

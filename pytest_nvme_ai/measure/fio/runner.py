@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJob, FioResult, combine_results, format_size, format_time,
                       parse_fio_json, parse_size)
 from pytest_nvme_ai.core.fsutil import ensure_inside
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
     from pytest_nvme_ai.core.targets import Target
 
-__all__ = ["MISSING_REASON", "DirectIOUnsupported", "FioError", "FioJob", "FioResult", "FioRunner", "check_direct_io",
+__all__ = ["BEST_FIO_BW", "DIRECT_IO_REFUSED", "FIO_BW", "FIO_DATA", "MISSING_REASON", "PRECONDITION", "DirectIOUnsupported", "FioError", "FioJob", "FioResult", "FioRunner", "check_direct_io",
            "combine_results", "find_fio", "fio_missing_reason", "format_size", "format_time", "parse_fio_json",
            "parse_size", "run_fio"]
 
@@ -103,13 +104,21 @@ def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem
     return result
 
 
+# Session-cache entries this module writes (core.cache): read them by importing these names.
+FIO_DATA = CacheKey[Path]("fio_data", "(target label, size) -> the data file laid out once per session")
+DIRECT_IO_REFUSED = CacheKey[str]("fio_odirect", "(workdir) -> why O_DIRECT is refused there, '' when it works")
+FIO_BW = CacheKey[float]("fio_bw", "(target label, bs bytes) -> median bw of the last job with that block size")
+BEST_FIO_BW = CacheKey[float]("best_fio_bw", "(target label) -> best median bw any fio job showed this session")
+PRECONDITION = CacheKey[dict[str, Any]]("fio_precondition", "(target label) -> what preconditioning did, once")
+
+
 # ---- the fixture's object -------------------------------------------------------------------
 class FioRunner:
     """What the `fio` fixture returns: runs jobs in the target's workdir and records their metrics.
 
-    Publishes in `recorder.session_cache` for suites that compare against fio:
-    ("fio_bw", label, bs_bytes) -> median bw of the last job with that block size, and
-    ("fio_bw", label) -> the best median bw any job showed on that target this session.
+    Publishes in `recorder.session_cache` for suites that compare against fio: `FIO_BW` (label, bs_bytes)
+    -> median bw of the last job with that block size, and `BEST_FIO_BW` (label) -> the best median bw
+    any job showed on that target this session.
     """
 
     def __init__(self, target: Target, recorder: Recorder) -> None:
@@ -118,7 +127,7 @@ class FioRunner:
         self.last_steady_state: dict[str, Any] | None = None  # steady.combine() of the last run(steady_state=...)
 
     @property
-    def cache(self) -> dict[Any, Any]:
+    def cache(self) -> SessionCache:
         return self.recorder.session_cache
 
     def run(self, job: FioJob, repeat: int | None = None, record: bool = True,
@@ -225,8 +234,7 @@ class FioRunner:
 
     def data_file(self, size: int, direct: bool = True) -> Path:
         """A file of `size` bytes in the workdir, laid out once per session and reused by every test."""
-        key = ("fio_data", self.target.label, size)
-        cached: Path | None = self.cache.get(key)
+        cached = self.cache.get(FIO_DATA, self.target.label, size)
         if cached is not None and cached.exists() and cached.stat().st_size >= size:
             return cached
         path = self.target.inside(f"fio-data-{format_size(size)}.bin")
@@ -239,20 +247,19 @@ class FioRunner:
                 stem=f"layout-{format_size(size)}", check_direct=False)
         if path.stat().st_size < size:
             raise FioError(f"layout of {path} wrote {path.stat().st_size} of {size} bytes")
-        self.cache[key] = path
-        return path
+        return self.cache.put(FIO_DATA, path, self.target.label, size)
 
     def precondition(self, data_bytes: int) -> dict[str, Any]:
         """Fill the target's private directory once per session before the reads (bench-fio preconditions
         so that a fresh drive's empty FTL does not flatter the figures): a sequential direct write of the
         profile's `precondition_bytes`, capped so the data file (`data_bytes`) and a margin still fit.
         The file stays until the session removes the private directory: the space stays written."""
-        key = ("fio_precondition", self.target.label)
-        if key in self.cache:
-            return dict(self.cache[key])
+        done = self.cache.get(PRECONDITION, self.target.label)
+        if done is not None:
+            return dict(done)
         prof = self.recorder.profile
         free = shutil.disk_usage(self.target.workdir).free
-        have = self.cache.get(("fio_data", self.target.label, data_bytes))
+        have = self.cache.get(FIO_DATA, self.target.label, data_bytes)
         need_data = 0 if have is not None else data_bytes
         margin = max(1 << 30, free // 20)  # keep 5% (at least 1 GiB) free: a full filesystem slows down
         size = min(prof.precondition_bytes, free - need_data - margin) // (1 << 20) * (1 << 20)
@@ -268,19 +275,20 @@ class FioRunner:
             info = {"done": True, "bytes": size, "seconds": round(time.time() - t0, 2), "write_bw": res.bw_bytes,
                     "file": str(path), "reason": f"wrote {format_size(size)} sequentially before the reads "
                     f"({prof.name} profile: {format_size(prof.precondition_bytes)}, capped by the free space)"}
-        self.cache[key] = info
+        self.cache.put(PRECONDITION, info, self.target.label)
         return dict(info)
 
     def _check_direct_once(self) -> None:
-        key = ("fio_odirect", str(self.target.workdir))
-        if key not in self.cache:
+        where = str(self.target.workdir)
+        if not self.cache.has(DIRECT_IO_REFUSED, where):
             try:
                 check_direct_io(self.target.workdir)
-                self.cache[key] = None
+                self.cache.put(DIRECT_IO_REFUSED, "", where)
             except DirectIOUnsupported as exc:
-                self.cache[key] = str(exc)
-        if self.cache[key]:
-            raise DirectIOUnsupported(self.cache[key])
+                self.cache.put(DIRECT_IO_REFUSED, str(exc), where)
+        reason = self.cache.get(DIRECT_IO_REFUSED, where)
+        if reason:
+            raise DirectIOUnsupported(reason)
 
     def _check_space(self, size: int) -> None:
         import pytest
@@ -307,8 +315,8 @@ class FioRunner:
     def _publish_bw(self, job: FioJob, bw: float) -> None:
         """Other suites compare against fio: per block size, and the best the drive showed this session."""
         label = self.target.label
-        self.cache[("fio_bw", label, job.bs_bytes)] = bw
-        self.cache[("fio_bw", label)] = max(bw, self.cache.get(("fio_bw", label), 0.0))
+        self.cache.put(FIO_BW, bw, label, job.bs_bytes)
+        self.cache.put(BEST_FIO_BW, max(bw, self.cache.get(BEST_FIO_BW, label) or 0.0), label)
 
 
 @contextmanager

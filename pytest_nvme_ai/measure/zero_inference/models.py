@@ -116,7 +116,7 @@ def resolve_model(name_or_path: str) -> ModelInfo:
         return ModelInfo(name=short, hf_config=_public(shipped[short]))
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        cfg = read_local_config(path / "config.json")
         has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
         return ModelInfo(name=str(path), hf_config=_public(cfg), weights_dir=path if has_weights else None)
     hint = " (a directory was given but it has no config.json)" if path.is_dir() else ""
@@ -124,6 +124,32 @@ def resolve_model(name_or_path: str) -> ModelInfo:
         f"unknown model {name_or_path!r}{hint}: use one of the shipped configs ({', '.join(shipped)}) "
         "or a local directory holding a Hugging Face config.json (and weights); nothing is downloaded"
     )
+
+
+# Sizes the runner computes with (swap buffers, parameter count): each must be a whole number.
+_INT_FIELDS = ("hidden_size", "n_embd", "d_model", "vocab_size", "num_hidden_layers", "n_layer", "num_layers",
+               "ffn_dim", "intermediate_size", "word_embed_proj_dim", "max_position_embeddings", "n_positions",
+               "num_attention_heads")
+_REQUIRED = (("hidden_size", "n_embd", "d_model"), ("vocab_size",), ("num_hidden_layers", "n_layer", "num_layers"))
+
+
+def read_local_config(path: Path) -> dict[str, Any]:
+    """A local config.json, checked: a bad field is a message naming the file and field, not an int() traceback."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{path} is not valid JSON ({exc}): fix the model's config.json") from None
+    if not isinstance(cfg, dict):
+        raise SpecError(f"{path} is not a JSON object: a Hugging Face config.json maps field names to values")
+    for key in _INT_FIELDS:
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SpecError(f"{path}: field {key!r} is {v!r}, not a positive whole number: fix the model's config.json")
+    for names in _REQUIRED:
+        if not any(cfg.get(n) for n in names):
+            raise SpecError(f"{path}: no {' / '.join(repr(n) for n in names)} field: the runner needs it to size "
+                            "DeepSpeed's buffers; fix the model's config.json")
+    return cfg
 
 
 # ---- building (child process only: heavy imports inside) ------------------------------------------

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.text import median
 from pytest_nvme_ai.measure.bounds import Bounds, predict_step, predict_throughput, ridge_bandwidth
+from pytest_nvme_ai.measure.fio.runner import BEST_FIO_BW
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
@@ -68,14 +70,10 @@ def phase_summary(bounds: tuple[Bounds, ...]) -> dict[str, Any]:
             "overlap": typical.overlap, "roofline_efficiency": typical.roofline_efficiency, "bound": typical.bound}
 
 
-def _median(values: list[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
-
-
 def compute_times(reference: "InferenceResult") -> tuple[float | None, float | None]:
     """(decode step, prefill) seconds of the resident-weights run: medians over its measured loops."""
     steps = [lp.decode_latency / lp.decode_steps for lp in reference.loops if lp.decode_steps]
-    return _median(steps), _median([lp.prefill_latency for lp in reference.loops])
+    return median(steps), median([lp.prefill_latency for lp in reference.loops])
 
 
 def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_bw: float) -> RunBounds:
@@ -98,7 +96,7 @@ def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_b
         reasons.append("no decode bounds: gen_len 1 has no decode step, or the reference run has none")
     if not prefill:
         reasons.append("no prefill bounds: the reference run measured no prefill")
-    per_step = _median([v for lp in offloaded.loops if (v := lp.decode_read_bytes_per_step) is not None])
+    per_step = median([v for lp in offloaded.loops if (v := lp.decode_read_bytes_per_step) is not None])
     return RunBounds(fio_bw=fio_bw, decode=tuple(decode), prefill=tuple(prefill), decode_bytes_per_step=per_step,
                      reference=reference.spec.id, reason="; ".join(reasons) or None)
 
@@ -117,7 +115,7 @@ def record_bounds(recorder: "Recorder", bounds: RunBounds) -> None:
 def fio_bw_of(recorder: "Recorder") -> float | None:
     """The fio suite's best read bandwidth on this test's target this session (None: fio did not run)."""
     target = recorder.target
-    value = recorder.session_cache.get(("fio_bw", target.label)) if target is not None else None
+    value = recorder.session_cache.get(BEST_FIO_BW, target.label) if target is not None else None
     return float(value) if value else None
 
 

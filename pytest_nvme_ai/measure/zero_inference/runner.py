@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pytest
 
+from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
@@ -196,6 +198,7 @@ def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, 
     )
 
 
+<<<<<<< HEAD
 def record_energy_note(rec: "Recorder", energy: Mapping[str, Any], prefix: str | None) -> None:
     """Which counters measured the energy metrics, and why any is missing (the metrics are then absent)."""
     if not energy:
@@ -203,6 +206,10 @@ def record_energy_note(rec: "Recorder", energy: Mapping[str, Any], prefix: str |
     rec.set_extra(f"{prefix}_energy_meter" if prefix else "energy_meter", energy.get("meter"))
     for reason in energy.get("reasons") or ():
         rec.note(f"{prefix + ': ' if prefix else ''}energy not recorded: {reason}")
+=======
+# (target label, accelerator, spec JSON) -> an earlier run of the same spec this session (reuse=True).
+INFERENCE_RUNS = CacheKey[InferenceResult]("zero_inference", "runs kept for reuse within the session")
+>>>>>>> main
 
 
 class ZeroInferenceRunner:
@@ -231,22 +238,22 @@ class ZeroInferenceRunner:
         try:
             spec.validate(accelerator)
         except SpecNotApplicable as exc:
-            self._extra(prefix, "run_outcome", "not_applicable")
+            self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
             pytest.skip(str(exc))
         if spec.offload == "nvme":
             reason = ensure_aio_op(self.progress) or self.space_shortfall(spec)
             if reason:
-                self._extra(prefix, "run_outcome", "not_applicable")
+                self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
                 pytest.skip(reason)
         spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
         ensure_comm_op(self.progress)
         cache = self._cache()
         key = (self.target.label, accelerator, spec.to_json())
-        result = cache.get(key) if reuse and not wrap else None
+        result = cache.get(INFERENCE_RUNS, *key) if reuse and not wrap else None
         if result is None:
             result = self._run_fresh(spec, accelerator, prefix, wrap)
             if not wrap:
-                cache[key] = result
+                cache.put(INFERENCE_RUNS, result, *key)
         else:
             self.recorder.note(f"{prefix or 'run'} {spec.id}: reused this session's earlier run of the same spec")
         if record:
@@ -258,11 +265,13 @@ class ZeroInferenceRunner:
         disk (its swap writes fail silently), so check first; 16-bit size bounds the quantized one."""
         import shutil
 
-        need = int(resolve_model(spec.model).param_count * 2 * 1.1) + (64 << 20)
+        weights = resolve_model(spec.model).param_count * 2
+        need = int(weights * 1.1) + (64 << 20)
         free = shutil.disk_usage(self.target.workdir).free
         if free < need:
             return (f"target {self.target.path} has {free / 2**30:.2f} GiB free; offloading {spec.model} needs "
-                    f"about {need / 2**30:.2f} GiB of swap files: free space or use a larger target")
+                    f"about {need / 2**30:.2f} GiB: {weights / 2**30:.2f} GiB of 16-bit swap files plus a margin "
+                    f"of 10% + 64 MiB ({(need - weights) / 2**30:.2f} GiB): free space or use a larger target")
         return None
 
     def with_aio(self, spec: InferenceSpec) -> InferenceSpec:
@@ -295,11 +304,11 @@ class ZeroInferenceRunner:
                            f"would keep some of {spec.model}'s weights in memory (equal offloaded bytes)")
         return normalize_aio(tuned_aio_block(self.target, self.recorder, max_block_size=max_block))
 
-    def _cache(self) -> dict[Any, Any]:
-        session_cache = getattr(self.recorder, "session_cache", None)
+    def _cache(self) -> SessionCache:
+        session_cache: SessionCache | None = getattr(self.recorder, "session_cache", None)
         if session_cache is None:
-            session_cache = self.__dict__.setdefault("_local_cache", {})
-        return session_cache.setdefault("zero_inference", {})
+            session_cache = self.__dict__.setdefault("_local_cache", SessionCache())
+        return session_cache
 
     def offload_dir(self, prefix: str | None) -> Path:
         """<workdir>/zero_inference/<test-slug>[-prefix]/: removed after each run."""
@@ -356,8 +365,8 @@ class ZeroInferenceRunner:
             rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
         else:
             rec.set_params(**spec.params(result.accelerator))
-        for key, value in (("run_outcome", result.outcome), ("accelerator", result.accelerator),
-                           ("log_tail", result.log_tail if not result.ok else result.log_tail[-1500:]),
+        for key, value in ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+                           (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
                            ("decode_read_bytes_per_step", result.decode_read_bytes_per_step),
                            ("decode_steps", result.decode_steps), ("run_error", result.error),
                            ("swap_files", len(result.swap_files)),
@@ -400,4 +409,4 @@ class ZeroInferenceRunner:
                 self.recorder.add_artifact(f"{label}{name}", path)
 
     def _extra(self, prefix: str | None, key: str, value: Any) -> None:
-        self.recorder.set_extra(f"{prefix}_{key}" if prefix else key, value)
+        self.recorder.set_extra(InferenceExtra.key(prefix, key), value)

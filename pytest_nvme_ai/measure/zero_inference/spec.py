@@ -12,10 +12,10 @@ artifact next to the result. `validate()` separates two kinds of refusal:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Mapping
 
+from pytest_nvme_ai.core.text import safe_name
 from pytest_nvme_ai.measure.zero_inference.errors import SpecError, SpecNotApplicable
 from pytest_nvme_ai.measure.zero_inference.models import resolve_model
 
@@ -155,4 +155,4 @@ def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
+    return safe_name(text, None, default="model", keep="_.-")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Iterable, Mapping
 
+from pytest_nvme_ai.core.extras import AioSuiteExtra, TunerExtra
 from pytest_nvme_ai.core.text import size_or_none
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_size, num
@@ -30,13 +31,13 @@ def tuned_cards(views: Iterable[TestView]) -> list[Card]:
     seen: set[str] = set()
     for v in views:
         extra = as_map(v.raw.get("extra"))
-        tuned = extra.get("tuned_aio")
+        tuned = extra.get(TunerExtra.BLOCK)
         key = v.target + repr(tuned)
         if not isinstance(tuned, Mapping) or key in seen:
             continue
         seen.add(key)
         rows = [(str(k), setting_text(str(k), val)) for k, val in tuned.items()]
-        d, t = num(extra.get("default_aio_bw")), num(extra.get("tuned_aio_bw"))
+        d, t = num(extra.get(TunerExtra.DEFAULT_BW)), num(extra.get(TunerExtra.TUNED_BW))
         rows.append(("bandwidth, default settings", fmt(d, "B/s")))
         rows.append(("bandwidth, tuned settings", fmt(t, "B/s")))
         if d and t is not None:
@@ -48,7 +49,7 @@ def tuned_cards(views: Iterable[TestView]) -> list[Card]:
 def aio_section(views: list[TestView]) -> Section:
     sec = Section(SECTION.suite, SECTION.title, tests=views)
     measured = [v for v in views if metric_value(v.raw, "bw") is not None]
-    fio_bws = [f for f in (num(as_map(v.raw.get("extra")).get("fio_bw")) for v in views) if f]
+    fio_bws = [f for f in (num(as_map(v.raw.get("extra")).get(AioSuiteExtra.FIO_BW)) for v in views) if f]
     pars = sorted({str(param(v, *PARALLELISM)) for v in measured}, key=sort_key)
     best: dict[str, dict[float, TestView]] = {}
     for v in measured:
@@ -77,7 +78,7 @@ def aio_section(views: list[TestView]) -> Section:
             "verdict"]
     cells = [[Cell(fmt_size(size_or_none(param(v, "block_size", "bs")))), Cell(str(param(v, "queue_depth") or "—")),
               Cell(str(param(v, *PARALLELISM) or "—")), mcell(v, "bw"),
-              Cell(fmt(as_map(v.raw.get("extra")).get("fio_bw"), "B/s")), mcell(v, "aio_vs_fio"),
+              Cell(fmt(as_map(v.raw.get("extra")).get(AioSuiteExtra.FIO_BW), "B/s")), mcell(v, "aio_vs_fio"),
               mcell(v, "read_latency"), status_cell(v)] for v in rows]
     if len(cells) > 16:
         # A full sweep is 80+ rows: the few fastest answer "what should I configure", the rest stay one click away.

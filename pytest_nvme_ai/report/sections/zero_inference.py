@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio, num
 from pytest_nvme_ai.report.sections.base import OFFLOAD_ORDER, Section, SectionBuilder, draw, param, sort_key, xticks
@@ -67,7 +68,7 @@ class Run:
     @property
     def outcome(self) -> str:
         """ok / oom / timeout / error / not_applicable, from the child's record, else from pytest's."""
-        recorded = as_map(self.view.raw.get("extra")).get(self.prefix + "run_outcome")
+        recorded = as_map(self.view.raw.get("extra")).get(self.prefix + InferenceExtra.RUN_OUTCOME)
         if recorded:
             return str(recorded)
         if self.view.outcome == "skipped":
@@ -83,7 +84,7 @@ class Run:
 
 def is_pair(v: TestView) -> bool:
     extra = as_map(v.raw.get("extra"))
-    return "|" in str(param(v, "offload") or "") or any(f"{s}_run_outcome" in extra for s in PAIR_SIDES)
+    return "|" in str(param(v, "offload") or "") or any(InferenceExtra.key(s, InferenceExtra.RUN_OUTCOME) in extra for s in PAIR_SIDES)
 
 
 def offload_of(v: TestView) -> str:
