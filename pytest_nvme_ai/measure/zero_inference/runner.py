@@ -198,7 +198,6 @@ def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, 
     )
 
 
-<<<<<<< HEAD
 def record_energy_note(rec: "Recorder", energy: Mapping[str, Any], prefix: str | None) -> None:
     """Which counters measured the energy metrics, and why any is missing (the metrics are then absent)."""
     if not energy:
@@ -206,10 +205,10 @@ def record_energy_note(rec: "Recorder", energy: Mapping[str, Any], prefix: str |
     rec.set_extra(f"{prefix}_energy_meter" if prefix else "energy_meter", energy.get("meter"))
     for reason in energy.get("reasons") or ():
         rec.note(f"{prefix + ': ' if prefix else ''}energy not recorded: {reason}")
-=======
+
+
 # (target label, accelerator, spec JSON) -> an earlier run of the same spec this session (reuse=True).
 INFERENCE_RUNS = CacheKey[InferenceResult]("zero_inference", "runs kept for reuse within the session")
->>>>>>> main
 
 
 class ZeroInferenceRunner:
