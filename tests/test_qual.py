@@ -203,7 +203,7 @@ def test_remote_spec_and_job_file_stay_in_the_private_dir() -> None:
     private = "/srv/nvme0/.nvme-ai-RUN"
     files = [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(("filename=", "arguments="))]
     assert files and all(f == private or f.startswith(private + "/") for f in files)
-    assert text.index("[cleanup-files]") > text.index("[seqread-2]") and text.rstrip().endswith("grace_time=1")
+    assert text.index("[cleanup-files]") > text.index("[seqread-2]") and text.rstrip().endswith("std_redirect=0")
 
 
 def _free_port() -> int:
@@ -217,8 +217,11 @@ def fio_server(tmp_path: Path):
     """`fio --server` on loopback only, stopped after the test (bounded: it never outlives it)."""
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
+    # The server's working directory must stay empty: fio's exec engine would drop <job>.stdout/.stderr there.
+    cwd = tmp_path / "server-cwd"
+    cwd.mkdir()
     proc = subprocess.Popen(["fio", f"--server=ip:127.0.0.1,{port}"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, cwd=cwd)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -251,6 +254,7 @@ def test_loopback_client_server_reads_and_cleans_up(fio_server: int, tmp_path: P
     assert [r.jobname for r in reps] == ["seqread-1", "seqread-2"]
     assert all(r.bw_bytes > 0 and r.hostname == "127.0.0.1" for r in reps)
     assert list(remote_dir.iterdir()) == []   # the final jobs removed the data file and the private directory
+    assert list((tmp_path / "server-cwd").iterdir()) == []   # and wrote nothing beside the server
 
 
 @needs_fio

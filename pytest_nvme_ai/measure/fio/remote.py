@@ -81,7 +81,10 @@ def remote_jobfile(remote: RemoteTarget, run_id: str, job: FioJob, size: int, re
         lines += _section(replace(read, name=f"{job.name}-{i}"), stonewall=True)
     lines += ["[cleanup-files]", "stonewall", f"filename={data}", "ioengine=filedelete", "nrfiles=1",
               "[cleanup-dir]", "stonewall", "ioengine=exec", "program=/bin/rmdir", f"arguments={private}",
-              "runtime=1", "time_based=1", "grace_time=1"]
+              "runtime=1", "time_based=1", "grace_time=1",
+              # fio's exec engine otherwise writes <job>.stdout/.stderr into the server's working
+              # directory: outside the private dir, and on a remote host nobody would clean it up.
+              "std_redirect=0"]
     return "\n".join(lines) + "\n"
 
 
