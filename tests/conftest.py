@@ -14,3 +14,12 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torc
 # copy fails with "'InternalTraversal' object is not callable". Importing it here, before any
 # snapshot, keeps one copy for the whole test session.
 import sqlalchemy  # noqa: E402,F401
+
+# A shell that starts a job in the background without job control (nohup, `cmd &` in a script, some CI
+# launchers) leaves SIGINT ignored, and an ignored signal is inherited across exec: the fault tests'
+# Ctrl-C would then never reach their pytester runs and children. Give this process, and so every
+# child it starts, the interactive default back, as a user at a terminal has it.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
