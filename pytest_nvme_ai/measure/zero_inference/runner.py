@@ -397,15 +397,22 @@ class ZeroInferenceRunner:
         self._artifacts(result, prefix)
 
     def _artifacts(self, result: InferenceResult, prefix: str | None) -> None:
-        stem = f"{prefix}-{result.spec.id}" if prefix else result.spec.id
-        art = Path(self.recorder.artifact_dir)
-        spec_file, ds_file = art / f"{stem}.spec.json", art / f"{stem}.ds_config.json"
-        spec_file.write_text(result.spec.to_json() + "\n", encoding="utf-8")
-        ds_file.write_text(json.dumps(result.ds_config, indent=2) + "\n", encoding="utf-8")
-        label = f"{prefix}_" if prefix else ""
-        for name, path in (("spec", spec_file), ("ds_config", ds_file), ("log", result.log_path)):
-            if path is not None and Path(path).exists():
-                self.recorder.add_artifact(f"{label}{name}", path)
+        keep_run_artifacts(self.recorder, result.spec.id, result.spec.to_json(), result.ds_config,
+                           result.log_path, prefix)
 
     def _extra(self, prefix: str | None, key: str, value: Any) -> None:
         self.recorder.set_extra(InferenceExtra.key(prefix, key), value)
+
+
+def keep_run_artifacts(recorder: Recorder, spec_id: str, spec_json: str, ds_config: Any,
+                       log_path: Path | str | None, prefix: str | None) -> None:
+    """Keep a child run's spec, exact DeepSpeed config and log with the test (inference and training alike)."""
+    stem = f"{prefix}-{spec_id}" if prefix else spec_id
+    art = Path(recorder.artifact_dir)
+    spec_file, ds_file = art / f"{stem}.spec.json", art / f"{stem}.ds_config.json"
+    spec_file.write_text(spec_json + "\n", encoding="utf-8")
+    ds_file.write_text(json.dumps(ds_config, indent=2) + "\n", encoding="utf-8")
+    label = f"{prefix}_" if prefix else ""
+    for name, path in (("spec", spec_file), ("ds_config", ds_file), ("log", log_path)):
+        if path is not None and Path(path).exists():
+            recorder.add_artifact(f"{label}{name}", path)

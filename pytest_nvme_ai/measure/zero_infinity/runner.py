@@ -25,7 +25,7 @@ from pytest_nvme_ai.measure.deepspeed.ops import (Progress, default_progress, de
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, normalize_aio, parse_aio_json
 from pytest_nvme_ai.core.text import median
 from pytest_nvme_ai.measure.zero_inference.metrics import prefixed
-from pytest_nvme_ai.measure.zero_inference.runner import ChildExit, classify, run_child, tail_of
+from pytest_nvme_ai.measure.zero_inference.runner import ChildExit, classify, keep_run_artifacts, run_child, tail_of
 from pytest_nvme_ai.measure.zero_infinity.ds_config import build_ds_config, model_info, swap_bytes_estimate
 from pytest_nvme_ai.measure.zero_infinity.metrics import StepMeasurement, step_metrics
 from pytest_nvme_ai.measure.zero_infinity.spec import SpecError, SpecNotApplicable, TrainingSpec
@@ -215,15 +215,8 @@ class ZeroInfinityRunner:
         self._artifacts(result, prefix)
 
     def _artifacts(self, result: TrainingResult, prefix: str | None) -> None:
-        stem = f"{prefix}-{result.spec.id}" if prefix else result.spec.id
-        art = Path(self.recorder.artifact_dir)
-        spec_file, ds_file = art / f"{stem}.spec.json", art / f"{stem}.ds_config.json"
-        spec_file.write_text(result.spec.to_json() + "\n", encoding="utf-8")
-        ds_file.write_text(json.dumps(result.ds_config, indent=2) + "\n", encoding="utf-8")
-        label = f"{prefix}_" if prefix else ""
-        for name, path in (("spec", spec_file), ("ds_config", ds_file), ("log", result.log_path)):
-            if path is not None and Path(path).exists():
-                self.recorder.add_artifact(f"{label}{name}", path)
+        keep_run_artifacts(self.recorder, result.spec.id, result.spec.to_json(), result.ds_config,
+                           result.log_path, prefix)
 
     def _extra(self, prefix: str | None, key: str, value: Any) -> None:
         self.recorder.set_extra(f"{prefix}_{key}" if prefix else key, value)
