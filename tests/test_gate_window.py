@@ -145,3 +145,15 @@ def test_decide_hands_back_one_verdict_and_the_reasons() -> None:
     # a window of 3 (--nvme-ai-baseline-window 3) is too short for the drift rule
     v4 = decide(slow, GateRules(10.0), _file(entry), window=3)
     assert v4.comparisons[0].method == "mann-whitney-u"
+
+
+def test_minimum_detectable_change_is_never_below_the_tolerance() -> None:
+    """A capped device gives the same value every session: no spread, so the MDC is the tolerance itself
+    (the exp/log round trip alone once put it at 9.999999999999998 for 10%, and CI caught it)."""
+    pts = [window.SessionPoint(samples=(16.7e6, 16.7e6, 16.7e6), time=f"2026-12-0{i}T00:00:00") for i in range(1, 6)]
+    w = window.stats(pts, 3)
+    assert w is not None and w.drift_pct == 0 and w.within_pct == 0
+    for tol in (1.0, 5.0, 10.0, 25.0, 50.0):
+        for better in ("higher", "lower"):
+            mdc = w.mdc_pct(better, tol)
+            assert tol <= mdc <= tol * (1 + 1e-12), (better, tol, mdc)

@@ -100,7 +100,9 @@ class WindowStats:
             return 100.0   # a drop of the whole value: nothing smaller can pass a tolerance of 100% or more
         reach = max(self.limit_log, tol_log) + self.t_power * self.spread_log * math.sqrt(1.0 + 1.0 / self.k)
         change = (1.0 - math.exp(-reach)) if better == "higher" else (math.exp(reach) - 1.0)
-        return change * 100.0
+        # Never below the tolerance: with no spread, reach is tol_log exactly, and the exp/log round trip
+        # alone would put the MDC a few ulps under the tolerance (9.999999999999998 for 10%).
+        return max(change * 100.0, tolerance_pct)
 
     def blind_to(self, better: str, tolerance_pct: float) -> bool:
         """True when the drift alone hides a change of tolerance size: the prediction limit is wider than
