@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.profiles import PROFILES
 from pytest_nvme_ai.measure.bounds import io_time
@@ -49,7 +50,7 @@ class BenchRecorder:
     def __init__(self, art: Path) -> None:
         self.artifact_dir, self.timeout, self.aio_setting = art, 900, "default"
         self.nodeid = "benchmarks/roofline_accuracy.py::sweep"
-        self.session_cache: dict[Any, Any] = {}
+        self.session_cache = SessionCache()
         self.profile = PROFILES["quick"]
         self.notes: list[str] = []
 
@@ -132,7 +133,7 @@ def sweep(base: Path, args: argparse.Namespace) -> int:
             cap = drive * fraction
             with Throttle(device, cap) as th:
                 inside = fio_bw(job, target.workdir, th.wrap())
-                refused = cap_refusal(cap, inside)
+                refused = cap_refusal(cap, inside, fraction=fraction)
                 if refused:
                     print(f"  cap {fraction:g}: {refused}", flush=True)
                     points.append(CapPoint(fraction, cap, inside, refused=refused))

@@ -70,7 +70,7 @@ def test_drive_speed(drive_case: InferenceCase, zero_inference: Any, fio: Any, n
         cap = drive_bw * fraction
         with Throttle(device, cap) as th:
             fio_in = fio.run(job, repeat=1, record=False, wrap=th.wrap()).bw_bytes
-            refused = cap_refusal(cap, fio_in)
+            refused = cap_refusal(cap, fio_in, fraction=fraction)
             if refused:
                 nvme_ai.note(f"cap {fraction:g}: {refused}")
                 points.append(_refused(fraction, cap, fio_in, refused))

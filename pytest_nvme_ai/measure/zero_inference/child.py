@@ -1,6 +1,7 @@
-"""The child process: `python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json`.
+"""What a ZeRO-Inference child does, shared by the one-shot child and the persistent worker (worker.py).
 
-One ZeRO-Inference run per process: DeepSpeed keeps global state (the process
+The one-shot child, `python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json`
+(`--nvme-ai-engine-reuse 0`), is one ZeRO-Inference run per process: DeepSpeed keeps global state (the process
 group, patched torch functions, pinned buffers), a run can exhaust memory or
 hang, and the kernel's OOM killer must hit this process, not pytest. The parent
 reads RESULT.json; when the child dies before writing it, the parent decides
@@ -17,9 +18,7 @@ import re
 import resource
 import signal
 import socket
-import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -269,49 +268,6 @@ def prompt_ids(spec: InferenceSpec, vocab_size: int, device: str) -> Any:
     return ids.to(device)
 
 
-def run(spec: InferenceSpec, job: Mapping[str, Any]) -> dict[str, Any]:
-    setup_single_process_env()
-    import deepspeed
-    import torch
-    from deepspeed.accelerator import get_accelerator
-
-    from pytest_nvme_ai.measure.zero_inference.models import resolve_model
-
-    acc = get_accelerator()
-    accelerator = acc.device_name()
-    spec.validate(accelerator)
-    info = resolve_model(spec.model)
-    ds_config = config_for(spec, job, accelerator, info)
-    dtype = spec.resolved_dtype(accelerator)
-    say(f"accelerator {accelerator}, dtype {dtype}, spec {spec.id}")
-    torch.manual_seed(spec.seed)
-    deepspeed.init_distributed(dist_backend="nccl" if accelerator == "cuda" else "gloo")
-    model, keepalive, facts = init_engine(info, ds_config, dtype)
-
-    input_ids = prompt_ids(spec, info.vocab_size, acc.current_device_name())
-    sync, cuda = acc.synchronize, accelerator == "cuda"
-    hooks = FirstForward(sync)
-    model.register_forward_pre_hook(hooks.pre)
-    model.register_forward_hook(hooks.post)
-    kwargs = generate_kwargs(spec, info.hf_config.get("pad_token_id"))
-    meter = open_energy_meter(model, cuda)
-    warmup, loops = [], []
-    for i in range(spec.warmup):
-        warmup.append(measure_loop(model, input_ids, kwargs, hooks, sync, cuda))
-        say(f"warm-up {i + 1}/{spec.warmup}: {warmup[-1].total_latency:.3f} s")
-    for i in range(spec.loops):
-        loops.append(lp := measure_loop(model, input_ids, kwargs, hooks, sync, cuda, meter))
-        say(f"loop {i + 1}/{spec.loops}: total {lp.total_latency:.3f} s, prefill {lp.prefill_latency:.3f} s, "
-            f"read {lp.read_bytes} B, {lp.new_tokens} new tokens")
-    del keepalive  # held until generation is done: transformers keeps only a weak reference
-    return {
-        "outcome": "ok", "accelerator": accelerator, "dtype": dtype, "ds_config": ds_config,
-        "versions": versions(), "device_name": torch.cuda.get_device_name() if cuda else None, **facts,
-        "warmup": [lp.to_dict() for lp in warmup], "loops": [lp.to_dict() for lp in loops],
-        "energy": {"meter": meter.description, "reasons": meter.reasons},
-    }
-
-
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or type(exc).__name__ in _OOM_NAMES or "out of memory" in str(exc).lower()
 
@@ -320,26 +276,3 @@ def write_result(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)  # the parent never reads half a result
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json", file=sys.stderr)
-        return EXIT_USAGE
-    job_path, result_path = Path(argv[0]), Path(argv[1])
-    job = json.loads(job_path.read_text(encoding="utf-8"))
-    spec = InferenceSpec.from_dict(job["spec"])
-    try:
-        obey_test_hook(spec.test_hook)
-        result = run(spec, job)
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        traceback.print_exc()
-        outcome = "oom" if is_oom(exc) else "error"
-        write_result(result_path, {"outcome": outcome, "error": f"{type(exc).__name__}: {exc}"})
-        sys.stdout.flush()
-        return EXIT_OOM if outcome == "oom" else EXIT_ERROR
-    write_result(result_path, result)
-    say("done")
-    return EXIT_OK

@@ -21,8 +21,10 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pytest_nvme_ai.measure.zero_inference import child
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
 # What builds the engine: cases that agree on these share one worker. Everything else in a spec
@@ -53,7 +55,6 @@ class Engine:
         import torch
         from deepspeed.accelerator import get_accelerator
 
-        from pytest_nvme_ai.measure.zero_inference import child
         from pytest_nvme_ai.measure.zero_inference.models import resolve_model
 
         spec = InferenceSpec.from_dict(job["spec"])
@@ -80,8 +81,6 @@ class Engine:
 
     def run_case(self, job: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
         import torch
-
-        from pytest_nvme_ai.measure.zero_inference import child
 
         spec = InferenceSpec.from_dict(job["spec"])
         spec.validate(self.accelerator)
@@ -122,7 +121,6 @@ def heavy_imports() -> float:
     Done on the first request, after its test hook, so that tests of a misbehaving worker stay fast."""
     if _IMPORTED:
         return 0.0
-    from pytest_nvme_ai.measure.zero_inference import child
 
     t0 = time.monotonic()
     child.setup_single_process_env()
@@ -136,7 +134,6 @@ def heavy_imports() -> float:
 
 def serve(job: Mapping[str, Any], engine: Engine | None, emit: Emit) -> tuple[dict[str, Any], Engine | None]:
     """One request: (the result, the engine to keep; None after a failure, which ends the worker)."""
-    from pytest_nvme_ai.measure.zero_inference import child
 
     t0 = time.monotonic()
     try:
@@ -178,6 +175,36 @@ def _worker_main() -> int:
             break
     sys.stderr.flush()
     os._exit(0)  # like the aio worker: skip DeepSpeed's and the aio handles' slow destructors
+
+
+def _quiet(**_: Any) -> None:
+    """The one-shot child has no protocol: its parent reads RESULT.json."""
+
+
+def one_shot_main(argv: list[str]) -> int:
+    """`python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json` (`--nvme-ai-engine-reuse 0`):
+    one engine built for one case in this process, with the worker's own Engine, so that both paths
+    measure with the same code."""
+    if len(argv) != 2:
+        print("usage: python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json", file=sys.stderr)
+        return child.EXIT_USAGE
+    job_path, result_path = Path(argv[0]), Path(argv[1])
+    job = json.loads(job_path.read_text(encoding="utf-8"))
+    try:
+        child.obey_test_hook(job["spec"].get("test_hook"))
+        child.setup_single_process_env()
+        result = Engine(job, _quiet).run_case(job, _quiet)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        traceback.print_exc()
+        outcome = "oom" if child.is_oom(exc) else "error"
+        child.write_result(result_path, {"outcome": outcome, "error": f"{type(exc).__name__}: {exc}"})
+        sys.stdout.flush()
+        return child.EXIT_OOM if outcome == "oom" else child.EXIT_ERROR
+    child.write_result(result_path, result)
+    child.say("done")
+    return child.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ from pytest_nvme_ai.run.settings.base import Setting, boolean
 ORDER = 35
 
 SETTINGS = (
-    # Default 0 until the whole test suite has run with 1 on main (the worker path has its own e2e tests).
-    Setting("engine_reuse", "ZeRO-Inference: 1 keeps one worker per engine (model, dtype, quantization, "
-            "offload, aio, pinning) across the cases that share it; 0 (default for now) runs every case in a "
-            "fresh child.", boolean, False, metavar="1|0"),
+    # On by default: a model is built once per engine, not once per case (docs/engine.md). 0 keeps the
+    # one-child-per-case path for comparison (benchmarks/zi_suite_share.py share) and for bisecting.
+    Setting("engine_reuse", "ZeRO-Inference: 1 (default) keeps one worker per engine (model, dtype, quantization, "
+            "offload, aio, pinning) across the cases that share it; 0 runs every case in a fresh child, "
+            "in file order.", boolean, True, metavar="1|0"),
 )
