@@ -39,7 +39,7 @@ from pytest_nvme_ai.measure.zero_inference.drive_speed import CapPoint, cap_refu
 from pytest_nvme_ai.measure.zero_inference.pairing import compute_times
 from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, ZeroInferenceRunner
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
-from pytest_nvme_ai.run.targets import Target
+from pytest_nvme_ai.core.targets import Target
 
 FRACTIONS = (1.0, 0.25, 0.5, 0.75, 0.35)   # interleaved, so drift does not line up with the cap
 
