@@ -2,11 +2,11 @@
 
 Steps (each takes the shared heavy lock on its own, when --lock names one):
   1. the resident-weights run (offload none): t_compute per decode step;
-  2. fio on the target, uncapped: the drive's bandwidth just before the caps;
-  3. per cap (fractions of that figure; 1 is the "uncapped" point): a cgroup caps reads of the
+  2. per cap: fio on the target, uncapped, just before (the drive's bandwidth now); then (the cap a
+     fraction of that figure; 1 is the "uncapped" point) a cgroup caps reads of the
      target's disk (pytest_nvme_ai.measure.throttle), fio inside it checks the cap (±10% or the
      point is refused), and a fresh ZeRO-Inference child runs inside it;
-  4. the resident-weights run again (drift check; t_compute is the mean of 1 and 4).
+  3. the resident-weights run again (drift check; t_compute is the mean of 1 and 4).
 The prediction is out of sample: t_compute from the no-offload runs, bytes per step and the
 overlap from the uncapped point only. Printed per point: measured and predicted decode tokens/s
 and the error; then the median and the worst error, and t_io + t_compute against t_step (does
@@ -124,12 +124,12 @@ def sweep(base: Path, args: argparse.Namespace) -> int:
         ref1 = ok(runner.run(spec.with_(offload="none"), prefix="ref1", record=False))
     device = block_device_of(target.workdir)
     points: list[CapPoint] = []
-    drive = 0.0
     for fraction in FRACTIONS:
         with heavy(args.lock, f"cap {fraction:g}"):
-            if fraction == FRACTIONS[0] or not drive:
-                drive = fio_bw(job, target.workdir)
-                print(f"fio uncapped: {drive / 1e9:.3f} GB/s", flush=True)
+            # The drive's speed just before this point: the shared disk moves by 2x within minutes
+            # (1.94 GB/s, then 0.80 GB/s ten minutes later), so a cap from the first figure only was refused.
+            drive = fio_bw(job, target.workdir)
+            print(f"fio uncapped: {drive / 1e9:.3f} GB/s", flush=True)
             cap = drive * fraction
             with Throttle(device, cap) as th:
                 inside = fio_bw(job, target.workdir, th.wrap())
