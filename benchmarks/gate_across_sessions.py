@@ -162,9 +162,12 @@ def run_session(args: argparse.Namespace, kind: str, index: int, cap_fraction: f
     log = work / "logs" / f"{index:03d}-{kind}{'-' + str(cap_fraction) if cap_fraction else ''}.txt"
     log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     rec["rc"], rec["log"] = proc.returncode, str(log)
-    rec["warnings"] = [ln for ln in proc.stdout.splitlines() if ln.startswith("nvme-ai WARNING")]
     results = work / "reports" / "latest" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}
+    # What the run said beforehand: the header's (or, under -q, the pre-test) warning lines, and results.json's
+    # copy of the gate's warnings (the plugin works them out at session start).
+    rec["warnings"] = [ln for ln in proc.stdout.splitlines() if ln.startswith("nvme-ai WARNING")] + \
+        [f"nvme-ai WARNING {w}" for w in data.get("run", {}).get("gate_warnings", [])]
     rec["run_id"] = data.get("run", {}).get("id")
     rec["checks"] = []
     for t in data.get("tests", []):
@@ -225,9 +228,12 @@ def report(work: Path) -> None:
             if frac == 0.7:
                 seen = [c for c in cs if c["mdc"] is not None and c["mdc"] < 30]
                 other = [c for c in cs if not (c["mdc"] is not None and c["mdc"] < 30)]
-                announced = [c for c in other if c["warned"] or c["mdc"] is None]
+                # announced: the header warned, or the gate flagged the check blind from the window alone (the
+                # same test, limit > tolerance, made before this session's data: the table's '!'), or no MDC
+                announced = [c for c in other if c["warned"] or c.get("blind") or c["mdc"] is None]
                 line += (f"; MDC<30%: caught {_pct(sum(c['verdict'] == 'regression' for c in seen), len(seen))}; "
-                         f"others announced blind or drift-unknown {_pct(len(announced), len(other))}")
+                         f"others announced blind or drift-unknown {_pct(len(announced), len(other))}"
+                         f" (by a warning line {sum(bool(c['warned']) for c in other)})")
             print(line)
 
 
