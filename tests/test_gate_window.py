@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,26 @@ def test_minimum_detectable_change_is_never_below_the_tolerance() -> None:
         for better in ("higher", "lower"):
             mdc = w.mdc_pct(better, tol)
             assert tol <= mdc <= tol * (1 + 1e-12), (better, tol, mdc)
+
+
+def _test_record(outcome: str, verdict: str | None, methods: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """A results.json test: metric name -> (its verdict, the method that gave it); all gated."""
+    return {"outcome": outcome, "verdict": verdict,
+            "baseline": {"metrics": {m: {"gated": True, "verdict": v, "method": meth}
+                                     for m, (v, meth) in methods.items()}}}
+
+
+def test_saving_keeps_sessions_the_short_window_rule_failed() -> None:
+    """While the window is too short to know the drift, a within-session 'regression' is saved (else the window
+    keeps only sessions that agreed with the first and learns too small a drift); against a full window it is not."""
+    from pytest_nvme_ai.gate.policy import saveable
+
+    assert saveable(_test_record("passed", "pass", {"bw": ("pass", "session-window")}))
+    assert saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u")}))
+    assert saveable(_test_record("failed", "regression", {"bw": ("regression", "tolerance-only"),
+                                                          "lat": ("pass", "mann-whitney-u")}))
+    assert not saveable(_test_record("failed", "regression", {"bw": ("regression", "session-window")}))
+    assert not saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u"),
+                                                              "lat": ("pass", "session-window")}))
+    assert not saveable({"outcome": "failed", "verdict": None, "baseline": None})   # the test body failed
+    assert not saveable({"outcome": "skipped", "verdict": None})

@@ -276,3 +276,30 @@ def test_cfg(nvme_ai, offload_target):
     r.stdout.fnmatch_lines(["*test_cfg*incomparable*"])
     res = json.loads((demo.path / "reports" / "latest" / "results.json").read_text())
     assert "aio 'deepspeed-default' -> 'bs16M-qd64'" in res["tests"][0]["baseline"]["metrics"]["bw"]["message"]
+
+
+def sessions_of(p: pytest.Pytester, key_part: str) -> int:
+    d = json.loads(baseline_file(p).read_text())
+    (n,) = [len(e["sessions"]) for k, e in d["entries"].items() if key_part in k]
+    return n
+
+
+def test_save_keeps_a_short_window_regression_but_not_a_full_window_one(demo: pytest.Pytester) -> None:
+    """Building the window on a drifting runner: the within-session rule fails a session 30% slower than the
+    only saved one, and --nvme-ai-save-baseline still adds it (it is the drift the window must learn). Once
+    the window knows its drift, a regression is not saved."""
+    run(demo, "--nvme-ai-save-baseline", values={"bw": [100, 101, 99]}).assert_outcomes(passed=2)
+    slow = run(demo, "--nvme-ai-save-baseline", values={"bw": [70, 71, 69]})
+    slow.assert_outcomes(passed=1, failed=1)
+    slow.stdout.fnmatch_lines(["*baseline saved with 1 session(s) that failed only by the within-session rule*"
+                               "test_demo.py::test_measured*"])
+    assert sessions_of(demo, "test_measured") == 2
+    for bw in ([100, 101, 99], [70, 71, 69], [90, 91, 89], [80, 81, 79]):
+        run(demo, "--nvme-ai-save-baseline", values={"bw": bw})
+    assert sessions_of(demo, "test_measured") == 6
+    # six sessions: the session-window rule judges now; far below the window it is a regression, not saved
+    low = run(demo, "--nvme-ai-save-baseline", values={"bw": [5, 5.1, 4.9]})
+    low.assert_outcomes(passed=1, failed=1)
+    low.stdout.fnmatch_lines(["*session-window rule*"])
+    assert "failed only by the within-session rule" not in low.stdout.str()
+    assert sessions_of(demo, "test_measured") == 6

@@ -162,3 +162,23 @@ def window_warnings(bfile: BaselineFile, tolerance_pct: float, window: int) -> l
                      f"between sessions is unknown, so the minimum detectable change is unknown and each is "
                      f"compared with its latest session only (save more sessions with --nvme-ai-save-baseline)")
     return lines
+
+
+def saveable(test: Mapping[str, Any]) -> bool:
+    """Whether `--nvme-ai-save-baseline` adds this test's session (a results.json test record) to its window.
+
+    A passing test is saved. So is a test whose only failure is a regression that the within-session rule
+    found while its window was still too short to know the drift (no gated comparison used the
+    session-window rule): that verdict compared three samples with three samples of one earlier session,
+    and sessions on a drifting runner separate completely (the issue's unchanged rerun failed 3 of 17
+    tests). Leaving such sessions out would keep only the sessions that agreed with the first one, so the
+    window would learn a drift smaller than the runner's and then cry wolf. A regression found against a
+    window that knows its drift is evidence of a change and is not saved; `nvme-ai baseline promote
+    --include-failed` adds it after review."""
+    if test.get("outcome") == "passed":
+        return True
+    if test.get("verdict") != "regression":
+        return False
+    comparisons = list(((test.get("baseline") or {}).get("metrics") or {}).values())
+    regressed = [c for c in comparisons if c.get("gated") and c.get("verdict") == "regression"]
+    return bool(regressed) and not any(c.get("method") == "session-window" for c in comparisons if c.get("gated"))

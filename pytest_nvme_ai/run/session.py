@@ -69,6 +69,7 @@ class NvmeAiSession:
         self.results_path: Path | None = None
         self.report_path: Path | None = None
         self.saved_baselines: list[Path] = []
+        self.saved_short_window: list[str] = []  # failed only by the short-window rule, saved (gate.policy.saveable)
         self.save_errors: list[str] = []
         self.sibling_baselines: dict[str, str] = {}  # target label -> why a sibling baseline is used
         # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
@@ -389,11 +390,14 @@ class NvmeAiSession:
 
     def save_baselines(self, data: dict[str, Any]) -> None:
         from pytest_nvme_ai.gate import baseline
+        from pytest_nvme_ai.gate.policy import saveable
 
         by_label: dict[str, list[TestRecord]] = {}
         for rec in self.records.values():
-            if rec.outcome == "passed" and rec.metrics and rec.target is not None:
+            if rec.metrics and rec.target is not None and saveable(rec.to_dict()):
                 by_label.setdefault(rec.target.label, []).append(rec)
+                if rec.outcome != "passed":
+                    self.saved_short_window.append(rec.nodeid)
         for t in self.targets:
             recs = by_label.get(t.label)
             if not recs:

@@ -76,6 +76,10 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
         tr.write_line(f"report:  {session.report_path}")
     for p in session.saved_baselines:
         tr.write_line(f"baseline saved: {p}")
+    if session.saved_baselines and session.saved_short_window:
+        tr.write_line(f"baseline saved with {len(session.saved_short_window)} session(s) that failed only by the "
+                      f"within-session rule while their window was too short to know the drift (kept, so the window "
+                      f"learns the runner's drift): {', '.join(session.saved_short_window)}")
     for err in session.save_errors:
         tr.write_line(f"baseline NOT saved: {err}", red=True)
     for err in getattr(session, "late_errors", []):
