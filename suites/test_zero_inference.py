@@ -233,11 +233,13 @@ def _aio_read_bw(result: Any, nvme_ai: Any, fio_missing: str | None) -> float | 
         data = ensure_data_file(nvme_ai.target, file_bytes(nvme_ai.profile), nvme_ai.session_cache)
         bw = measure_read(data, settings, repeat=max(1, nvme_ai.repeat), timeout=float(nvme_ai.timeout)).bw
     except (AioError, DirectIOUnsupported, OSError) as exc:
-        nvme_ai.note(f"roofline not recorded: no fio ({fio_missing}), and DeepSpeed's aio read failed: {exc}")
+        nvme_ai.note(f"roofline not recorded: no fio bandwidth ({fio_missing or 'fio measured none'}), and "
+                     f"DeepSpeed's aio read failed: {exc}")
         return None
     finally:
         release_shared_worker()  # its page-locked buffer is as large as the file; the next runs need the memory
-    nvme_ai.note(f"roofline: fio is not available ({fio_missing}); t_io uses DeepSpeed's aio read bandwidth "
+    why = fio_missing or "fio measured no bandwidth on this target"
+    nvme_ai.note(f"roofline: fio is not available ({why}); t_io uses DeepSpeed's aio read bandwidth "
                  f"on this target at the run's aio settings ({settings.label}): {bw:.3g} B/s")
     return bw
 

@@ -137,8 +137,11 @@ def test_e2e_quick_suite_through_pytest(pytester: pytest.Pytester, e2e_ready: No
 
 NO_FIO_CONFTEST = """
 import pytest_nvme_ai.measure.fio.runner as fio_runner
+import pytest_nvme_ai.run.environment as environment
 
-fio_runner.find_fio = lambda: None  # a GPU machine without fio: everything else on PATH stays
+# A GPU machine without fio: the suites' check and the header's version both see none; the rest of PATH stays.
+fio_runner.find_fio = lambda: None
+environment.fio_version = lambda: None
 """
 
 
@@ -153,7 +156,9 @@ def test_e2e_without_fio_t_io_comes_from_deepspeed_aio(pytester: pytest.Pytester
                                       "--nvme-ai-profile", "quick")
     r.assert_outcomes(passed=1)
     r.stdout.fnmatch_lines(["nvme-ai: profile quick*fio not found*"])
-    (t,) = json.loads(next((pytester.path / "reports").glob("*/results.json")).read_text())["tests"]
+    data = json.loads(next((pytester.path / "reports").glob("*/results.json")).read_text())
+    assert data["environment"]["fio"] is None
+    (t,) = data["tests"]
     roof = t["extra"]["roofline"]
     assert roof["bw_source"] == "deepspeed-aio" and roof["fio_bw"] > 0
     assert "aio read bandwidth" in roof["sentence"] and "fio is not installed" in roof["sentence"]

@@ -122,8 +122,9 @@ def aio_settings_of(result: "InferenceResult") -> "AioSettings":
     from pytest_nvme_ai.measure.aio.runner import AioSettings
     from pytest_nvme_ai.measure.deepspeed.version import DS_AIO_DEFAULTS, thread_key
 
-    block = {**DS_AIO_DEFAULTS, **dict(result.ds_config.get("aio") or {})}
-    threads = block.get(thread_key(), block.get("intra_op_parallelism", block.get("thread_count", 1)))
+    given = dict(result.ds_config.get("aio") or {})
+    block = {**DS_AIO_DEFAULTS, **given}
+    threads = given.get(thread_key(), DS_AIO_DEFAULTS["intra_op_parallelism"])
     return AioSettings(int(block["block_size"]), int(block["queue_depth"]), int(threads),
                        bool(block["single_submit"]), bool(block["overlap_events"]))
 

@@ -130,8 +130,10 @@ def _cap_row(v: TestView, p: Mapping[str, Any]) -> list[Cell]:
 def _sensitivity_sentence(title: str, ds: Mapping[str, Any]) -> str:
     m, pred = num(ds.get("bandwidth_sensitivity")), num(ds.get("bandwidth_sensitivity_predicted_above"))
     parts = [f"{title}:"]
-    parts.append(f"doubling the read bandwidth from ½ to 1× the drive's speed gave {m:+.0%} decode throughput"
-                 if m is not None else "the ½ and 1× caps were not both accepted, so no measured sensitivity")
+    parts.append(f"doubling the read bandwidth from ½ to 1× the drive's speed gave {m:+.0%} decode throughput "
+                 f"(per doubling of the bandwidths fio read in the two cgroups)"
+                 if m is not None else "the ½ and 1× caps were not both accepted (or the drive drifted so far between "
+                 "them that they were not a doubling apart), so no measured sensitivity")
     if pred is not None:
         parts.append(f"; the bounds predict {pred:+.0%} from a drive twice as fast as this one")
     return " ".join(parts) + "."
