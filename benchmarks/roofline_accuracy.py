@@ -6,7 +6,7 @@ Steps (each takes the shared heavy lock on its own, when --lock names one):
      fraction of that figure; 1 is the "uncapped" point) a cgroup caps reads of the
      target's disk (pytest_nvme_ai.measure.throttle), fio inside it checks the cap (±10% or the
      point is refused), and a fresh ZeRO-Inference child runs inside it;
-  3. the resident-weights run again (drift check; t_compute is the mean of 1 and 4).
+  3. the resident-weights run again (drift check; t_compute is the mean of 1 and 3).
 The prediction is out of sample: t_compute from the no-offload runs, bytes per step and the
 overlap from the uncapped point only. Printed per point: measured and predicted decode tokens/s
 and the error; then the median and the worst error, and t_io + t_compute against t_step (does

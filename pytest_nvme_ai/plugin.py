@@ -70,16 +70,32 @@ class _Hooks:
         self.s.smart_before = self.s.read_smart()
         self.s.environment = collect()
         self._previous_sigterm = _sigterm_as_interrupt()
-        self._leftovers_when_no_header(session.config)
+        self._gate_warnings()
+        self._warnings_when_no_header(session.config)
 
-    def _leftovers_when_no_header(self, config: pytest.Config) -> None:
-        """Under -q (or --no-header) pytest prints no header: a true leftover is still named."""
+    def _gate_warnings(self) -> None:
+        """What the gate cannot see here (gate.policy.window_warnings), per target, into s.gate_warnings
+        (results.json, the report). Worked out at session start, not in the header hook: under -q pytest
+        calls no header hook, and CI runs often use -q."""
+        from pytest_nvme_ai.gate.policy import window_warnings
+
+        s = self.s
+        for t in s.targets:
+            bf = s.baselines.get(t.label)
+            if bf is not None and t.label not in s.sibling_baselines:
+                s.gate_warnings.extend(f"{t.id}: {w}" for w in window_warnings(bf, s.tolerance, s.baseline_window))
+
+    def _warnings_when_no_header(self, config: pytest.Config) -> None:
+        """Under -q (or --no-header) pytest prints no header: a true leftover and what the gate cannot see
+        are still named, before the first test."""
         tr = config.pluginmanager.get_plugin("terminalreporter")
         if tr is None or (tr.verbosity >= 0 and not config.option.no_header):
             return
         for t in self.s.targets:
             for w in _target_warnings(t, self.s.leftovers.get(t.label, [])):
                 tr.write_line(f"nvme-ai WARNING {t.id}: {w}", yellow=True)
+        for w in self.s.gate_warnings:
+            tr.write_line(f"nvme-ai WARNING {w}", yellow=True)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Every measured test is in results.json from the start, as "not run" until it runs: an
@@ -123,12 +139,7 @@ class _Hooks:
                              f" ({len(bf.entries)} entries)" if bf else
                              f"nvme-ai baseline for {t.id}: none yet at {s.baseline_paths[t.label]}")
             lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in _target_warnings(t, s.leftovers.get(t.label, [])))
-            if bf is not None and t.label not in s.sibling_baselines:
-                from pytest_nvme_ai.gate.policy import window_warnings
-
-                gate_lines = [f"{t.id}: {w}" for w in window_warnings(bf, s.tolerance, s.baseline_window)]
-                s.gate_warnings.extend(gate_lines)
-                lines.extend(f"nvme-ai WARNING {w}" for w in gate_lines)
+            lines.extend(f"nvme-ai WARNING {w}" for w in s.gate_warnings if w.startswith(f"{t.id}: "))
         return lines
 
     @pytest.hookimpl(tryfirst=True)  # target first in ids: test_seq_read[@nvme0-bs1M-qd16-j1]

@@ -47,7 +47,7 @@ def test_drive_speed(drive_case: InferenceCase, zero_inference: Any, fio: Any, n
                      request: pytest.FixtureRequest) -> None:
     from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
     from pytest_nvme_ai.measure.throttle import Throttle, block_device_of, throttle_missing_reason
-    from pytest_nvme_ai.measure.zero_inference.drive_speed import cap_refusal, point_from_loops, predict
+    from pytest_nvme_ai.measure.zero_inference.drive_speed import cap_refusal, drift_note, point_from_loops, predict
     from pytest_nvme_ai.measure.zero_inference.pairing import compute_times
 
     target = nvme_ai.target
@@ -75,6 +75,9 @@ def test_drive_speed(drive_case: InferenceCase, zero_inference: Any, fio: Any, n
         with Throttle(device, cap) as th:
             fio_in = fio.run(job, repeat=1, record=False, wrap=th.wrap()).bw_bytes
             refused = cap_refusal(cap, fio_in, fraction=fraction)
+            drifted = drift_note(cap, fio_in, fraction)
+            if drifted and not refused:
+                nvme_ai.note(drifted)
             if refused:
                 nvme_ai.note(f"cap {fraction:g}: {refused}")
                 points.append(_refused(fraction, cap, fio_in, refused))

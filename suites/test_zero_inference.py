@@ -189,17 +189,20 @@ def _reference(spec: Any, zero_inference: Any) -> Any:
 def _record_bounds(result: Any, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
     """The two-bound model (docs/roofline.md): t_io from fio on this target this session, t_compute from
     a resident-weights run of the same spec. fio: the seq-read suite's figure when it ran first (it sorts
-    first), else one fio measurement made here."""
+    first), else one fio measurement made here; where fio is not installed (a GPU machine may lack it),
+    DeepSpeed's own aio read path at the run's aio settings, and the report says so."""
     from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
     from pytest_nvme_ai.measure.zero_inference.pairing import fio_bw_of, record_bounds, run_bounds
 
-    fio_bw = fio_bw_of(nvme_ai)
-    if not fio_bw and fio_missing_reason() is None:
+    fio_bw, source = fio_bw_of(nvme_ai), "fio"
+    missing = fio_missing_reason()
+    if not fio_bw and missing is None:
         fio = request.getfixturevalue("fio")
         fio_bw = fio.run(FioJob(name="roofline", bs="1M", iodepth=16), record=False).bw_bytes
         nvme_ai.note(f"fio bandwidth for t_io measured in this test (bs 1M, qd 16): {fio_bw:.3g} B/s")
     if not fio_bw:
-        nvme_ai.note(f"roofline not recorded: no fio read bandwidth for this target ({fio_missing_reason()})")
+        fio_bw, source = _aio_read_bw(result, nvme_ai, missing), "deepspeed-aio"
+    if not fio_bw:
         return
     ref = _reference(result.spec, zero_inference)
     nvme_ai.set_extra("compute_reference", {"spec": ref.spec.id, "outcome": ref.outcome, "error": ref.error})
@@ -209,10 +212,36 @@ def _record_bounds(result: Any, zero_inference: Any, nvme_ai: Any, request: pyte
             pytest.fail(f"the resident-weights reference run {ref.spec.id} failed ({ref.outcome}): {ref.error}\n"
                         f"--- log tail ---\n{ref.log_tail}", pytrace=False)
         return
-    bounds = run_bounds(result, ref, fio_bw)
+    if source != "fio":  # another source of t_io: not comparable with a baseline whose t_io came from fio
+        nvme_ai.set_params(t_io_bw_source=source)
+    bounds = run_bounds(result, ref, fio_bw, bw_source=source)
     record_bounds(nvme_ai, bounds)
     assert bounds.decode or result.spec.gen_len < 2, bounds.reason
     assert all(0.0 <= b.overlap <= 1.0 for b in bounds.decode + bounds.prefill)
+
+
+def _aio_read_bw(result: Any, nvme_ai: Any, fio_missing: str | None) -> float | None:
+    """t_io's bandwidth where fio is absent: DeepSpeed's aio read of the aio suite's data file on this target,
+    with the offloaded run's own aio settings (block, queue depth, threads), median of the profile's repeats."""
+    from pytest_nvme_ai.measure.aio.runner import (AioError, ensure_data_file, file_bytes, measure_read,
+                                                   release_shared_worker)
+    from pytest_nvme_ai.measure.fio.runner import DirectIOUnsupported
+    from pytest_nvme_ai.measure.zero_inference.pairing import aio_settings_of
+
+    settings = aio_settings_of(result)
+    try:
+        data = ensure_data_file(nvme_ai.target, file_bytes(nvme_ai.profile), nvme_ai.session_cache)
+        bw = measure_read(data, settings, repeat=max(1, nvme_ai.repeat), timeout=float(nvme_ai.timeout)).bw
+    except (AioError, DirectIOUnsupported, OSError) as exc:
+        nvme_ai.note(f"roofline not recorded: no fio bandwidth ({fio_missing or 'fio measured none'}), and "
+                     f"DeepSpeed's aio read failed: {exc}")
+        return None
+    finally:
+        release_shared_worker()  # its page-locked buffer is as large as the file; the next runs need the memory
+    why = fio_missing or "fio measured no bandwidth on this target"
+    nvme_ai.note(f"roofline: fio is not available ({why}); t_io uses DeepSpeed's aio read bandwidth "
+                 f"on this target at the run's aio settings ({settings.label}): {bw:.3g} B/s")
+    return bw
 
 
 def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:

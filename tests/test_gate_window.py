@@ -160,10 +160,10 @@ def test_minimum_detectable_change_is_never_below_the_tolerance() -> None:
             assert tol <= mdc <= tol * (1 + 1e-12), (better, tol, mdc)
 
 
-def _test_record(outcome: str, verdict: str | None, methods: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """A results.json test: metric name -> (its verdict, the method that gave it); all gated."""
+def _test_record(outcome: str, verdict: str | None, methods: dict[str, tuple[str, str]], k: int = 1) -> dict[str, Any]:
+    """A results.json test: metric name -> (its verdict, the method that gave it); all gated, k sessions."""
     return {"outcome": outcome, "verdict": verdict,
-            "baseline": {"metrics": {m: {"gated": True, "verdict": v, "method": meth}
+            "baseline": {"metrics": {m: {"gated": True, "verdict": v, "method": meth, "window_sessions": k}
                                      for m, (v, meth) in methods.items()}}}
 
 
@@ -172,12 +172,29 @@ def test_saving_keeps_sessions_the_short_window_rule_failed() -> None:
     keeps only sessions that agreed with the first and learns too small a drift); against a full window it is not."""
     from pytest_nvme_ai.gate.policy import saveable
 
-    assert saveable(_test_record("passed", "pass", {"bw": ("pass", "session-window")}))
-    assert saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u")}))
+    assert saveable(_test_record("passed", "pass", {"bw": ("pass", "session-window")}, 8), 10)
+    assert saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u")}), 10)
     assert saveable(_test_record("failed", "regression", {"bw": ("regression", "tolerance-only"),
-                                                          "lat": ("pass", "mann-whitney-u")}))
-    assert not saveable(_test_record("failed", "regression", {"bw": ("regression", "session-window")}))
+                                                          "lat": ("pass", "mann-whitney-u")}, 4), 10)
+    assert not saveable(_test_record("failed", "regression", {"bw": ("regression", "session-window")}, 6), 10)
     assert not saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u"),
-                                                              "lat": ("pass", "session-window")}))
-    assert not saveable({"outcome": "failed", "verdict": None, "baseline": None})   # the test body failed
-    assert not saveable({"outcome": "skipped", "verdict": None})
+                                                              "lat": ("pass", "session-window")}, 6), 10)
+    # a full window whose values the session-window rule cannot use (a zero sample): a real regression
+    assert not saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u")}, 5), 10)
+    # a window configured below 5 sessions never gets the session-window rule: save no regression at all
+    assert not saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u")}), 3)
+    assert saveable(_test_record("passed", "pass", {"bw": ("pass", "mann-whitney-u")}), 3)
+    assert not saveable({"outcome": "failed", "verdict": None, "baseline": None}, 10)   # the test body failed
+    assert not saveable({"outcome": "skipped", "verdict": None}, 10)
+
+
+def test_a_defaulted_param_makes_a_baseline_incomparable_only_when_it_differs() -> None:
+    """t_io_bw_source is recorded only when it is not fio: a baseline without it means fio."""
+    from pytest_nvme_ai.gate.policy import _changed_params
+
+    assert _changed_params({"model": "opt-125m"}, {"model": "opt-125m"}) == ""
+    assert _changed_params({"model": "opt-125m"}, {"model": "opt-125m", "t_io_bw_source": "fio"}) == ""
+    assert _changed_params({"model": "opt-125m"}, {"model": "opt-125m", "t_io_bw_source": "deepspeed-aio"}) == \
+        "t_io_bw_source 'fio' -> 'deepspeed-aio'"
+    assert _changed_params({"t_io_bw_source": "deepspeed-aio"}, {}) == "t_io_bw_source 'deepspeed-aio' -> 'fio'"
+    assert _changed_params({"other": 1}, {}) == ""   # other params compare only where both runs recorded them

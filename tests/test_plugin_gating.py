@@ -303,3 +303,16 @@ def test_save_keeps_a_short_window_regression_but_not_a_full_window_one(demo: py
     low.stdout.fnmatch_lines(["*session-window rule*"])
     assert "failed only by the within-session rule" not in low.stdout.str()
     assert sessions_of(demo, "test_measured") == 6
+
+
+def test_gate_warnings_reach_results_and_the_terminal_under_q(demo: pytest.Pytester) -> None:
+    """CI often runs -q, where pytest prints no header: the gate's warnings (drift hides a change of the
+    tolerance's size) still go to results.json and to the terminal before the first test."""
+    for bw in ([100, 101, 99], [60, 61, 59], [140, 141, 139], [70, 71, 69], [130, 131, 129]):
+        run(demo, "--nvme-ai-save-baseline", values={"bw": bw})
+    assert sessions_of(demo, "test_measured") == 5
+    quiet = run(demo, "-q", values={"bw": [100, 101, 99]})
+    quiet.stdout.fnmatch_lines(["nvme-ai WARNING @default: the gate cannot see a change of the tolerance's size*"
+                                "test_demo.py::test_measured bw*"])
+    latest = json.loads((demo.path / "reports" / "latest" / "results.json").read_text())
+    assert any("test_demo.py::test_measured bw" in w for w in latest["run"]["gate_warnings"])

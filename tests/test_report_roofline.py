@@ -84,3 +84,22 @@ def test_drive_speed_section(page: str) -> None:
     assert "point refused" in sec and "200.0 MB/s" in sec and "312.5 MB/s" in sec
     assert "+1.4%" in sec          # the ½ cap's prediction error
     assert "skipped — the block throttle needs root" in sec
+
+
+def test_roofline_chart_names_the_aio_bandwidth_where_fio_was_absent(tmp_path: Path) -> None:
+    from pytest_nvme_ai.measure.zero_inference.pairing import sentence
+
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    zi = [t for t in golden["tests"] if "roofline" in (t.get("extra") or {})]
+    roof = zi[0]["extra"]["roofline"]
+    roof["bw_source"] = "deepspeed-aio"
+    roof["sentence"] = sentence(roof)
+    assert roof["sentence"] and roof["sentence"].endswith("(t_io from DeepSpeed's aio read bandwidth on this target: "
+                                                          "fio is not installed here)")
+    out = tmp_path / "index.html"
+    render_run(golden, out)
+    sec = section(out.read_text(encoding="utf-8"), "zero_inference")
+    assert sec.count("DeepSpeed aio bandwidth (no fio)") >= 1
+    assert "fio is not installed here" in sec
+    # the other cases still name fio
+    assert "drive&#x27;s fio bandwidth" in sec or "drive's fio bandwidth" in sec

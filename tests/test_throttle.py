@@ -14,7 +14,7 @@ import pytest
 from pytest_nvme_ai.measure.throttle import (PREFIX, BlockDevice, Controller, Throttle, ThrottleError,
                                              block_device_at, block_device_of, find_controller, own_cgroup,
                                              throttle_missing_reason)
-from pytest_nvme_ai.measure.zero_inference.drive_speed import CapPoint, cap_refusal, predict
+from pytest_nvme_ai.measure.zero_inference.drive_speed import CapPoint, cap_refusal, drift_note, predict
 
 V1 = "7:blkio:/\n4:memory:/x\n0::/\n"
 V2 = "0::/user.slice/me\n"
@@ -83,6 +83,9 @@ def test_the_1x_point_checks_only_that_the_cap_held() -> None:
     the build machine: 1734.7 against 1939.4 MB/s), not a failed cap, so the point stands at fio's figure."""
     assert cap_refusal(1939.4e6, 1734.7e6, fraction=1.0) is None
     assert cap_refusal(1939.4e6, 1734.7e6, fraction=0.5) is not None
+    assert drift_note(1939.4e6, 1734.7e6, 1.0) and "-11%" in (drift_note(1939.4e6, 1734.7e6, 1.0) or "")
+    assert drift_note(1939.4e6, 1900e6, 1.0) is None and drift_note(1939.4e6, 1734.7e6, 0.5) is None
+    assert "not what it was" in (cap_refusal(1939.4e6, 900e6, fraction=1.0) or "")   # more than 50% below
 
 
 def test_prediction_is_out_of_sample() -> None:
@@ -102,6 +105,16 @@ def test_prediction_is_out_of_sample() -> None:
     # ×2 above the drive: t_io 0.1 -> step 0.1 + 0.15 - 2/3 * 0.1 = 0.1833 vs 0.25: +36%
     assert sweep.sensitivity_predicted_above() == pytest.approx(0.25 / (0.25 - 0.2 / 3) - 1)
     assert predict([half], 0.15, 1).reason  # no uncapped point: nothing to predict from
+
+
+def test_measured_sensitivity_is_normalised_to_one_doubling_of_the_measured_bandwidths() -> None:
+    """The drive drifted between the points: cap ½ read at 0.5 GB/s but cap 1 at 1.414 GB/s (2^1.5 apart)."""
+    top = CapPoint(1.0, 1.414e9, 2 ** 1.5 * 0.5e9, decode_throughput=(4.0,), bytes_per_step=250e6, t_step=0.25)
+    half = CapPoint(0.5, 0.5e9, 0.5e9, decode_throughput=(2.0,), bytes_per_step=250e6, t_step=0.5)
+    sweep = predict([top, half], t_compute=0.15, tokens_per_step=1)
+    assert sweep.sensitivity_measured() == pytest.approx(2.0 ** (1 / 1.5) - 1)   # ×2 over 1.5 doublings
+    far = CapPoint(1.0, 2e9, 2.0e9, decode_throughput=(4.0,), bytes_per_step=250e6, t_step=0.25)
+    assert predict([far, half], 0.15, 1).sensitivity_measured() is None         # 4× apart: not a doubling
 
 
 # ---- the real throttle (root, cgroup v1 blkio or v2 io, a block device under tmp) ------------------

@@ -135,6 +135,41 @@ def test_e2e_quick_suite_through_pytest(pytester: pytest.Pytester, e2e_ready: No
     assert skipped["outcome"] == "skipped" and skipped["extra"]["run_outcome"] == "not_applicable"
 
 
+NO_FIO_CONFTEST = """
+import pytest_nvme_ai.measure.fio.runner as fio_runner
+import pytest_nvme_ai.run.environment as environment
+
+# A GPU machine without fio: the suites' check and the header's version both see none; the rest of PATH stays.
+fio_runner.find_fio = lambda: None
+environment.fio_version = lambda: None
+"""
+
+
+def test_e2e_without_fio_t_io_comes_from_deepspeed_aio(pytester: pytest.Pytester, e2e_ready: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where fio is absent, the bounds still get a measured t_io: DeepSpeed's aio read of the same target at the
+    run's own aio settings. The sentence and a note say so, and the source is a param (not comparable with fio)."""
+    pytester.makepyfile(test_zero_inference=SUITE.read_text())
+    pytester.makeconftest(NO_FIO_CONFTEST)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", TORCH_EXTENSIONS_DIR)
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "-k", "nvme-q16 and bs1 and not vs and not kv",
+                                      "--nvme-ai-profile", "quick")
+    r.assert_outcomes(passed=1)
+    r.stdout.fnmatch_lines(["nvme-ai: profile quick*fio not found*"])
+    data = json.loads(next((pytester.path / "reports").glob("*/results.json")).read_text())
+    assert data["environment"]["fio"] is None
+    (t,) = data["tests"]
+    roof = t["extra"]["roofline"]
+    assert roof["bw_source"] == "deepspeed-aio" and roof["fio_bw"] > 0
+    assert "aio read bandwidth" in roof["sentence"] and "fio is not installed" in roof["sentence"]
+    assert t["params"]["t_io_bw_source"] == "deepspeed-aio"
+    assert any("t_io uses DeepSpeed's aio read bandwidth" in n and "bs1M" in n for n in t["notes"]), t["notes"]
+    assert 0.0 <= t["metrics"]["overlap"]["value"] <= 1.0 and t["metrics"]["read_bw_vs_fio"]["value"] > 0
+    # the bandwidth is the aio read of the run's own settings: t_io = bytes per step / that bandwidth
+    d = roof["decode"]
+    assert abs(d["t_io"] - roof["decode_bytes_per_step"] / roof["fio_bw"]) <= 1e-9 + 1e-6 * d["t_io"]
+
+
 def test_e2e_local_checkpoint_loads_real_weights(tmp_path: Path, e2e_ready: None) -> None:
     """A local directory with weights loads through from_pretrained(local_files_only) under ZeRO-3."""
     torch = pytest.importorskip("torch")

@@ -60,41 +60,48 @@ def runner(tmp_path: Path) -> ZeroInferenceRunner:
     return ZeroInferenceRunner(target, FakeRecorder(tmp_path / "artifacts"))  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=[True, False], ids=["worker", "one-shot"])
+def either_runner(request: pytest.FixtureRequest, runner: ZeroInferenceRunner) -> ZeroInferenceRunner:
+    """The runner on both paths: the persistent worker (default) and the one-shot child (--nvme-ai-engine-reuse 0)."""
+    runner.recorder.engine_reuse = request.param  # type: ignore[attr-defined]
+    return runner
+
+
 def hooked(hook: str) -> InferenceSpec:
     # offload "cpu": no aio op needed; the hook fires before the model exists anyway
     return InferenceSpec(model="opt-tiny", offload="cpu", prompt_len=16, gen_len=4, loops=1, warmup=0, test_hook=hook)
 
 
-def test_hanging_child_times_out_and_is_killed(runner: ZeroInferenceRunner) -> None:
-    runner.recorder.timeout = 2  # type: ignore[misc]
+def test_hanging_child_times_out_and_is_killed(either_runner: ZeroInferenceRunner) -> None:
+    either_runner.recorder.timeout = 2  # type: ignore[misc]
     t0 = time.monotonic()
-    result = runner.run(hooked("sleep:600"))
+    result = either_runner.run(hooked("sleep:600"))
     assert time.monotonic() - t0 < 60  # killed, not waited for
     assert result.outcome == "timeout" and "killed after 2 s" in (result.error or "")
-    rec = runner.recorder
+    rec = either_runner.recorder
     assert rec.extra["run_outcome"] == "timeout"  # type: ignore[attr-defined]
     assert "test hook 'sleep:600'" in rec.extra["log_tail"]  # type: ignore[attr-defined]
     assert not rec.recorded  # type: ignore[attr-defined]  # no metrics from a run that did not finish
     assert {"log", "spec", "ds_config"} <= set(rec.artifacts)  # type: ignore[attr-defined]
 
 
-def test_sigkilled_child_is_oom(runner: ZeroInferenceRunner) -> None:
-    result = runner.run(hooked("sigkill"))
+def test_sigkilled_child_is_oom(either_runner: ZeroInferenceRunner) -> None:
+    result = either_runner.run(hooked("sigkill"))
     assert result.outcome == "oom" and "SIGKILL" in (result.error or "")
     assert result.returncode == -9
 
 
-def test_memory_error_is_oom_with_log_tail(runner: ZeroInferenceRunner) -> None:
-    result = runner.run(hooked("memory_error"))
+def test_memory_error_is_oom_with_log_tail(either_runner: ZeroInferenceRunner) -> None:
+    result = either_runner.run(hooked("memory_error"))
     assert result.outcome == "oom" and "MemoryError" in (result.error or "")
     assert "MemoryError" in result.log_tail
 
 
-def test_crash_is_error_with_traceback(runner: ZeroInferenceRunner) -> None:
-    result = runner.run(hooked("crash"))
+def test_crash_is_error_with_traceback(either_runner: ZeroInferenceRunner) -> None:
+    result = either_runner.run(hooked("crash"))
     assert result.outcome == "error" and "simulated crash" in (result.error or "")
     assert "Traceback" in result.log_tail
-    assert runner.recorder.extra["run_outcome"] == "error"  # type: ignore[attr-defined]
+    assert either_runner.recorder.extra["run_outcome"] == "error"  # type: ignore[attr-defined]
 
 
 def test_not_applicable_spec_skips_with_reason(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:

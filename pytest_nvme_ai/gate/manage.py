@@ -24,11 +24,12 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     written: list[tuple[Path, int]] = []
     by_label: dict[str, list[baseline.NewSession]] = {}
     for t in data.get("tests", []):
-        ok = saveable(t) or (include_failed and t.get("verdict") in ("regression", "improvement"))
+        ok = saveable(t, window) or (include_failed and t.get("verdict") in ("regression", "improvement"))
         if ok and t.get("metrics") and t.get("target_label") in targets:
             by_label.setdefault(t["target_label"], []).append(baseline.new_session_from_record(t))
     if not by_label:
-        raise ValueError(f"{results}: no passing measured tests to promote")
+        raise ValueError(f"{results}: no measured test to promote: none passed (failed ones are promoted only with "
+                         f"--include-failed, after review)")
     if name and len(by_label) > 1:
         fps = {json.dumps(targets[lb]["device"].get("fingerprint"), sort_keys=True) for lb in by_label}
         if len(fps) > 1:

@@ -102,9 +102,18 @@ class GateVerdict:
         return "\n".join(c.message for c in self.regressions) + f"\nbaseline file: {self.baseline_file}"
 
 
+# Params that a run records only when they differ from their default, so that older baselines (which never
+# recorded them) stay comparable: a missing one means the default. t_io_bw_source: where the roofline's
+# t_io bandwidth came from (suites/test_zero_inference.py; "deepspeed-aio" on a machine without fio).
+DEFAULTED_PARAMS: Mapping[str, Any] = {"t_io_bw_source": "fio"}
+
+
 def _changed_params(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """'key old -> new' for parameters both runs recorded with different values (e.g. the aio block)."""
-    return "; ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k])
+    """'key old -> new' for parameters both runs recorded with different values (e.g. the aio block), and
+    for a defaulted param that one side recorded and the other left at its default."""
+    o = {**{k: v for k, v in DEFAULTED_PARAMS.items() if k in new}, **old}
+    n = {**{k: v for k, v in DEFAULTED_PARAMS.items() if k in old}, **new}
+    return "; ".join(f"{k} {o[k]!r} -> {n[k]!r}" for k in sorted(set(o) & set(n)) if o[k] != n[k])
 
 
 def incomparable_reason(test: GateSubject, bfile: BaselineFile | None, entry: BaselineEntry | None) -> str | None:
@@ -164,21 +173,24 @@ def window_warnings(bfile: BaselineFile, tolerance_pct: float, window: int) -> l
     return lines
 
 
-def saveable(test: Mapping[str, Any]) -> bool:
+def saveable(test: Mapping[str, Any], window: int) -> bool:
     """Whether `--nvme-ai-save-baseline` adds this test's session (a results.json test record) to its window.
 
     A passing test is saved. So is a test whose only failure is a regression that the within-session rule
-    found while its window was still too short to know the drift (no gated comparison used the
-    session-window rule): that verdict compared three samples with three samples of one earlier session,
-    and sessions on a drifting runner separate completely (the issue's unchanged rerun failed 3 of 17
-    tests). Leaving such sessions out would keep only the sessions that agreed with the first one, so the
-    window would learn a drift smaller than the runner's and then cry wolf. A regression found against a
-    window that knows its drift is evidence of a change and is not saved; `nvme-ai baseline promote
-    --include-failed` adds it after review."""
+    found while its window was still too short to know the drift (every regressed gated comparison had
+    fewer than MIN_SESSIONS sessions, and none used the session-window rule): that verdict compared three
+    samples with three samples of one earlier session, and sessions on a drifting runner separate
+    completely (the issue's unchanged rerun failed 3 of 17 tests). Leaving such sessions out would keep
+    only the sessions that agreed with the first one, so the window would learn a drift smaller than the
+    runner's and then cry wolf. A regression found against a window that knows its drift is evidence of a
+    change and is not saved; nor is any regression when the configured window (`window`) can never reach
+    MIN_SESSIONS, since the session-window rule would never take over. `nvme-ai baseline promote
+    --include-failed` adds such a session after review."""
     if test.get("outcome") == "passed":
         return True
-    if test.get("verdict") != "regression":
+    if test.get("verdict") != "regression" or window < MIN_SESSIONS:
         return False
-    comparisons = list(((test.get("baseline") or {}).get("metrics") or {}).values())
-    regressed = [c for c in comparisons if c.get("gated") and c.get("verdict") == "regression"]
-    return bool(regressed) and not any(c.get("method") == "session-window" for c in comparisons if c.get("gated"))
+    gated = [c for c in ((test.get("baseline") or {}).get("metrics") or {}).values() if c.get("gated")]
+    regressed = [c for c in gated if c.get("verdict") == "regression"]
+    return (bool(regressed) and not any(c.get("method") == "session-window" for c in gated)
+            and all(int(c.get("window_sessions") or 0) < MIN_SESSIONS for c in regressed))

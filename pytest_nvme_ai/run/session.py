@@ -394,10 +394,8 @@ class NvmeAiSession:
 
         by_label: dict[str, list[TestRecord]] = {}
         for rec in self.records.values():
-            if rec.metrics and rec.target is not None and saveable(rec.to_dict()):
+            if rec.metrics and rec.target is not None and saveable(rec.to_dict(), self.baseline_window):
                 by_label.setdefault(rec.target.label, []).append(rec)
-                if rec.outcome != "passed":
-                    self.saved_short_window.append(rec.nodeid)
         for t in self.targets:
             recs = by_label.get(t.label)
             if not recs:
@@ -415,6 +413,7 @@ class NvmeAiSession:
                                         f"later with nvme-ai baseline promote {self.results_path} --name {path.stem}")
                 continue
             self.saved_baselines.append(path)
+            self.saved_short_window.extend(r.nodeid for r in recs if r.outcome != "passed")
 
     def cleanup_targets(self) -> None:
         for t in self.targets:

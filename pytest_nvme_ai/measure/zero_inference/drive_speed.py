@@ -8,12 +8,15 @@ point only; then each cap's throughput is predicted from its own fio figure.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 from pytest_nvme_ai.measure.bounds import bandwidth_gain, io_time, overlap_of, predict_throughput, relative_error
 
+DOUBLING_RANGE = (2 ** 0.5, 2 ** 1.5)   # bandwidth ratios accepted as "a doubling" (normalised to 2×)
+DRIFT_FLOOR = 0.5       # a 1× point whose fio figure is more than 50% below the drive's of seconds ago is refused
 CAP_TOLERANCE = 0.10     # fio inside the cgroup must read within ±10% of the cap, or the point is refused
 
 
@@ -30,6 +33,18 @@ def cap_refusal(cap_bw: float, fio_bw: float, tolerance: float = CAP_TOLERANCE, 
     if off > tolerance or (off < -tolerance and fraction < 1):
         return (f"fio in the capped cgroup read {fio_bw / 1e6:.1f} MB/s against a cap of {cap_bw / 1e6:.1f} MB/s "
                 f"({off:+.0%}, outside ±{tolerance:.0%}): point refused")
+    if off < -DRIFT_FLOOR:
+        return (f"fio in the 1× cgroup read {fio_bw / 1e6:.1f} MB/s, {-off:.0%} below the {cap_bw / 1e6:.1f} MB/s "
+                f"the drive gave seconds earlier: the drive is not what it was, point refused")
+    return None
+
+
+def drift_note(cap_bw: float, fio_bw: float, fraction: float, tolerance: float = CAP_TOLERANCE) -> str | None:
+    """A note for an accepted 1× point whose fio figure fell below the drive's speed of seconds earlier."""
+    off = fio_bw / cap_bw - 1 if cap_bw > 0 else 0.0
+    if fraction >= 1 and off < -tolerance:
+        return (f"cap 1: the drive drifted: fio read {fio_bw / 1e6:.1f} MB/s in the cgroup, {off:+.0%} from the "
+                f"{cap_bw / 1e6:.1f} MB/s just before; the point stands at {fio_bw / 1e6:.1f} MB/s")
     return None
 
 
@@ -88,12 +103,21 @@ class Sweep:
         return [p for p in self.points if p.refused is None and p.measured is not None]
 
     def sensitivity_measured(self) -> float | None:
-        """Throughput gain from doubling the bandwidth, between the highest accepted cap and its half."""
+        """Throughput gain from doubling the bandwidth, between the highest accepted cap and its half.
+
+        Each cap is a fraction of fio's figure just before it, and the drive drifts between points, so
+        the two points' bandwidths (fio's in each cgroup) need not be exactly 2× apart: the gain is
+        normalised to one doubling, (thr_hi / thr_lo) ** (1 / log2(bw_hi / bw_lo)) - 1. Pairs whose
+        bandwidths are not within a factor √2 of 2× apart are not a doubling and give no figure."""
         acc = sorted(self.accepted, key=lambda p: -p.fraction)
         for hi in acc:
             lo = next((p for p in acc if abs(p.fraction * 2 - hi.fraction) < 1e-9), None)
-            if lo is not None and lo.measured and hi.measured:
-                return bandwidth_gain(lo.measured, hi.measured)
+            if lo is None or not lo.measured or not hi.measured or lo.fio_bw <= 0 or hi.fio_bw <= 0:
+                continue
+            ratio = hi.fio_bw / lo.fio_bw
+            if not DOUBLING_RANGE[0] <= ratio <= DOUBLING_RANGE[1]:
+                continue
+            return float((1.0 + bandwidth_gain(lo.measured, hi.measured)) ** (1.0 / math.log2(ratio)) - 1.0)
         return None
 
     def sensitivity_predicted_above(self) -> float | None:

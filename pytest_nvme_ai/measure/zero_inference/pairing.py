@@ -23,6 +23,7 @@ from pytest_nvme_ai.measure.fio.runner import BEST_FIO_BW
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
+    from pytest_nvme_ai.measure.aio.runner import AioSettings
     from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult
 
 METRICS = ("roofline_throughput", "read_bw_vs_fio", "accelerator_utilization", "overlap")
@@ -32,17 +33,20 @@ METRICS = ("roofline_throughput", "read_bw_vs_fio", "accelerator_utilization", "
 class RunBounds:
     """Per loop of the offloaded run: its decode step and its prefill against the two bounds."""
 
-    fio_bw: float                                   # B/s, the same target this session
+    fio_bw: float                                   # B/s, the same target this session (see bw_source)
     decode: tuple[Bounds, ...]
     prefill: tuple[Bounds, ...]
     decode_bytes_per_step: float | None             # B, median over loops
     reference: str                                  # spec id of the resident-weights run
     reason: str | None = None                       # why a phase has no bounds
+    # Where t_io's bandwidth came from: "fio", or "deepspeed-aio" where fio is absent (a GPU machine
+    # without fio): DeepSpeed's own read path at the run's aio settings, on the same target.
+    bw_source: str = "fio"
 
     def summary(self) -> dict[str, Any]:
         """What the report shows (extra 'roofline'): medians, the bound, and the inputs of the chart."""
-        out: dict[str, Any] = {"fio_bw": self.fio_bw, "reference": self.reference, "reason": self.reason,
-                               "decode_bytes_per_step": self.decode_bytes_per_step}
+        out: dict[str, Any] = {"fio_bw": self.fio_bw, "bw_source": self.bw_source, "reference": self.reference,
+                               "reason": self.reason, "decode_bytes_per_step": self.decode_bytes_per_step}
         for phase, bounds in (("decode", self.decode), ("prefill", self.prefill)):
             if bounds:
                 out[phase] = phase_summary(bounds)
@@ -76,7 +80,8 @@ def compute_times(reference: "InferenceResult") -> tuple[float | None, float | N
     return median(steps), median([lp.prefill_latency for lp in reference.loops])
 
 
-def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_bw: float) -> RunBounds:
+def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_bw: float,
+               bw_source: str = "fio") -> RunBounds:
     """The offloaded run's loops against t_io (its bytes ÷ fio_bw) and t_compute (the reference's times)."""
     if fio_bw <= 0:
         raise ValueError(f"fio bandwidth {fio_bw} B/s must be positive")
@@ -98,7 +103,7 @@ def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_b
         reasons.append("no prefill bounds: the reference run measured no prefill")
     per_step = median([v for lp in offloaded.loops if (v := lp.decode_read_bytes_per_step) is not None])
     return RunBounds(fio_bw=fio_bw, decode=tuple(decode), prefill=tuple(prefill), decode_bytes_per_step=per_step,
-                     reference=reference.spec.id, reason="; ".join(reasons) or None)
+                     reference=reference.spec.id, reason="; ".join(reasons) or None, bw_source=bw_source)
 
 
 def record_bounds(recorder: "Recorder", bounds: RunBounds) -> None:
@@ -110,6 +115,18 @@ def record_bounds(recorder: "Recorder", bounds: RunBounds) -> None:
     recorder.set_extra("roofline", bounds.summary())
     if bounds.reason:
         recorder.note(f"roofline: {bounds.reason}")
+
+
+def aio_settings_of(result: "InferenceResult") -> "AioSettings":
+    """The aio settings the offloaded run's DeepSpeed config used (its thread key is the installed version's)."""
+    from pytest_nvme_ai.measure.aio.runner import AioSettings
+    from pytest_nvme_ai.measure.deepspeed.version import DS_AIO_DEFAULTS, thread_key
+
+    given = dict(result.ds_config.get("aio") or {})
+    block = {**DS_AIO_DEFAULTS, **given}
+    threads = given.get(thread_key(), DS_AIO_DEFAULTS["intra_op_parallelism"])
+    return AioSettings(int(block["block_size"]), int(block["queue_depth"]), int(threads),
+                       bool(block["single_submit"]), bool(block["overlap_events"]))
 
 
 def fio_bw_of(recorder: "Recorder") -> float | None:
@@ -145,9 +162,11 @@ def sentence(summary: Mapping[str, Any]) -> str | None:
     gain = x2_gain(t_io, t_c, ov)
     which = "I/O bound (the drive)" if d["bound"] == "io" else "compute bound (the accelerator)"
     shorter = "compute" if d["bound"] == "io" else "I/O"
+    source = ("" if summary.get("bw_source", "fio") == "fio" else
+              " (t_io from DeepSpeed's aio read bandwidth on this target: fio is not installed here)")
     return (f"Decode is {which}: t_io {_ms(t_io)} vs t_compute {_ms(t_c)} per step, measured "
             f"{_ms(t_step)}; {ov:.0%} of the {shorter} time ({_ms(hidden)}) is hidden. "
-            f"Twice the read bandwidth would give about {gain:+.0%} decode throughput.")
+            f"Twice the read bandwidth would give about {gain:+.0%} decode throughput.{source}")
 
 
 def _ms(seconds: float) -> str:

@@ -9,8 +9,8 @@ loops before its measured loops, on its own input shape.
 
 The protocol copies the aio worker's (measure/aio/worker.py): JSON lines. On stdout, one object per
 line with an "event": "ready" (pid; the heavy imports wait for the first request), "progress" (stage: build | warmup | loop, done, total,
-seconds), "result" (the same dict child.py writes as RESULT.json, plus engine_reused, import_s, case_s).
-On stdin, one request per line: {"op": "run", "job": {...child.py's JOB.json...}}. Everything else
+seconds), "result" (the same dict the one-shot child, `one_shot_main` below, writes as RESULT.json, plus import_s and
+case_s). On stdin, one request per line: {"op": "run", "job": {...the one-shot child's JOB.json...}}. Everything else
 goes to stderr, which the parent keeps as the worker's log. A request whose outcome is not ok ends
 the worker (its DeepSpeed state may be half torn down); the parent starts a fresh one next time.
 """

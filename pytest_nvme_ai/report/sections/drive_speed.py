@@ -33,27 +33,28 @@ def case_title(v: TestView) -> str:
 
 
 def _bounds_series(tokens: float, bytes_per_step: float, t_compute: float, fio_bw: float,
-                   x_max: float, y_top: float) -> list[charts.Series]:
-    """The I/O slope up to the compute ceiling, the ceiling itself, and the drive's fio bandwidth."""
+                   x_max: float, y_top: float, bw_label: str = "drive's fio bandwidth") -> list[charts.Series]:
+    """The I/O slope up to the compute ceiling, the ceiling itself, and the drive's fio (or aio) bandwidth."""
     ceiling = tokens / t_compute
     x_end = min(x_max, y_top * bytes_per_step / tokens)  # the slope stops at the top of the plot
     return [
         charts.Series("I/O bound", [0.0, x_end / GB], [0.0, tokens * x_end / bytes_per_step], colour="#D55E00",
                       dashed=True, marker=""),
         charts.Series("compute bound", [0.0, x_max / GB], [ceiling, ceiling], colour="#0072B2", dashed=True, marker=""),
-        charts.Series("drive's fio bandwidth", [fio_bw / GB, fio_bw / GB], [0.0, y_top], colour="#6b7280",
+        charts.Series(bw_label, [fio_bw / GB, fio_bw / GB], [0.0, y_top], colour="#6b7280",
                       dashed=True, marker=""),
     ]
 
 
 def panel(title: str, tokens: float, bytes_per_step: float, t_compute: float, fio_bw: float,
-          points: list[tuple[float, float, float | None, float | None]], curve: list[Any]) -> charts.Panel:
+          points: list[tuple[float, float, float | None, float | None]], curve: list[Any],
+          bw_label: str = "drive's fio bandwidth") -> charts.Panel:
     """`points`: (read bw B/s, tokens/s, lo, hi) measured; `curve`: [bw, tokens/s] from the model."""
     xs = [p[0] for p in points] + [float(c[0]) for c in curve] + [fio_bw]
     x_max = max(xs) * 1.05
     ceiling = tokens / t_compute
     y_top = 1.15 * max([ceiling] + [p[1] for p in points] + [float(c[1]) for c in curve])
-    series = _bounds_series(tokens, bytes_per_step, t_compute, fio_bw, x_max, y_top)
+    series = _bounds_series(tokens, bytes_per_step, t_compute, fio_bw, x_max, y_top, bw_label)
     if curve:
         series.append(charts.Series("model (measured overlap)", [float(c[0]) / GB for c in curve],
                                     [float(c[1]) for c in curve], colour="#009E73", marker=""))
@@ -73,8 +74,9 @@ def zi_roofline_panels(views: list[TestView]) -> list[charts.Panel]:
         if not d or not bw or not per_step or thr is None or not num(d.get("t_compute")):
             continue
         lo, hi = metric_range(v.raw, "decode_throughput")
+        label = "drive's fio bandwidth" if r.get("bw_source", "fio") == "fio" else "drive's DeepSpeed aio bandwidth (no fio)"
         panels.append(panel(case_title(v), float(d["tokens_per_step"]), per_step, float(d["t_compute"]), bw,
-                            [(bw, thr, lo, hi)], list(r.get("curve") or [])))
+                            [(bw, thr, lo, hi)], list(r.get("curve") or []), label))
     return panels
 
 
@@ -128,8 +130,10 @@ def _cap_row(v: TestView, p: Mapping[str, Any]) -> list[Cell]:
 def _sensitivity_sentence(title: str, ds: Mapping[str, Any]) -> str:
     m, pred = num(ds.get("bandwidth_sensitivity")), num(ds.get("bandwidth_sensitivity_predicted_above"))
     parts = [f"{title}:"]
-    parts.append(f"doubling the read bandwidth from ½ to 1× the drive's speed gave {m:+.0%} decode throughput"
-                 if m is not None else "the ½ and 1× caps were not both accepted, so no measured sensitivity")
+    parts.append(f"doubling the read bandwidth from ½ to 1× the drive's speed gave {m:+.0%} decode throughput "
+                 f"(per doubling of the bandwidths fio read in the two cgroups)"
+                 if m is not None else "the ½ and 1× caps were not both accepted (or the drive drifted so far between "
+                 "them that they were not a doubling apart), so no measured sensitivity")
     if pred is not None:
         parts.append(f"; the bounds predict {pred:+.0%} from a drive twice as fast as this one")
     return " ".join(parts) + "."
