@@ -157,7 +157,7 @@ def test_e2e_without_fio_t_io_comes_from_deepspeed_aio(pytester: pytest.Pytester
     r.assert_outcomes(passed=1)
     r.stdout.fnmatch_lines(["nvme-ai: profile quick*fio not found*"])
     data = json.loads(next((pytester.path / "reports").glob("*/results.json")).read_text())
-    assert data["environment"]["fio"] is None
+    assert data["environment"]["versions"]["fio"] is None
     (t,) = data["tests"]
     roof = t["extra"]["roofline"]
     assert roof["bw_source"] == "deepspeed-aio" and roof["fio_bw"] > 0
