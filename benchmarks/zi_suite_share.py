@@ -12,6 +12,8 @@ Steps (each one a separate command, so that each takes the heavy lock for a few 
   order   The same case first on a fresh engine vs after two other cases on the same engine,
           interleaved over --trials rounds; prints both groups' decode throughput, the difference of
           medians, the within-group spread and a Mann-Whitney U p-value.
+  grid    No runs: per profile, the suite's child runs and distinct engines, and the dummy-weight build time
+          of each path projected from `build`'s measured rates (--builds; default: this VM's figures).
   build   Dummy-weight build time of opt-125m, opt-350m and opt-1.3b (NVMe offload, bf16, in the worker
           the suite uses); fits seconds = a + b × params and projects OPT-13b/30b/66b; with `share`'s
           output, projects the full profile's builds before and after.
@@ -239,6 +241,77 @@ def cmd_build(args: argparse.Namespace) -> None:
               f"at this machine's rate (CPU random init + swap writes)")
 
 
+# Measured on the build VM, 2026-12-01, by `build` (NVMe offload, bf16, in the suite's worker): seconds per build.
+MEASURED_BUILDS = "opt-125m=4.9,opt-350m=7.8,opt-1.3b=47.1"
+
+
+def grid_runs(profile_name: str) -> tuple[list[Any], list[Any]]:
+    """The child runs the suite makes on a profile: (per-case path, as run specs; distinct engines of them).
+
+    Per-case path: one run per single case, plus its resident-weights reference (reused when an identical
+    spec already ran: reuse=True), plus both sides of each pair (the NVMe side reused where the profile says
+    zi_reuse_runs, as full does)."""
+    import importlib.util
+
+    from pytest_nvme_ai.core.profiles import PROFILES
+    from pytest_nvme_ai.measure.zero_inference.worker import engine_key
+
+    spec_mod = importlib.util.spec_from_file_location("zi_suite", SUITE)
+    assert spec_mod and spec_mod.loader
+    suite = importlib.util.module_from_spec(spec_mod)
+    spec_mod.loader.exec_module(suite)
+    prof = PROFILES[profile_name]
+    runs: list[Any] = []
+    done: set[str] = set()
+
+    def run(spec: Any, reuse: bool) -> None:
+        if reuse and spec.id in done:
+            return
+        done.add(spec.id)
+        runs.append(spec)
+
+    for c in prof.zi_single:
+        case = suite.Case(**{f: getattr(c, f) for f in c.__dataclass_fields__})
+        sp = case.spec_for(case.offload, prof)
+        if sp.kv_offload and not case.gpu:
+            continue
+        run(sp, False)
+        if case.offload == "nvme":
+            run(sp.with_(offload="none", aio=None), True)
+    for c in prof.zi_pair:
+        case = suite.Case(**{f: getattr(c, f) for f in c.__dataclass_fields__})
+        run(case.spec_for("nvme", prof), prof.zi_reuse_runs)
+        run(case.spec_for("cpu", prof), False)
+    engines = {engine_key(sp): sp for sp in runs}
+    return runs, list(engines.values())
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+
+    pts = [kv.split("=") for kv in args.builds.split(",")]
+    params = [resolve_model(m).param_count for m, _ in pts]
+    b, a = np.polyfit(params, [float(s) for _, s in pts], 1)
+    print(f"build fit from {args.builds}: {a:.1f} s + {b * 1e9:.1f} s per billion params")
+    for name in args.profiles.split(","):
+        runs, engines = grid_runs(name)
+
+        def build_s(specs: list[Any]) -> float:
+            return sum(a + b * resolve_model(sp.model).param_count for sp in specs)
+
+        before, after = build_s(runs), build_s(engines)
+        print(f"{name}: {len(runs)} runs on {len(engines)} distinct engines; dummy-weight builds: per-case "
+              f"{before / 3600:.2f} h, one per engine {after / 3600:.2f} h (saves {1 - after / before:.0%})")
+        by_model: dict[str, list[int]] = {}
+        for sp in runs:
+            by_model.setdefault(sp.model, [0, 0])[0] += 1
+        for sp in engines:
+            by_model[sp.model][1] += 1
+        print("    " + ", ".join(f"{m}: {r} runs / {e} engines" for m, (r, e) in by_model.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -252,9 +325,12 @@ def main() -> None:
     o.add_argument("--model", default="opt-125m")
     b = sub.add_parser("build")
     b.add_argument("--models", default="opt-125m,opt-350m,opt-1.3b")
+    g = sub.add_parser("grid")
+    g.add_argument("--profiles", default="quick,standard,full")
+    g.add_argument("--builds", default=MEASURED_BUILDS, help="model=seconds per build, measured by `build`")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    {"share": cmd_share, "order": cmd_order, "build": cmd_build}[args.cmd](args)
+    {"share": cmd_share, "order": cmd_order, "build": cmd_build, "grid": cmd_grid}[args.cmd](args)
 
 
 if __name__ == "__main__":
