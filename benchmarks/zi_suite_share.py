@@ -81,6 +81,11 @@ def summarize(run: dict[str, Any]) -> dict[str, Any]:
     runs = [r for t in tests for r in runs_of(t)]
     loops = sum(sum(r["loops"]) for r in runs)
     engines = {engine_of(r["params"]) for r in runs}
+    # The worker path names every engine it used, the resident-weights references' (not recorded runs) included.
+    keys = {v["key"] for t in tests for k, v in (t.get("extra") or {}).items()
+            if k.endswith("engine") and isinstance(v, dict) and v.get("key")}
+    if keys:
+        engines = keys
     startups = [(r["engine"] or {}).get("import_s", 0) + (r["init_s"] or 0) for r in runs
                 if r["engine"] and not r["engine"].get("reused")]
     return {"tests": tests, "runs": len(runs), "engines": len(engines), "loops": loops, "wall": run["wall"],
