@@ -2,9 +2,8 @@
 # README command 2 (and .ci/run): set everything up, then run the project's own tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# One DeepSpeed op cache for setup and tests: tests/conftest.py pins TORCH_EXTENSIONS_DIR (pytester moves
-# HOME), so setup must build into the same place, or the aio op is compiled twice (minutes each).
-export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$HOME/.cache/torch_extensions}"
+# One DeepSpeed op cache for setup, tests, README command 1 and the benchmarks: torch's own default
+# (~/.cache/torch_extensions/py<ver>_<cpu|cuXYZ>). tests/conftest.py pins it before pytester moves HOME.
 bash scripts/setup.sh
 # The browser test skips with the reason when chromium cannot be installed (e.g. not root).
 bash scripts/install_chromium.sh || echo "[test] WARNING: chromium not installed; the browser test will skip" >&2

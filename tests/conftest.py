@@ -5,9 +5,26 @@ from pathlib import Path
 
 pytest_plugins = ["pytester"]
 
-# pytester points HOME at a temp dir; without this, torch would look for its JIT extension cache
+
+
+def _torch_default_extensions_dir() -> str:
+    """torch's own default JIT-extension cache (torch.utils.cpp_extension): <XDG cache or ~/.cache>/
+    torch_extensions/py<major><minor>_<cpu|cuXYZ>. The same place setup (scripts/setup.sh), README command 1
+    and the benchmarks use, so a machine builds each DeepSpeed op once, not once per directory."""
+    import sys
+
+    try:
+        import torch
+    except ImportError:  # no torch: nothing will build an op; any path will do
+        return str(Path.home() / ".cache" / "torch_extensions")
+    cu = "cpu" if torch.version.cuda is None else "cu" + torch.version.cuda.replace(".", "")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return str(cache / "torch_extensions" / f"py{sys.version_info.major}{sys.version_info.minor}_{cu}")
+
+
+# pytester points HOME at a temp dir; without pinning it here, torch would look for its JIT extension cache
 # there and recompile DeepSpeed's AsyncIO op (minutes) inside every pytester run that uses it.
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", _torch_default_extensions_dir())
 
 # pytester's in-process runs restore sys.modules afterwards, so a library first imported inside one
 # is imported again by the next. SQLAlchemy's compiled (Cython) parts do not survive that: the second

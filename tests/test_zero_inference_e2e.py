@@ -24,9 +24,9 @@ from test_zero_inference_runner import FakeRecorder
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_zero_inference.py"
 SWAP_PATTERN = "zero_stage_3/*params/rank0/*.swp"
 # pytester's subprocess runs with HOME set to its temp dir, where torch finds no cached build of the
-# async_io op and would JIT-compile it again (minutes): point it at this session's cache instead.
-TORCH_EXTENSIONS_DIR = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch_extensions")
+# async_io op and would JIT-compile it again (minutes): point it at this session's cache instead
+# (tests/conftest.py pins it to torch's default before any HOME change).
+TORCH_EXTENSIONS_DIR = os.environ["TORCH_EXTENSIONS_DIR"]
 
 
 @pytest.fixture(scope="module")
