@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import subprocess
 import time
-from typing import IO, Any
+from typing import IO, Any, Mapping
 
 
 class ChildSilent(TimeoutError):
@@ -42,3 +43,26 @@ class LineReader:
                 self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return dict(json.loads(line))
+
+
+def write_line(stream: IO[bytes] | None, obj: Mapping[str, Any]) -> bool:
+    """Send one request as a JSON line to a child's stdin; False when the pipe is gone (the child died)."""
+    if stream is None:
+        return False
+    try:
+        stream.write((json.dumps(obj, default=str) + "\n").encode())
+        stream.flush()
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
+def end_input(proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """Close the child's stdin (the workers' cue to exit) and wait for it; False when it did not exit in time."""
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return True

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pytest_nvme_ai.core import procutil
-from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader
+from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader, end_input, write_line
 from pytest_nvme_ai.core.text import file_tail
 from pytest_nvme_ai.measure.deepspeed.ops import BUILD_TIMEOUT_S, Progress, default_progress, missing_prerequisite
 from pytest_nvme_ai.measure.deepspeed.version import aio_block
@@ -165,12 +165,8 @@ class AioWorker:
         return msg
 
     def close(self) -> None:
-        if self.alive:
-            try:
-                self.proc.stdin.close()  # type: ignore[union-attr]
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.kill()
+        if self.alive and not end_input(self.proc, timeout=10):
+            self.kill()
         self._log.close()
         if self.proc.returncode == 0:  # a clean exit leaves nothing worth reading
             self.log_path.unlink(missing_ok=True)
@@ -183,11 +179,8 @@ class AioWorker:
         return file_tail(self.log_path, lines)
 
     def _send(self, req: dict[str, Any]) -> None:
-        try:
-            self.proc.stdin.write((json.dumps(req) + "\n").encode())  # type: ignore[union-attr]
-            self.proc.stdin.flush()  # type: ignore[union-attr]
-        except (BrokenPipeError, OSError):
-            raise self._died("before the request") from None
+        if not write_line(self.proc.stdin, req):
+            raise self._died("before the request")
 
     def _expect(self, event: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
 from pytest_nvme_ai.core import procutil
-from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader
+from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader, end_input, write_line
 
 WORKER_ARGV = [sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference.worker"]
 PROCESS_BYTES = 3 << 30      # torch + DeepSpeed + transformers in one process, before any model (RSS, measured ~2 GiB)
@@ -95,12 +94,8 @@ class InferenceWorker:
         return msg
 
     def close(self) -> None:
-        if self.alive:
-            try:
-                self.proc.stdin.close()  # type: ignore[union-attr]
-                self.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.kill()
+        if self.alive and not end_input(self.proc, timeout=30):
+            self.kill()
         self._cleanup()
 
     def kill(self) -> None:
@@ -127,11 +122,8 @@ class InferenceWorker:
             pass
 
     def _send(self, req: Mapping[str, Any]) -> None:
-        try:
-            self.proc.stdin.write((json.dumps(req, default=str) + "\n").encode())  # type: ignore[union-attr]
-            self.proc.stdin.flush()  # type: ignore[union-attr]
-        except (BrokenPipeError, OSError):
-            raise self._gone("before the request", timed_out=False) from None
+        if not write_line(self.proc.stdin, req):
+            raise self._gone("before the request", timed_out=False)
 
     def _expect(self, event: str, timeout: float, progress: CaseProgress | None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
