@@ -54,11 +54,10 @@ from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 @pytest.fixture(scope="session")
 def deepspeed_ops(request):
     from pytest_nvme_ai.fixtures import terminal_progress
-    from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op, ensure_comm_op
+    from pytest_nvme_ai.measure.deepspeed.ops import ensure_offload_ops
 
     progress = terminal_progress(request.config)
-    ensure_comm_op(progress)
-    return ensure_aio_op(progress)
+    return ensure_offload_ops(progress)
 
 
 def test_zi_nvme(zero_inference, nvme_ai, offload_target, deepspeed_ops):

@@ -109,12 +109,16 @@ def _marks(case: Case, kind: str, config: pytest.Config) -> list[Any]:
 def deepspeed_ops(request: pytest.FixtureRequest) -> str | None:
     """JIT-build DeepSpeed's ops once, with progress on the terminal (first build: minutes), before any
     run's clock starts; returns why NVMe offload cannot run here, or None."""
-    from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op, ensure_comm_op
+    from pytest_nvme_ai.measure.deepspeed.ops import detect_accelerator, ensure_offload_ops
     from pytest_nvme_ai.fixtures import terminal_progress
+    from pytest_nvme_ai.run.settings import resolve
 
     progress = terminal_progress(request.config)
-    ensure_comm_op(progress)
-    return ensure_aio_op(progress)
+    if resolve(request.config, "engine_reuse") and resolve(request.config, "fork_workers"):
+        from pytest_nvme_ai.measure.zero_inference.zygote import fork_server
+
+        fork_server().start(detect_accelerator())  # its imports run while the op checks do
+    return ensure_offload_ops(progress)
 
 
 def _check_outcome(result: Any, nvme_ai: Any, may_oom: bool) -> None:
@@ -192,13 +196,16 @@ def _record_bounds(result: Any, zero_inference: Any, nvme_ai: Any, request: pyte
     first), else one fio measurement made here; where fio is not installed (a GPU machine may lack it),
     DeepSpeed's own aio read path at the run's aio settings, and the report says so."""
     from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
-    from pytest_nvme_ai.measure.zero_inference.pairing import fio_bw_of, record_bounds, run_bounds
+    from pytest_nvme_ai.measure.zero_inference.pairing import T_IO_FIO_BW, fio_bw_of, record_bounds, run_bounds
 
-    fio_bw, source = fio_bw_of(nvme_ai), "fio"
+    (fio_bw, origin), source = fio_bw_of(nvme_ai), "fio"
     missing = fio_missing_reason()
-    if not fio_bw and missing is None:
+    if fio_bw:
+        nvme_ai.note(f"fio bandwidth for t_io: {fio_bw:.3g} B/s, {origin}")
+    elif missing is None:
         fio = request.getfixturevalue("fio")
         fio_bw = fio.run(FioJob(name="roofline", bs="1M", iodepth=16), record=False).bw_bytes
+        nvme_ai.session_cache.put(T_IO_FIO_BW, fio_bw, nvme_ai.target.label)
         nvme_ai.note(f"fio bandwidth for t_io measured in this test (bs 1M, qd 16): {fio_bw:.3g} B/s")
     if not fio_bw:
         fio_bw, source = _aio_read_bw(result, nvme_ai, missing), "deepspeed-aio"

@@ -6,6 +6,7 @@ DeepSpeed on the tiny OPT (slow: select with `-k e2e`).
 """
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -163,13 +164,16 @@ def test_e2e_cases_sharing_an_engine_share_one_worker(tmp_path: Path, e2e_ready:
     started = pool.started
     lines: list[str] = []
     spec = InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=16, gen_len=4, offload="nvme", loops=2, warmup=1)
-    first = _runner(tmp_path, "a", loop_progress=lines.append, position="1/2").run(spec)
+    first_runner = _runner(tmp_path, "a", loop_progress=lines.append, position="1/2")
+    first = first_runner.run(spec)
     swap = list((tmp_path / "target").rglob("*.swp"))
     second_runner = _runner(tmp_path, "b")
     second = second_runner.run(spec.with_(batch_size=2, gen_len=6))
     assert first.ok and second.ok, (first.error, first.log_tail, second.error, second.log_tail)
     assert pool.started == started + 1                                  # one worker, one build
     assert second_runner.recorder.extra["engine"]["reused"] is True
+    assert first_runner.recorder.extra["engine"]["forked"] is True       # from the fork server: no imports of its own
+    assert first_runner.recorder.extra["engine"]["import_s"] < 1.0
     assert len(second.warmup) == 1 and len(second.loops) == 2           # its own warm-up, on its own shape
     assert all(lp.new_tokens == 6 for lp in second.loops) and all(lp.read_bytes > 0 for lp in second.loops)
     assert swap and all(p.exists() for p in swap)                        # laid out once, still there
@@ -199,3 +203,52 @@ def test_e2e_per_case_path_still_runs(tmp_path: Path, e2e_ready: None) -> None:
                                       loops=1, warmup=0))
     assert result.ok and "engine" not in runner.recorder.extra
     assert not list((tmp_path / "target").rglob("*.swp"))
+
+
+# ---- forked workers (zygote.py): the fork server imported torch, DeepSpeed and transformers once ----
+
+def test_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_nvme_ai.measure.zero_inference.zygote import ForkServer
+
+    server = ForkServer()
+    assert server.can_fork("cpu", None, wrapped=False) is None
+    assert "cuda" in (server.can_fork("cuda", None, wrapped=False) or "")    # a probed GPU does not survive a fork
+    assert "cgroup" in (server.can_fork("cpu", None, wrapped=True) or "")    # a capped run starts inside its cgroup
+    other = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert "environment" in (server.can_fork("cpu", other, wrapped=False) or "")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")                          # pytest's own variables do not count
+    assert server.can_fork("cpu", None, wrapped=False) is None
+
+
+def _hook_job(hook: str | None) -> dict[str, Any]:
+    spec = InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=16, gen_len=4, offload="cpu", loops=1, warmup=0,
+                         test_hook=hook)
+    return {"spec": spec.to_dict(), "ds_config": None, "accelerator": "cpu", "nvme_path": None}
+
+
+def test_forked_worker_dies_and_times_out_like_an_execd_one(tmp_path: Path) -> None:
+    """The fork server reports the exit status, so a SIGKILL reads -9 (the runner's oom), a crash ends the
+    worker with its error, and a hang is killed at the timeout with its whole session."""
+    from pytest_nvme_ai.measure.zero_inference.pool import EnginePool
+
+    pool = EnginePool(max_alive=1)
+    crash = pool.run("A", _hook_job("crash"), timeout=120, swap_dir=None, estimate=0, fork_for="cpu",
+                     case_log=tmp_path / "crash.log")
+    assert crash["outcome"] == "error" and "simulated crash" in crash["error"] and crash["worker_forked"] is True
+    assert "test hook 'crash'" in (tmp_path / "crash.log").read_text()     # the worker's stderr went to its log
+    assert not pool.workers
+    with pytest.raises(WorkerGone) as killed:
+        pool.run("A", _hook_job("sigkill"), timeout=120, swap_dir=None, estimate=0, fork_for="cpu")
+    assert killed.value.returncode == -9 and not killed.value.timed_out
+    with pytest.raises(WorkerGone) as hung:
+        pool.run("A", _hook_job("sleep:60"), timeout=3, swap_dir=None, estimate=0, fork_for="cpu")
+    assert hung.value.timed_out and not pool.workers
+
+
+def test_without_fork_for_the_worker_is_execd(tmp_path: Path) -> None:
+    """What --nvme-ai-fork-workers 0 (engine.run_in_worker passes no fork_for) and a GPU come to."""
+    from pytest_nvme_ai.measure.zero_inference.pool import EnginePool
+
+    pool = EnginePool(max_alive=1)
+    msg = pool.run("A", _hook_job("crash"), timeout=120, swap_dir=None, estimate=0, fork_for=None)
+    assert msg["outcome"] == "error" and msg["worker_forked"] is False

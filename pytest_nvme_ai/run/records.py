@@ -188,4 +188,9 @@ class SessionRecorder:
         """--nvme-ai-engine-reuse: ZeRO-Inference cases that share an engine share one worker."""
         return bool(resolve_setting(self.config, "engine_reuse"))
 
+    @property
+    def fork_workers(self) -> bool:
+        """--nvme-ai-fork-workers: CPU inference workers are forked from a server that imported once."""
+        return bool(resolve_setting(self.config, "fork_workers"))
+
 

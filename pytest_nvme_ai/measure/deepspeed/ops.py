@@ -13,7 +13,8 @@ a measured run would eat its timeout. So:
   aio worker, and `python -m pytest_nvme_ai.measure.deepspeed.ops`, which scripts/setup.sh runs);
 * `ensure_aio_op()` / `ensure_comm_op()` do the same in a child process, printing
   a heartbeat, for a parent that must not import DeepSpeed (pytest running
-  ZeRO-Inference). Builds are cached in ~/.cache/torch_extensions.
+  ZeRO-Inference); `ensure_offload_ops()` checks both in one child (one import of
+  DeepSpeed, not two: ~3 s on 2 cores). Builds are cached in ~/.cache/torch_extensions.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ BUILD_MESSAGE = "building DeepSpeed AsyncIO op (first use, a few minutes)…"
 LIBAIO_INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
 HEARTBEAT_S = 30.0
 OPS = ("aio", "comm", "adam")
+OP_MARK = "nvme-ai op "            # main() ends each op's output with OP_OK or "<OP_MARK><name>: failed"
+OP_OK = OP_MARK + "{}: ok"
 
 _LOADED: dict[str, Any] = {}               # this process's loaded ops, by name in OPS
 _CHILD_STATUS: dict[str, str | None] = {}  # ensure_*(): name -> why the op is unusable, or None
@@ -180,6 +183,26 @@ def ensure_comm_op(progress: Progress | None = None, timeout: float = BUILD_TIME
     _CHILD_STATUS["comm"] = None
 
 
+def ensure_offload_ops(progress: Progress | None = None, timeout: float = BUILD_TIMEOUT_S) -> str | None:
+    """`ensure_comm_op()` then `ensure_aio_op()`, in one child when both still need checking; returns
+    the aio op's reason (None when NVMe offload can run). What ZeRO-Inference needs before its first run."""
+    say = progress or default_progress
+    both = ("comm" not in _CHILD_STATUS and "aio" not in _CHILD_STATUS and detect_accelerator() == "cpu"
+            and missing_prerequisite() is None)
+    if both:
+        cost = "a cached build: seconds" if aio_op_is_cached() else "first build: ~5 min on 2 cores"
+        rc, lines = _build_in_child(("comm", "aio"), f"CPU comm and async_io ops ({cost})", say, timeout)
+        _CHILD_STATUS["comm"] = None  # best effort, as in ensure_comm_op: a failure is left to the run
+        if rc is not None and OP_OK.format("aio") in (ln.strip() for ln in lines):
+            _CHILD_STATUS["aio"] = None
+        else:  # a timeout, or the aio op's own failure: its reason, from the lines after the comm op's
+            mine = lines[next((i + 1 for i, ln in enumerate(lines) if ln.startswith(OP_MARK + "comm")), 0):]
+            tail = " | ".join(ln.strip() for ln in mine[-3:] if ln.strip()) or f"exit status {rc}"
+            _CHILD_STATUS["aio"] = f"DeepSpeed async_io op cannot build or load (NVMe offload not possible here): {tail}"
+    ensure_comm_op(say, timeout)
+    return ensure_aio_op(say, timeout)
+
+
 def ensure_adam_op(progress: Progress | None = None, timeout: float = BUILD_TIMEOUT_S) -> str | None:
     """Build or load the CPU Adam op once per process, in a child, before a training run's clock starts
     (DeepSpeed would otherwise compile it inside the first run: ~1 min). None when usable, else why not."""
@@ -194,12 +217,15 @@ def ensure_adam_op(progress: Progress | None = None, timeout: float = BUILD_TIME
     return reason
 
 
-def _build_in_child(name: str, what: str, say: Progress, timeout: float) -> tuple[int | None, list[str]]:
-    """`python -m pytest_nvme_ai.measure.deepspeed.ops NAME` with a heartbeat; (exit status or None on timeout, output lines)."""
+def _build_in_child(names: str | tuple[str, ...], what: str, say: Progress,
+                    timeout: float) -> tuple[int | None, list[str]]:
+    """`python -m pytest_nvme_ai.measure.deepspeed.ops NAME...` with a heartbeat; (exit status or None on
+    timeout, output lines)."""
     short = what.split(" (")[0]
     t0 = time.monotonic()
     say(f"nvme-ai: preparing DeepSpeed {what}; cached in torch_extensions after")
-    proc = procutil.start([sys.executable, "-m", "pytest_nvme_ai.measure.deepspeed.ops", name], stdout=subprocess.PIPE,
+    argv = [names] if isinstance(names, str) else list(names)
+    proc = procutil.start([sys.executable, "-m", "pytest_nvme_ai.measure.deepspeed.ops", *argv], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
@@ -237,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names or _ops_used_here():
         try:
             loaders[name]()
+            print(OP_OK.format(name), flush=True)
         except (RuntimeError, ImportError) as exc:
-            print(f"nvme-ai: {exc}", file=sys.stderr)
+            print(f"nvme-ai: {exc}", file=sys.stderr, flush=True)
+            print(f"{OP_MARK}{name}: failed", flush=True)
             status = 1
     return status
 

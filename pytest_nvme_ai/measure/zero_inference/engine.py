@@ -94,12 +94,14 @@ def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, 
     try:
         data = shared_pool().run(key, job, timeout=float(recorder.timeout), swap_dir=swap_dir,
                                  estimate=estimate_host_bytes(spec, info, ds), progress=progress, case_log=log,
-                                 wrap=wrap)
+                                 wrap=wrap, fork_for=accelerator if getattr(recorder, "fork_workers", True) else None)
         result_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     except WorkerGone as gone:
         returncode, timed_out = gone.returncode, gone.timed_out
     recorder.set_extra(f"{prefix}_engine" if prefix else "engine",
                        {"key": key, "reused": bool((data or {}).get("engine_reused")),
                         "cases_on_engine": (data or {}).get("engine_cases"),
-                        "import_s": (data or {}).get("import_s"), "case_s": (data or {}).get("case_s")})
+                        "import_s": (data or {}).get("import_s"), "case_s": (data or {}).get("case_s"),
+                        "forked": (data or {}).get("worker_forked"),
+                        "fork_server_s": (data or {}).get("fork_server_s")})
     return WorkerCase(data, returncode, timed_out, time.monotonic() - t0, ds, log)

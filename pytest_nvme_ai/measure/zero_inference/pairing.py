@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from pytest_nvme_ai.core.cache import CacheKey
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import median
 from pytest_nvme_ai.measure.bounds import Bounds, predict_step, predict_throughput, ridge_bandwidth
@@ -129,11 +130,24 @@ def aio_settings_of(result: "InferenceResult") -> "AioSettings":
                        bool(block["single_submit"]), bool(block["overlap_events"]))
 
 
-def fio_bw_of(recorder: "Recorder") -> float | None:
-    """The fio suite's best read bandwidth on this test's target this session (None: fio did not run)."""
+# The fio figure an inference test measured for t_io where the fio suite had not run: the next NVMe
+# test on the same target reuses it, as it would the fio suite's (one fio run per session, not per test).
+T_IO_FIO_BW = CacheKey[float]("t_io_fio_bw", "(target label) -> fio read bw (1M, qd16) measured for t_io")
+
+
+def fio_bw_of(recorder: "Recorder") -> tuple[float | None, str | None]:
+    """This session's fio read bandwidth on this test's target, and where it came from: the fio suite's
+    best, else what an earlier inference test measured for t_io; (None, None) when neither ran."""
     target = recorder.target
-    value = recorder.session_cache.get(BEST_FIO_BW, target.label) if target is not None else None
-    return float(value) if value else None
+    if target is None:
+        return None, None
+    best = recorder.session_cache.get(BEST_FIO_BW, target.label)
+    if best:
+        return float(best), "the fio suite's best read this session"
+    earlier = recorder.session_cache.get(T_IO_FIO_BW, target.label)
+    if earlier:
+        return float(earlier), "measured for t_io by an earlier test this session (bs 1M, qd 16)"
+    return None, None
 
 
 CURVE_FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)

@@ -10,6 +10,10 @@ its worker closes: at eviction, at the end of the session (atexit) and on Ctrl-C
 
 Memory: a second worker is kept alive only when the two engines' estimated host memory fits in half
 of what the machine has available (`fits_alongside`); otherwise one at a time.
+
+Start: on the CPU accelerator a worker is forked from the session's fork server (zygote.py), which
+has imported torch, DeepSpeed and transformers once; elsewhere, and where zygote.py says why not,
+it is exec'd (`python -m pytest_nvme_ai.measure.zero_inference.worker`). Both speak the same protocol.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from typing import IO, Any, Callable, Mapping, Sequence
 
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader, end_input, write_line
+from pytest_nvme_ai.measure.zero_inference.zygote import ForkedProcess, fork_server
 
 WORKER_ARGV = [sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference.worker"]
 PROCESS_BYTES = 3 << 30      # torch + DeepSpeed + transformers in one process, before any model (RSS, measured ~2 GiB)
@@ -51,16 +56,23 @@ class InferenceWorker:
     """One child holding (after its first case) one engine."""
 
     def __init__(self, key: str, swap_dir: Path | None, argv: list[str] | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, fork: bool = False) -> None:
+        """fork: from the session's fork server (the caller checked zygote.ForkServer.can_fork)."""
         self.key, self.swap_dir = key, swap_dir
         fd, name = tempfile.mkstemp(prefix="nvme-ai-zi-worker-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
         self._log: IO[bytes] = open(self.log_path, "ab")
         self.started = time.monotonic()
-        self.proc = procutil.start(argv or WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=self._log, env=dict(env) if env is not None else None)
-        self._reader = LineReader(self.proc.stdout)  # type: ignore[arg-type]  # stdout=PIPE above
+        self.proc: subprocess.Popen[bytes] | ForkedProcess
+        if fork:
+            self.proc = fork_server().fork(self.log_path, env)
+        else:
+            self.proc = procutil.start(argv or WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=self._log, env=dict(env) if env is not None else None)
+        self.forked = fork
+        self.fork_server_s: float | None = None
+        self._reader = LineReader(self.proc.stdout)  # type: ignore[arg-type]  # a pipe in both cases
         self.cases = 0
         self.ready: dict[str, Any] = {}
         try:
@@ -94,16 +106,18 @@ class InferenceWorker:
         return msg
 
     def close(self) -> None:
-        if self.alive and not end_input(self.proc, timeout=30):
+        if self.alive and not end_input(self.proc, timeout=30):  # type: ignore[arg-type]  # Popen-like
             self.kill()
         self._cleanup()
 
     def kill(self) -> None:
         if self.alive:
-            procutil.stop(self.proc, grace_s=2.0)
+            procutil.stop(self.proc, grace_s=2.0)  # type: ignore[arg-type]  # Popen-like
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if isinstance(self.proc, ForkedProcess) and not self.alive:
+            self.proc.close_pipes()
         if not self._log.closed:
             self._log.close()
         if self.swap_dir is not None:
@@ -139,7 +153,7 @@ class InferenceWorker:
         try:
             return self._reader.next(deadline)
         except ChildSilent:
-            procutil.stop(self.proc, grace_s=2.0)
+            procutil.stop(self.proc, grace_s=2.0)  # type: ignore[arg-type]  # Popen-like
             raise self._gone("in time", timed_out=True) from None
         except ChildClosed:
             raise self._gone("mid-request", timed_out=False) from None
@@ -176,7 +190,7 @@ class EnginePool:
 
     def __init__(self, max_alive: int = 2, argv: list[str] | None = None) -> None:
         self.max_alive = max_alive
-        self.argv = argv
+        self.argv = argv  # a stand-in worker (tests): always exec'd
         self.workers: dict[str, InferenceWorker] = {}  # in least- to most-recently used order
         self.estimates: dict[str, int] = {}
         self.started = self.cases = self.reused = 0
@@ -185,7 +199,9 @@ class EnginePool:
         return PoolStats(self.started, self.cases, self.reused)
 
     def worker_for(self, key: str, swap_dir: Path | None, estimate: int,
-                   env: Mapping[str, str] | None = None, wrap: Sequence[str] = ()) -> InferenceWorker:
+                   env: Mapping[str, str] | None = None, wrap: Sequence[str] = (),
+                   fork_for: str | None = None) -> InferenceWorker:
+        """fork_for: the accelerator, when the caller allows a forked worker (None: exec'd)."""
         w = self.workers.pop(key, None)
         if w is not None and w.alive:
             self.workers[key] = w  # most recently used now
@@ -196,7 +212,12 @@ class EnginePool:
         while self.workers and (len(self.workers) >= self.max_alive or not self._fits(key)):
             oldest = next(iter(self.workers))
             self.close(oldest)
-        w = InferenceWorker(key, swap_dir, [*wrap, *(self.argv or WORKER_ARGV)], env)
+        fork = (fork_for is not None and self.argv is None
+                and fork_server().can_fork(fork_for, env, wrapped=bool(wrap)) is None)
+        first_fork = fork and fork_server().first_fork_s is None
+        w = InferenceWorker(key, swap_dir, [*wrap, *(self.argv or WORKER_ARGV)], env, fork=fork)
+        if first_fork:  # this worker waited for the fork server's imports: a once-per-session cost
+            w.fork_server_s = fork_server().first_fork_s
         self.started += 1
         self.workers[key] = w
         return w
@@ -211,17 +232,20 @@ class EnginePool:
 
     def run(self, key: str, job: Mapping[str, Any], *, timeout: float, swap_dir: Path | None, estimate: int,
             progress: CaseProgress | None = None, case_log: Path | None = None,
-            env: Mapping[str, str] | None = None, wrap: Sequence[str] = ()) -> dict[str, Any]:
+            env: Mapping[str, str] | None = None, wrap: Sequence[str] = (),
+            fork_for: str | None = None) -> dict[str, Any]:
         """The case's result dict (as child.py writes it); WorkerGone when the worker died or timed out.
         A result that is not ok also ends the worker (it exits by itself). A `wrap`ped worker (started
         inside a cgroup) is closed after its case: the cgroup is removed right after."""
-        w = self.worker_for(key, swap_dir, estimate, env, wrap)
+        w = self.worker_for(key, swap_dir, estimate, env, wrap, fork_for)
         reused = w.cases > 0
         try:
             msg = w.run(job, timeout, progress, case_log)
         except BaseException:
             self.workers.pop(key, None)
             raise
+        msg["worker_forked"] = w.forked
+        msg["fork_server_s"] = None if reused else w.fork_server_s
         self.cases += 1
         self.reused += int(reused)
         if msg.get("outcome") != "ok" or wrap:

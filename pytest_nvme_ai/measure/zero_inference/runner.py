@@ -30,7 +30,8 @@ import pytest
 from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.core.cache import CacheKey, SessionCache
-from pytest_nvme_ai.measure.deepspeed.ops import Progress, default_progress, detect_accelerator, ensure_aio_op, ensure_comm_op
+from pytest_nvme_ai.measure.deepspeed.ops import (Progress, default_progress, detect_accelerator, ensure_comm_op,
+                                                  ensure_offload_ops)
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
 from pytest_nvme_ai.core.text import file_tail, median, safe_name
@@ -240,7 +241,7 @@ class ZeroInferenceRunner:
             self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
             pytest.skip(str(exc))
         if spec.offload == "nvme":
-            reason = ensure_aio_op(self.progress) or self.space_shortfall(spec)
+            reason = ensure_offload_ops(self.progress) or self.space_shortfall(spec)
             if reason:
                 self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
                 pytest.skip(reason)

@@ -152,10 +152,10 @@ def serve(job: Mapping[str, Any], engine: Engine | None, emit: Emit) -> tuple[di
     return result, engine
 
 
-def _worker_main() -> int:
-    # The protocol gets a private copy of stdout; fd 1 then points at the log (stderr), so that
-    # DeepSpeed's and torch's prints cannot corrupt the JSON lines.
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
+def _serve_requests(proto_fd: int, requests: Any, forked: bool) -> None:
+    """The request loop: JSON lines in from `requests`, events out on `proto_fd`; never returns.
+    fd 1 points at the log (stderr), so that DeepSpeed's and torch's prints cannot corrupt the JSON lines."""
+    proto = os.fdopen(proto_fd, "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
 
@@ -163,9 +163,9 @@ def _worker_main() -> int:
         proto.write(json.dumps(msg, default=str) + "\n")
         proto.flush()
 
-    emit(event="ready", pid=os.getpid())
+    emit(event="ready", pid=os.getpid(), forked=forked)
     engine: Engine | None = None
-    for line in sys.stdin:
+    for line in requests:
         if not line.strip():
             continue
         req = json.loads(line)
@@ -175,6 +175,33 @@ def _worker_main() -> int:
             break
     sys.stderr.flush()
     os._exit(0)  # like the aio worker: skip DeepSpeed's and the aio handles' slow destructors
+
+
+def _worker_main() -> int:
+    # The protocol gets a private copy of stdout (fd 1 then becomes the log).
+    _serve_requests(os.dup(1), sys.stdin, forked=False)
+    return 0
+
+
+def forked_main(requests_in: Any, events_out: Any, log_path: str, env: Mapping[str, str]) -> None:
+    """A worker forked from the fork server (zygote.py), which has already imported torch, DeepSpeed
+    and transformers: the same loop as `_worker_main`, on pipes the parent passed as Connections.
+    Its own session first, as procutil.start gives an exec'd worker: a stop signals its whole group,
+    and a Ctrl-C on the terminal reaches pytest only."""
+    os.setsid()
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.dup2(requests_in.fileno(), 0)
+    proto_fd = os.dup(events_out.fileno())
+    requests_in.close()
+    events_out.close()
+    # The environment the parent would have given an exec'd worker (the server's is from its start).
+    os.environ.clear()
+    os.environ.update(env)
+    sys.stdin = os.fdopen(0, "r", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    _serve_requests(proto_fd, sys.stdin, forked=True)
 
 
 def _quiet(**_: Any) -> None:

@@ -1,0 +1,153 @@
+"""Forked inference workers: the heavy imports once per session, not once per engine.
+
+A worker's start-up was mostly imports. torch, DeepSpeed and transformers' modeling code take 7-8 s
+on the build VM, and the engine build itself (random weights, ZeRO-3 partitioning, swap files)
+takes 2-3 s for opt-125m. With one worker per engine, the quick grid (5 engines) paid the imports
+five times.
+
+Here, multiprocessing's fork server (a process pytest starts once per session: at the suite's op
+checks, so that its imports overlap them, or else at the first forked worker) imports them
+(preload.py). Each worker is then forked from it, with the modules already in memory.
+The worker runs the same loop as an exec'd one (worker.forked_main). The pool drives it through
+`ForkedProcess`, which behaves like the Popen of an exec'd worker: pid, poll, wait, stdin and
+stdout pipes. So deaths, timeouts and kills are classified exactly as before: the fork server
+reports the exit status, a SIGKILL reads -9.
+
+When a worker is exec'd instead, as before:
+- **an accelerator other than CPU.** Probing CUDA in the server (DeepSpeed does on import) makes
+  every fork's CUDA unusable. On a GPU machine the imports are also small beside one large model's
+  build;
+- **a wrapped worker** (a capped run starts it inside a cgroup through the wrapper);
+- **another environment.** The server's environment is pytest's when it started, and some of it
+  is read at import (DS_ACCELERATOR, thread counts). A worker whose environment differs (tests
+  monkeypatch it) is exec'd, so it sees its own from the start;
+- **`--nvme-ai-fork-workers 0`**, for comparison (benchmarks/zi_suite_share.py) and for bisecting.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Mapping
+
+PRELOAD = "pytest_nvme_ai.measure.zero_inference.preload"
+_VOLATILE_PREFIXES = ("PYTEST_",)  # pytest sets PYTEST_CURRENT_TEST per test: not the server's business
+
+
+def _fingerprint(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in env.items() if not k.startswith(_VOLATILE_PREFIXES)))
+
+
+class ForkedProcess:
+    """What InferenceWorker and core.procutil use of a Popen, for a worker forked from the server."""
+
+    def __init__(self, process: Any, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+        self._process = process
+        self.stdin: IO[bytes] | None = stdin
+        self.stdout: IO[bytes] | None = stdout
+        self.pid: int = int(process.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def poll(self) -> int | None:
+        code = self._process.exitcode  # as Popen's: negative for a signal
+        return None if code is None else int(code)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(f"forked worker {self.pid}", timeout or 0.0)
+        return code
+
+    def close_pipes(self) -> None:
+        for stream in (self.stdin, self.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+
+class ForkServer:
+    """The session's fork server, with the environment it was started in."""
+
+    def __init__(self) -> None:
+        self._env: tuple[tuple[str, str], ...] | None = None
+        self.first_fork_s: float | None = None  # the server's imports, paid by the first forked worker
+
+    def can_fork(self, accelerator: str | None, env: Mapping[str, str] | None, wrapped: bool) -> str | None:
+        """None when a worker for this case can be forked; else why it is exec'd."""
+        if accelerator != "cpu":
+            return f"accelerator {accelerator}: a fork after the server probed it could not use it"
+        if wrapped:
+            return "a capped run starts its worker inside the cgroup"
+        if not sys.platform.startswith("linux"):
+            return "fork server: Linux only here"
+        mine = _fingerprint(env if env is not None else os.environ)
+        if mine != _fingerprint(os.environ):
+            return "its environment differs from this process's"
+        if self._env is not None and mine != self._env:
+            return "the environment changed since the fork server started"
+        return None
+
+    def start(self, accelerator: str | None) -> str | None:
+        """Start the server now, without waiting for its imports (they run in the background while
+        the caller does other things: the op checks); None when started, else why workers are exec'd."""
+        why = self.can_fork(accelerator, None, wrapped=False)
+        if why is None:
+            self._ensure_running(dict(os.environ))
+        return why
+
+    def _ensure_running(self, env: Mapping[str, str]) -> Any:
+        import multiprocessing
+        from multiprocessing import forkserver
+
+        ctx = multiprocessing.get_context("forkserver")
+        if self._env is None:
+            ctx.set_forkserver_preload([PRELOAD])
+            self._env = _fingerprint(env)
+        forkserver.ensure_running()  # returns at once; the server imports PRELOAD before its first fork
+        return ctx
+
+    def fork(self, log_path: Path, env: Mapping[str, str] | None) -> ForkedProcess:
+        """A worker forked from the server (started now if not yet; the first fork waits for its imports)."""
+        from multiprocessing.connection import Connection
+
+        from pytest_nvme_ai.measure.zero_inference.worker import forked_main
+
+        env_now = dict(env if env is not None else os.environ)
+        first = self.first_fork_s is None
+        ctx = self._ensure_running(env_now)
+        r_in, w_in = os.pipe()
+        r_out, w_out = os.pipe()
+        child_in, child_out = Connection(r_in, writable=False), Connection(w_out, readable=False)
+        t0 = time.monotonic()
+        try:
+            process = ctx.Process(target=forked_main, args=(child_in, child_out, str(log_path), env_now),
+                                  name="nvme-ai-zi-worker", daemon=True)
+            process.start()
+        except BaseException:
+            os.close(w_in)
+            os.close(r_out)
+            raise
+        finally:
+            child_in.close()  # the child holds its own copies now
+            child_out.close()
+        if first:
+            self.first_fork_s = time.monotonic() - t0
+        return ForkedProcess(process, os.fdopen(w_in, "wb"), os.fdopen(r_out, "rb", buffering=0))
+
+
+_SERVER: dict[str, ForkServer] = {}
+
+
+def fork_server() -> ForkServer:
+    server = _SERVER.get("server")
+    if server is None:
+        server = _SERVER["server"] = ForkServer()
+    return server
