@@ -212,3 +212,28 @@ def test_local_directory_config_only_gets_dummy_weights(tmp_path: Path) -> None:
 def test_local_directory_without_config_is_unknown(tmp_path: Path) -> None:
     with pytest.raises(UnknownModel, match="no config.json"):
         resolve_model(str(tmp_path))
+
+
+def test_fast_random_init_keeps_torchs_bounds_and_scale() -> None:
+    """The dummy weights' tile fill: each layer at torch's own init bounds, finite, not constant, and
+    torch's functions are back afterwards."""
+    import math
+
+    import torch
+    from torch import nn
+
+    from pytest_nvme_ai.measure.zero_inference.models import FILL_TILE, fast_random_init
+
+    original = nn.init.kaiming_uniform_
+    torch.manual_seed(0)
+    with fast_random_init():
+        lin = nn.Linear(1024, 3 * 1024, dtype=torch.bfloat16)     # 3.1 M elements: three whole tiles and a rest
+        emb = nn.Embedding(1000, 768, dtype=torch.bfloat16)
+    assert nn.init.kaiming_uniform_ is original
+    w, bound = lin.weight.detach().float(), 1 / math.sqrt(1024)              # kaiming_uniform(a=√5) = U(±1/√fan_in)
+    assert w.numel() > 3 * FILL_TILE and torch.isfinite(w).all()
+    assert w.abs().max() <= bound * 1.01 and w.std() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    b = lin.bias.detach().float()
+    assert b.abs().max() <= bound * 1.01 and b.std() > 0
+    e = emb.weight.detach().float()
+    assert e.mean().abs() < 0.05 and e.std() == pytest.approx(1.0, rel=0.05)   # normal(0, 1), as torch's default
