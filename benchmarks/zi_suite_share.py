@@ -16,6 +16,9 @@ Steps (each one a separate command, so that each takes the heavy lock for a few 
           medians, the within-group spread and a Mann-Whitney U p-value.
   grid    No runs: per profile, the suite's child runs and distinct engines, and the dummy-weight build time
           of each path projected from `build`'s measured rates (--builds; default: this VM's figures).
+  start   The same case in a forked worker vs an exec'd one (--nvme-ai-fork-workers 0), interleaved over
+          --trials rounds per offload device: decode throughput of both, the difference of medians, a
+          Mann-Whitney U p-value, and each path's start-up.
   build   Dummy-weight build time of opt-125m, opt-350m and opt-1.3b (NVMe offload, bf16, in the worker
           the suite uses); fits seconds = a + b × params and projects OPT-13b/30b/66b; with `share`'s
           output, projects the full profile's builds before and after.
@@ -175,9 +178,10 @@ def cmd_share(args: argparse.Namespace) -> None:
                 if not olds:
                     continue
                 old_v = statistics.median(o["value"] for o in olds)
+                drift = (f", per-case run to run {olds[-1]['value'] / olds[0]['value']:.3f}" if len(olds) > 1 else "")
                 print(f"  {test} {name}: {old_v:.3g} vs {new['value']:.3g}  ratio {new['value'] / old_v:.3f}  "
-                      f"spread per-case {max(spread(o['samples']) for o in olds):.1%}, "
-                      f"worker {spread(new['samples']):.1%}")
+                      f"loop spread per-case {max(spread(o['samples']) for o in olds):.1%}, "
+                      f"worker {spread(new['samples']):.1%}{drift}")
     print(f"\nraw: {work}/run-*.json")
 
 
@@ -186,8 +190,8 @@ def cmd_share(args: argparse.Namespace) -> None:
 class BenchRecorder:
     """What engine.run_in_worker needs of a recorder, outside pytest."""
 
-    def __init__(self, artifact_dir: Path, timeout: int = 900) -> None:
-        self.artifact_dir, self.timeout = artifact_dir, timeout
+    def __init__(self, artifact_dir: Path, timeout: int = 900, fork_workers: bool = True) -> None:
+        self.artifact_dir, self.timeout, self.fork_workers = artifact_dir, timeout, fork_workers
         self.extra: dict[str, Any] = {}
 
     def set_extra(self, key: str, value: Any) -> None:
@@ -246,6 +250,54 @@ def cmd_order(args: argparse.Namespace) -> None:
           f"Mann-Whitney U p = {p:.3f} (n = {len(first)} + {len(after)})")
 
 
+# ---- start --------------------------------------------------------------------------------------
+
+def cmd_start(args: argparse.Namespace) -> None:
+    """The same case in a forked worker vs an exec'd one, interleaved (ABBA), per offload device: forking
+    from the server must not change what a case measures."""
+    from scipy.stats import mannwhitneyu
+
+    from pytest_nvme_ai.core.targets import Target
+    from pytest_nvme_ai.measure.deepspeed.ops import ensure_offload_ops
+    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+    from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
+    from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
+
+    reason = ensure_offload_ops()
+    if reason:
+        raise SystemExit(reason)
+    work = Path(tempfile.mkdtemp(prefix="zi-start-"))
+    target = Target(path=work / "target", label="bench", run_id="start")
+    target.path.mkdir()
+    pool = shared_pool()
+    for offload in args.offloads.split(","):
+        x = InferenceSpec(model=args.model, batch_size=1, prompt_len=32, gen_len=8, offload=offload,  # type: ignore[arg-type]
+                          loops=args.loops, warmup=1)
+        got: dict[bool, list[float]] = {True: [], False: []}
+        init: dict[bool, list[float]] = {True: [], False: []}
+        for trial in range(args.trials):
+            for forked in ((True, False) if trial % 2 == 0 else (False, True)):
+                pool.close_all()                                      # a fresh worker for each arm
+                rec = BenchRecorder(work, fork_workers=forked)
+                c = run_in_worker(x, "cpu", None, target=target, recorder=rec)  # type: ignore[arg-type]
+                if not c.data or c.data.get("outcome") != "ok":
+                    raise SystemExit(f"{x.id} failed: {c.data}\n{c.log.read_text()[-2000:]}")
+                if bool(c.data.get("worker_forked")) != forked:
+                    raise SystemExit(f"asked for a {'forked' if forked else 'exec'}'d worker, got the other")
+                tps = statistics.median(decode_tps(dict(c.data), x.batch_size, x.gen_len))
+                got[forked].append(tps)
+                init[forked].append(float(c.data.get("import_s") or 0) + float(c.data["init_seconds"]))
+                print(f"{offload} trial {trial + 1} {'forked' if forked else 'exec' + chr(39) + 'd'}: decode "
+                      f"{tps:.3f} tok/s, start-up (imports + build) {init[forked][-1]:.1f} s", flush=True)
+        pool.close_all()
+        f, e = statistics.median(got[True]), statistics.median(got[False])
+        p = mannwhitneyu(got[True], got[False]).pvalue
+        print(f"\n{x.id}: forked median {f:.3f} tok/s (spread {spread(got[True]):.1%}), exec'd {e:.3f} "
+              f"(spread {spread(got[False]):.1%}); forked/exec'd {f / e - 1:+.1%}; Mann-Whitney U p = {p:.3f}; "
+              f"start-up median forked {statistics.median(init[True]):.1f} s vs exec'd "
+              f"{statistics.median(init[False]):.1f} s\n", flush=True)
+
+
 # ---- build --------------------------------------------------------------------------------------
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -265,29 +317,67 @@ def cmd_build(args: argparse.Namespace) -> None:
     target = Target(path=work / "target", label="bench", run_id="build")
     target.path.mkdir()
     params, seconds = [], []
+    torch_fill: list[float] = []
     for model in args.models.split(","):
         spec = InferenceSpec(model=model, batch_size=1, prompt_len=8, gen_len=2, offload="nvme", loops=1, warmup=0)
-        shared_pool().close_all()
-        c = run_in_worker(spec, "cpu", None, target=target, recorder=BenchRecorder(work))  # type: ignore[arg-type]
-        if not c.data or c.data.get("outcome") != "ok":
-            raise SystemExit(f"{model}: {c.data}")
-        n, s = resolve_model(model).param_count, float(c.data["init_seconds"])
-        swap = sum(f["bytes"] for f in c.data["swap_files"])
-        params.append(n)
-        seconds.append(s)
-        print(f"{model}: {n / 1e6:.0f} M params, build {s:.1f} s ({n / s / 1e6:.1f} M params/s), "
-              f"imports {c.data.get('import_s', 0):.1f} s, swap files {swap / 1e9:.2f} GB", flush=True)
+        n = resolve_model(model).param_count
+        for fill in args.fills.split(","):  # side by side: the tile fill (the default) and torch's own init
+            shared_pool().close_all()
+            c = run_in_worker(spec, "cpu", None, target=target, recorder=BenchRecorder(work),  # type: ignore[arg-type]
+                              dummy_fill=fill)
+            if not c.data or c.data.get("outcome") != "ok":
+                raise SystemExit(f"{model}: {c.data}")
+            s = float(c.data["init_seconds"])
+            swap = sum(f["bytes"] for f in c.data["swap_files"])
+            if fill == "torch":
+                torch_fill.append(s)
+            else:
+                params.append(n)
+                seconds.append(s)
+            print(f"{model} ({fill} fill): {n / 1e6:.0f} M params, build {s:.1f} s ({n / s / 1e6:.1f} M params/s), "
+                  f"imports {c.data.get('import_s', 0):.1f} s, swap files {swap / 1e9:.2f} GB", flush=True)
     shared_pool().close_all()
     b, a = np.polyfit(params, seconds, 1)
-    print(f"fit: build ≈ {a:.1f} s + {b * 1e9:.1f} s per billion params")
+    print(f"fit (tile fill): build ≈ {a:.1f} s + {b * 1e9:.1f} s per billion params")
+    if len(torch_fill) == len(params) > 1:
+        tb, ta = np.polyfit(params, torch_fill, 1)
+        print(f"fit (torch's init, the build before the tile fill): build ≈ {ta:.1f} s + {tb * 1e9:.1f} s per "
+              f"billion params")
+    torch_ns, tile_ns = fill_rates()
+    print(f"random fill of bf16 weights, side by side: torch's kaiming_uniform_ {torch_ns:.2f} ns/param, "
+          f"the tile fill {tile_ns:.2f} ns/param ({torch_ns / tile_ns:.0f}x)")
     for model in ("opt-13b", "opt-30b", "opt-66b"):
         n = resolve_model(model).param_count
         print(f"  {model}: {n / 1e9:.1f} B params -> {a + b * n:.0f} s ({(a + b * n) / 60:.0f} min) per build "
-              f"at this machine's rate (CPU random init + swap writes)")
+              f"at this machine's rate (CPU random init + swap writes); the fill alone: "
+              f"{n * torch_ns / 1e9:.0f} s with torch's init, {n * tile_ns / 1e9:.0f} s as a tile")
 
 
-# Measured on the build VM, 2026-12-01, by `build` (NVMe offload, bf16, in the suite's worker): seconds per build.
-MEASURED_BUILDS = "opt-125m=4.9,opt-350m=7.8,opt-1.3b=47.1"
+def fill_rates(numel: int = 64 << 20, rounds: int = 3) -> tuple[float, float]:
+    """ns per parameter of torch's default Linear weight init vs models.fast_random_init, on one bf16 tensor."""
+    import math
+
+    import torch
+
+    from pytest_nvme_ai.measure.zero_inference.models import fast_random_init
+
+    w = torch.empty(numel // 4096, 4096, dtype=torch.bfloat16)
+    best = {True: math.inf, False: math.inf}
+    for _ in range(rounds):
+        for tile in (False, True):
+            t0 = time.perf_counter()
+            if tile:
+                with fast_random_init():
+                    torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+            else:
+                torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+            best[tile] = min(best[tile], time.perf_counter() - t0)
+    return best[False] / numel * 1e9, best[True] / numel * 1e9
+
+
+# Measured on the build VM, 2026-12-01, by `build` (NVMe offload, bf16, forked workers, the tile fill):
+# seconds per build. With torch's own init, side by side: 2.8, 5.2 and 16.5 s.
+MEASURED_BUILDS = "opt-125m=1.5,opt-350m=2.3,opt-1.3b=5.6"
 
 
 def grid_runs(profile_name: str) -> tuple[list[Any], list[Any]]:
@@ -370,14 +460,20 @@ def main() -> None:
     o.add_argument("--trials", type=int, default=5)
     o.add_argument("--loops", type=int, default=3)
     o.add_argument("--model", default="opt-125m")
+    st = sub.add_parser("start")
+    st.add_argument("--trials", type=int, default=4)
+    st.add_argument("--loops", type=int, default=3)
+    st.add_argument("--model", default="opt-125m")
+    st.add_argument("--offloads", default="nvme,cpu")
     b = sub.add_parser("build")
     b.add_argument("--models", default="opt-125m,opt-350m,opt-1.3b")
+    b.add_argument("--fills", default="tile,torch", help="dummy-weight fills to time, side by side (tile = default)")
     g = sub.add_parser("grid")
     g.add_argument("--profiles", default="quick,standard,full")
     g.add_argument("--builds", default=MEASURED_BUILDS, help="model=seconds per build, measured by `build`")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    {"share": cmd_share, "order": cmd_order, "build": cmd_build, "grid": cmd_grid}[args.cmd](args)
+    {"share": cmd_share, "order": cmd_order, "start": cmd_start, "build": cmd_build, "grid": cmd_grid}[args.cmd](args)
 
 
 if __name__ == "__main__":

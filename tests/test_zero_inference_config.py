@@ -237,3 +237,30 @@ def test_fast_random_init_keeps_torchs_bounds_and_scale() -> None:
     assert b.abs().max() <= bound * 1.01 and b.std() > 0
     e = emb.weight.detach().float()
     assert e.mean().abs() < 0.05 and e.std() == pytest.approx(1.0, rel=0.05)   # normal(0, 1), as torch's default
+
+
+def test_swap_files_are_synced_and_timed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every listed swap file is fsynced before the first loop (the build's writes are on the drive)."""
+    import os
+
+    from pytest_nvme_ai.measure.zero_inference import child
+
+    rank = tmp_path / "zero_stage_3" / "bfloat16params" / "rank0"
+    rank.mkdir(parents=True)
+    files = []
+    for i in (7, 8):
+        (rank / f"{i}_param.tensor.swp").write_bytes(b"\0" * 4096)
+        files.append({"path": f"zero_stage_3/bfloat16params/rank0/{i}_param.tensor.swp", "bytes": 4096,
+                      "allocated": 4096})
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(child.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                       real_fsync(fd)))
+    cfg = {"zero_optimization": {"offload_param": {"nvme_path": str(tmp_path)}}}
+    assert child.sync_swap_files(cfg, files) >= 0.0
+    assert sorted(synced) == sorted(str(tmp_path / f["path"]) for f in files)
+    synced.clear()
+    child.sync_swap_files({}, files)                                # no NVMe offload: nothing to sync
+    assert not synced
+    with pytest.raises(FileNotFoundError):                          # a listed file that vanished is an error
+        child.sync_swap_files(cfg, [{**files[0], "path": "zero_stage_3/missing.swp"}])

@@ -64,7 +64,7 @@ class WorkerCase:
 
 def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, target: "Target",
                   recorder: "Recorder", loop_progress: Callable[[str], None] | None = None,
-                  position: str | None = None, wrap: Sequence[str] = ()) -> WorkerCase:
+                  position: str | None = None, wrap: Sequence[str] = (), dummy_fill: str | None = None) -> WorkerCase:
     """`wrap` (a cgroup-joining wrapper, measure.throttle): the case runs in a fresh worker started
     through it, so the worker and all its threads are inside the cgroup from their first read; that
     worker is closed after the case, before the caller removes the cgroup. No pid is moved."""
@@ -72,6 +72,8 @@ def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, 
     key = f"{engine_key(spec)} @ {target.label}"  # an engine's swap files are on one target
     if wrap:
         key += " in " + " ".join(wrap)
+    if dummy_fill:  # another way of drawing the random weights is another engine (benchmarks only)
+        key += f" fill {dummy_fill}"
     swap_dir = swap_dir_for(target, spec, key)
     try:
         ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=swap_dir)
@@ -82,7 +84,7 @@ def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, 
     job_path, result_path, log = art / f"{stem}.job.json", art / f"{stem}.result.json", art / f"{stem}.log"
     result_path.unlink(missing_ok=True)
     job = {"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
-           "nvme_path": str(swap_dir) if swap_dir else None}
+           "nvme_path": str(swap_dir) if swap_dir else None, "dummy_fill": dummy_fill}
     job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
     progress = None
     if loop_progress is not None:

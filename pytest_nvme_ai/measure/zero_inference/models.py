@@ -178,6 +178,7 @@ def _without_hf_weight_init() -> Iterator[None]:
         PreTrainedModel._initialize_weights = original  # type: ignore[method-assign]
 
 
+DUMMY_FILLS = ("tile", "torch")  # how dummy weights are drawn: fast_random_init (default), or torch's own init
 FILL_TILE = 1_000_003  # elements of the random tile fast_random_init repeats; a prime, so no row lines up with it
 
 
@@ -248,7 +249,8 @@ def hf_config_object(info: ModelInfo) -> Any:
     return AutoConfig.for_model(model_type, **cfg)
 
 
-def build_model(info: ModelInfo, ds_config: Mapping[str, Any], torch_dtype: Any) -> tuple[Any, Any]:
+def build_model(info: ModelInfo, ds_config: Mapping[str, Any], torch_dtype: Any,
+                fill: str = "tile") -> tuple[Any, Any]:
     """The model, partitioned as ZeRO-3 says (offloaded params never all in host memory at once).
 
     Returns (model, keepalive): with real weights transformers needs its DeepSpeed
@@ -263,8 +265,13 @@ def build_model(info: ModelInfo, ds_config: Mapping[str, Any], torch_dtype: Any)
         keepalive = HfDeepSpeedConfig(dict(ds_config))  # makes from_pretrained load straight into zero.Init
         model = AutoModelForCausalLM.from_pretrained(str(info.weights_dir), local_files_only=True, dtype=torch_dtype)
         return model.eval(), keepalive
+    if fill not in DUMMY_FILLS:
+        raise ValueError(f"dummy_fill {fill!r}: use one of {', '.join(DUMMY_FILLS)}")
     config = hf_config_object(info)
-    with _without_hf_weight_init(), fast_random_init(), deepspeed.zero.Init(config_dict_or_path=dict(ds_config)):
+    # fill "torch" draws every element with torch's own init, as builds did before the tile fill: for
+    # benchmarks/zi_suite_share.py build, which times both side by side.
+    init = contextlib.nullcontext() if fill == "torch" else fast_random_init()
+    with _without_hf_weight_init(), init, deepspeed.zero.Init(config_dict_or_path=dict(ds_config)):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     return model.eval(), None
 

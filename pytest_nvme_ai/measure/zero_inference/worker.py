@@ -71,7 +71,8 @@ class Engine:
         torch.manual_seed(spec.seed)
         if not deepspeed.comm.is_initialized():
             deepspeed.init_distributed(dist_backend="nccl" if self.cuda else "gloo")
-        self.model, self._keepalive, self.facts = child.init_engine(self.info, self.ds_config, self.dtype)
+        self.model, self._keepalive, self.facts = child.init_engine(self.info, self.ds_config, self.dtype,
+                                                                    job.get("dummy_fill") or "tile")
         emit(event="progress", stage="build", done=1, total=1, seconds=self.facts["init_seconds"])
         self.hooks = child.FirstForward(self.acc.synchronize)
         self.model.register_forward_pre_hook(self.hooks.pre)
