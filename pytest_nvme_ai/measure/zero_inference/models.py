@@ -233,7 +233,7 @@ def fast_random_init() -> Iterator[None]:
         return fill(tensor, "uniform", 2 * bound, -bound)
 
     originals = {name: getattr(init, name) for name in ("uniform_", "normal_", "kaiming_uniform_")}
-    init.uniform_, init.normal_, init.kaiming_uniform_ = uniform_, normal_, kaiming_uniform_  # type: ignore[assignment]
+    init.uniform_, init.normal_, init.kaiming_uniform_ = uniform_, normal_, kaiming_uniform_
     try:
         yield
     finally:
