@@ -218,9 +218,10 @@ def cmd_order(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="zi-order-"))
     target = Target(path=work / "target", label="bench", run_id="order")
     target.path.mkdir()
-    x = InferenceSpec(model=args.model, batch_size=1, prompt_len=32, gen_len=8, offload="nvme",
+    x = InferenceSpec(model=args.model, batch_size=args.batch, prompt_len=32, gen_len=8, offload="nvme",
                       loops=args.loops, warmup=1)
-    others = [x.with_(batch_size=2), x.with_(batch_size=4, gen_len=4)]
+    others = [x.with_(batch_size=int(bs.split(":")[0]), gen_len=int((bs.split(":") + ["8"])[1]))
+              for bs in args.others.split(",")]
     pool = shared_pool()
 
     def case(spec: InferenceSpec) -> dict[str, Any]:
@@ -238,6 +239,10 @@ def cmd_order(args: argparse.Namespace) -> None:
             if kind == "after":
                 for o in others:
                     case(o)
+            elif args.control:  # the same load first, on another engine: only the engine's history differs
+                for o in others:
+                    case(o.with_(seed=x.seed + 1))
+                pool.close_all()
             tps = decode_tps(case(x), x.batch_size, x.gen_len)
             (first if kind == "first" else after).append(statistics.median(tps))
             print(f"trial {trial + 1} {kind:5s}: decode {statistics.median(tps):.3f} tok/s "
@@ -460,6 +465,11 @@ def main() -> None:
     o.add_argument("--trials", type=int, default=5)
     o.add_argument("--loops", type=int, default=3)
     o.add_argument("--model", default="opt-125m")
+    o.add_argument("--batch", type=int, default=1, help="batch size of the case measured")
+    o.add_argument("--control", action="store_true",
+                   help="the 'first' arm runs the same other cases before, on another engine (another seed), "
+                        "then the case on a fresh one: separates the engine's history from the machine's")
+    o.add_argument("--others", default="2,4:4", help="the cases run before it on the same engine: batch[:gen_len],...")
     st = sub.add_parser("start")
     st.add_argument("--trials", type=int, default=4)
     st.add_argument("--loops", type=int, default=3)
