@@ -23,9 +23,14 @@ Steps (each one a separate command, so that each takes the heavy lock for a few 
           the suite uses); fits seconds = a + b × params and projects OPT-13b/30b/66b; with `share`'s
           output, projects the full profile's builds before and after.
 
-Run:  flock /work/heavy.lock .venv/bin/python benchmarks/zi_suite_share.py share
-      flock /work/heavy.lock .venv/bin/python benchmarks/zi_suite_share.py order --trials 5
-      flock /work/heavy.lock .venv/bin/python benchmarks/zi_suite_share.py build
+  With --batch/--others the case and the ones before it are chosen; --control gives the "first" arm
+          the same prior load on another engine, so that only the engine's history differs.
+
+Run:  .venv/bin/python benchmarks/zi_suite_share.py share --order 0,1,2,0
+      .venv/bin/python benchmarks/zi_suite_share.py order --trials 5
+      .venv/bin/python benchmarks/zi_suite_share.py order --trials 4 --batch 2 --others 1,1 --control
+      .venv/bin/python benchmarks/zi_suite_share.py start --trials 4
+      .venv/bin/python benchmarks/zi_suite_share.py build
 Figures on the shared build VM are noisy; read the ratios, not the absolute seconds.
 """
 from __future__ import annotations
