@@ -13,18 +13,17 @@ Steps (each one a separate command, so that each takes the heavy lock for a few 
           with the ratio and the per-path spread (noise).
   order   The same case first on a fresh engine vs after two other cases on the same engine,
           interleaved over --trials rounds; prints both groups' decode throughput, the difference of
-          medians, the within-group spread and a Mann-Whitney U p-value.
+          medians, the within-group spread and a Mann-Whitney U p-value. --batch and --others choose
+          the case and the ones before it; --control gives the "first" arm the same prior load on
+          another engine, so that only the engine's history differs.
   grid    No runs: per profile, the suite's child runs and distinct engines, and the dummy-weight build time
           of each path projected from `build`'s measured rates (--builds; default: this VM's figures).
   start   The same case in a forked worker vs an exec'd one (--nvme-ai-fork-workers 0), interleaved over
           --trials rounds per offload device: decode throughput of both, the difference of medians, a
           Mann-Whitney U p-value, and each path's start-up.
   build   Dummy-weight build time of opt-125m, opt-350m and opt-1.3b (NVMe offload, bf16, in the worker
-          the suite uses); fits seconds = a + b × params and projects OPT-13b/30b/66b; with `share`'s
-          output, projects the full profile's builds before and after.
-
-  With --batch/--others the case and the ones before it are chosen; --control gives the "first" arm
-          the same prior load on another engine, so that only the engine's history differs.
+          the suite uses), with the tile fill and with torch's own init side by side (--fills); fits
+          seconds = a + b × params, projects OPT-13b/30b/66b, and times both fills on one tensor.
 
 Run:  .venv/bin/python benchmarks/zi_suite_share.py share --order 0,1,2,0
       .venv/bin/python benchmarks/zi_suite_share.py order --trials 5
