@@ -114,8 +114,12 @@ def summarize(run: dict[str, Any]) -> dict[str, Any]:
             if k.endswith("engine") and isinstance(v, dict) and v.get("key")}
     if keys:
         engines = keys
-    startups = [(r["engine"] or {}).get("import_s", 0) + (r["init_s"] or 0) for r in runs
-                if r["engine"] and not r["engine"].get("reused")]
+    # One start-up per engine: an engine rebuilt after an eviction or a failure counts once (its first).
+    firsts = {}
+    for r in runs:
+        if r["engine"] and not r["engine"].get("reused"):
+            firsts.setdefault(r["engine"].get("key"), (r["engine"].get("import_s") or 0) + (r["init_s"] or 0))
+    startups = list(firsts.values())
     for t in tests:  # the references' own engines (not recorded runs, so not in `runs`)
         ref = (t.get("extra") or {}).get("compute_reference") or {}
         eng = next((v for k, v in (t.get("extra") or {}).items() if k.startswith("compute_") and k.endswith("engine")
@@ -150,6 +154,9 @@ def cmd_share(args: argparse.Namespace) -> None:
         (work / f"run-{time.time_ns()}-{path}.json").write_text(json.dumps(saved, default=str))
         print(f"ran: {PATHS[path]}, exit {r['rc']}, {r['tail'][0] if r['tail'] else ''}", flush=True)
     summaries = [(p.stem.rsplit("-", 1)[1], json.loads(p.read_text())) for p in sorted(work.glob("run-*.json"))]
+    stale = [p for p, s in summaries if "recorded_loops" not in s or p not in PATHS]
+    if stale:  # saved by an earlier version of this script, when "1" meant another path
+        raise SystemExit(f"{work} holds run summaries of an earlier version of this benchmark: use another --out")
     for path, s in summaries:
         print(f"{PATHS[path]:30s}: wall {s['wall']:.1f} s, measured loops {s['loops']:.1f} s "
               f"({s['recorded_loops']:.1f} recorded + {s['reference_loops']:.1f} in unrecorded references), "

@@ -289,3 +289,32 @@ def test_suite_point_end_to_end(pytester: pytest.Pytester, monkeypatch: pytest.M
         assert len(test["metrics"]["aio_vs_fio"]["samples"]) == 2 and test["metrics"]["aio_vs_fio"]["gated"]
         assert test["extra"]["fio_bw"] > 0
     assert len(test["metrics"]["bw"]["samples"]) == 2
+
+
+@pytest.mark.parametrize("rc, lines, expect", [
+    (0, ["nvme-ai op comm: ok", "nvme-ai op aio: ok"], None),
+    (1, ["nvme-ai op comm: ok", "nvme-ai: DeepSpeed AsyncIO op failed to build: ['no libaio.so']",
+         "nvme-ai op aio: failed"], "no libaio.so"),
+    (None, ["nvme-ai op comm: ok", "did not finish within 1800 s"], "own child"),   # timed out before aio spoke
+    (-9, [], "own child"),                                                          # the child died first
+])
+def test_one_child_checks_both_ops(monkeypatch: pytest.MonkeyPatch, rc: Any, lines: list[str],
+                                   expect: str | None) -> None:
+    """ensure_offload_ops reads the aio op's own status line; without one, the aio op gets its own child."""
+    calls: list[Any] = []
+
+    def fake_child(names: Any, what: str, say: Any, timeout: float) -> tuple[Any, list[str]]:
+        calls.append(names)
+        return (rc, lines) if names == ("comm", "aio") else (0, ["nvme-ai op aio: ok"])
+
+    monkeypatch.setattr(ds_ops, "_CHILD_STATUS", {})
+    monkeypatch.setattr(ds_ops, "_build_in_child", fake_child)
+    monkeypatch.setattr(ds_ops, "detect_accelerator", lambda: "cpu")
+    monkeypatch.setattr(ds_ops, "missing_prerequisite", lambda: None)
+    reason = ds_ops.ensure_offload_ops(progress=lambda _: None)
+    if expect == "own child":
+        assert calls == [("comm", "aio"), "aio"] and reason is None  # checked again, alone, and it loads
+    elif expect is None:
+        assert calls == [("comm", "aio")] and reason is None
+    else:
+        assert calls == [("comm", "aio")] and reason is not None and expect in reason

@@ -174,6 +174,7 @@ def test_e2e_cases_sharing_an_engine_share_one_worker(tmp_path: Path, e2e_ready:
     assert second_runner.recorder.extra["engine"]["reused"] is True
     assert first_runner.recorder.extra["engine"]["forked"] is True       # from the fork server: no imports of its own
     assert first_runner.recorder.extra["engine"]["import_s"] < 1.0
+    assert first_runner.recorder.extra["swap_sync_seconds"] >= 0.0     # the build's swap files were fsynced
     assert len(second.warmup) == 1 and len(second.loops) == 2           # its own warm-up, on its own shape
     assert all(lp.new_tokens == 6 for lp in second.loops) and all(lp.read_bytes > 0 for lp in second.loops)
     assert swap and all(p.exists() for p in swap)                        # laid out once, still there
@@ -208,16 +209,23 @@ def test_e2e_per_case_path_still_runs(tmp_path: Path, e2e_ready: None) -> None:
 # ---- forked workers (zygote.py): the fork server imported torch, DeepSpeed and transformers once ----
 
 def test_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_nvme_ai.measure.zero_inference.zygote import ForkServer
+    from pytest_nvme_ai.measure.zero_inference.zygote import ForkServer, _fingerprint
 
     server = ForkServer()
     assert server.can_fork("cpu", None, wrapped=False) is None
     assert "cuda" in (server.can_fork("cuda", None, wrapped=False) or "")    # a probed GPU does not survive a fork
     assert "cgroup" in (server.can_fork("cpu", None, wrapped=True) or "")    # a capped run starts inside its cgroup
-    other = {**os.environ, "OMP_NUM_THREADS": "1"}
+    other = {**os.environ, "NVME_AI_TEST_ONLY_VARIABLE": "1"}
     assert "environment" in (server.can_fork("cpu", other, wrapped=False) or "")
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")                          # pytest's own variables do not count
-    assert server.can_fork("cpu", None, wrapped=False) is None
+    server._env = _fingerprint(os.environ)                                    # as if started now
+    changed = {**os.environ, "PYTEST_CURRENT_TEST": "tests/x.py::y (call)"}   # pytest's own variables do not count
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", changed["PYTEST_CURRENT_TEST"])
+    assert server.can_fork("cpu", changed, wrapped=False) is None
+    monkeypatch.setenv("NVME_AI_TEST_ONLY_VARIABLE", "1")                     # changed since the server started
+    assert "since the fork server started" in (server.can_fork("cpu", None, wrapped=False) or "")
+    server.broken = "EOFError: the server died"                               # a failed fork: exec'd from then on
+    monkeypatch.delenv("NVME_AI_TEST_ONLY_VARIABLE")
+    assert "failed" in (server.can_fork("cpu", None, wrapped=False) or "")
 
 
 def _hook_job(hook: str | None) -> dict[str, Any]:
@@ -240,9 +248,12 @@ def test_forked_worker_dies_and_times_out_like_an_execd_one(tmp_path: Path) -> N
     with pytest.raises(WorkerGone) as killed:
         pool.run("A", _hook_job("sigkill"), timeout=120, swap_dir=None, estimate=0, fork_for="cpu")
     assert killed.value.returncode == -9 and not killed.value.timed_out
+    worker = pool.worker_for("A", None, 0, fork_for="cpu")
+    pid = worker.pid
     with pytest.raises(WorkerGone) as hung:
         pool.run("A", _hook_job("sleep:60"), timeout=3, swap_dir=None, estimate=0, fork_for="cpu")
     assert hung.value.timed_out and not pool.workers
+    assert worker.forked and not worker.alive and not Path(f"/proc/{pid}").exists()  # killed and reaped
 
 
 def test_without_fork_for_the_worker_is_execd(tmp_path: Path) -> None:

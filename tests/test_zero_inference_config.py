@@ -237,6 +237,8 @@ def test_fast_random_init_keeps_torchs_bounds_and_scale() -> None:
     assert b.abs().max() <= bound * 1.01 and b.std() > 0
     e = emb.weight.detach().float()
     assert e.mean().abs() < 0.05 and e.std() == pytest.approx(1.0, rel=0.05)   # normal(0, 1), as torch's default
+    flat = lin.weight.detach().view(-1)
+    assert torch.equal(flat[:1000], flat[FILL_TILE:FILL_TILE + 1000])            # the tile, not torch's own draw
 
 
 def test_swap_files_are_synced_and_timed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

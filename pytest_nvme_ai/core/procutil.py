@@ -76,8 +76,11 @@ def stop(proc: subprocess.Popen[Any], grace_s: float = 5.0, reap_s: float = DRAI
 def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
     try:
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
+    except ProcessLookupError:  # no such group: a forked worker stopped before its setsid() (zygote.py)
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _kill_if_same(pid: int, started: str) -> None:

@@ -193,12 +193,16 @@ def ensure_offload_ops(progress: Progress | None = None, timeout: float = BUILD_
         cost = "a cached build: seconds" if aio_op_is_cached() else "first build: ~5 min on 2 cores"
         rc, lines = _build_in_child(("comm", "aio"), f"CPU comm and async_io ops ({cost})", say, timeout)
         _CHILD_STATUS["comm"] = None  # best effort, as in ensure_comm_op: a failure is left to the run
-        if rc is not None and OP_OK.format("aio") in (ln.strip() for ln in lines):
+        stripped = [ln.strip() for ln in lines]
+        if OP_OK.format("aio") in stripped:
             _CHILD_STATUS["aio"] = None
-        else:  # a timeout, or the aio op's own failure: its reason, from the lines after the comm op's
+        elif f"{OP_MARK}aio: failed" in stripped:  # the aio op's own failure: its reason, after the comm op's lines
             mine = lines[next((i + 1 for i, ln in enumerate(lines) if ln.startswith(OP_MARK + "comm")), 0):]
+            mine = [ln for ln in mine if not ln.startswith(OP_MARK)]
             tail = " | ".join(ln.strip() for ln in mine[-3:] if ln.strip()) or f"exit status {rc}"
             _CHILD_STATUS["aio"] = f"DeepSpeed async_io op cannot build or load (NVMe offload not possible here): {tail}"
+        # else the child died or timed out before the aio op said anything (the comm op's build, say):
+        # ensure_aio_op below checks it in a child of its own, with its own time limit
     ensure_comm_op(say, timeout)
     return ensure_aio_op(say, timeout)
 

@@ -65,11 +65,16 @@ class InferenceWorker:
         self._log: IO[bytes] = open(self.log_path, "ab")
         self.started = time.monotonic()
         self.proc: subprocess.Popen[bytes] | ForkedProcess
-        if fork:
-            self.proc = fork_server().fork(self.log_path, env)
-        else:
-            self.proc = procutil.start(argv or WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=self._log, env=dict(env) if env is not None else None)
+        try:
+            if fork:
+                self.proc = fork_server().fork(self.log_path, env)
+            else:
+                self.proc = procutil.start(argv or WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=self._log, env=dict(env) if env is not None else None)
+        except BaseException:
+            self._log.close()
+            self.log_path.unlink(missing_ok=True)
+            raise
         self.forked = fork
         self.fork_server_s: float | None = None
         self._reader = LineReader(self.proc.stdout)  # type: ignore[arg-type]  # a pipe in both cases
@@ -116,8 +121,8 @@ class InferenceWorker:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if isinstance(self.proc, ForkedProcess) and not self.alive:
-            self.proc.close_pipes()
+        if isinstance(self.proc, ForkedProcess):
+            self.proc.close_pipes()  # also if it lives on (stuck in the kernel): EOF on stdin ends it later
         if not self._log.closed:
             self._log.close()
         if self.swap_dir is not None:
@@ -215,7 +220,16 @@ class EnginePool:
         fork = (fork_for is not None and self.argv is None
                 and fork_server().can_fork(fork_for, env, wrapped=bool(wrap)) is None)
         first_fork = fork and fork_server().first_fork_s is None
-        w = InferenceWorker(key, swap_dir, [*wrap, *(self.argv or WORKER_ARGV)], env, fork=fork)
+        argv = [*wrap, *(self.argv or WORKER_ARGV)]
+        try:
+            w = InferenceWorker(key, swap_dir, argv, env, fork=fork)
+        except (OSError, EOFError, WorkerGone) as exc:
+            if not fork:
+                raise
+            # The fork server failed to start or to fork: this worker (and the next ones) are exec'd.
+            fork_server().broken = f"{type(exc).__name__}: {exc}"
+            first_fork = False
+            w = InferenceWorker(key, swap_dir, argv, env, fork=False)
         if first_fork:  # this worker waited for the fork server's imports: a once-per-session cost
             w.fork_server_s = fork_server().first_fork_s
         self.started += 1

@@ -7,21 +7,33 @@ DeepSpeed, and transformers' modeling code (which `import transformers` alone de
 model built: 4 of those seconds). Nothing here starts a thread pool or touches an accelerator, so a
 fork afterwards is safe (zygote.py forks only for the CPU accelerator).
 
-The fork server's own stdout and stderr go to /dev/null: DeepSpeed prints an accelerator warning
-on import, and the server inherits pytest's terminal, past pytest's capture. Each forked worker
-points both at its own log before it does anything (worker.forked_main).
+Before importing, the server:
+- leaves pytest's process group (setsid). A SIGTERM or Ctrl-C sent to that group (a cancelled CI
+  job, GNU timeout) would otherwise kill the server first. The pool would then read its forked
+  workers' status as lost while they still run. The server still exits with pytest: it watches
+  pytest's end of a pipe.
+- points its stdout and stderr at /dev/null. DeepSpeed prints an accelerator warning on import, and
+  the server inherits pytest's terminal, past pytest's capture. Each forked worker points both at
+  its own log before it does anything (worker.forked_main). An import that fails here is not lost:
+  the worker imports for itself, and its log shows the error.
+- sets the hub-offline defaults an exec'd worker sets before its imports (huggingface_hub reads
+  them at import).
 """
 from __future__ import annotations
 
 import os
-import time
 
+try:
+    os.setsid()
+except OSError:  # already a session leader
+    pass
 _devnull = os.open(os.devnull, os.O_WRONLY)
 os.dup2(_devnull, 1)
 os.dup2(_devnull, 2)
 os.close(_devnull)
+for _key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_key, "1")  # as child.setup_single_process_env: never reach for a hub
 
-_t0 = time.monotonic()
 import deepspeed  # noqa: E402,F401 - the point of this module
 import torch  # noqa: E402,F401
 import transformers  # noqa: E402,F401
@@ -30,6 +42,3 @@ import transformers.models.opt.modeling_opt  # noqa: E402,F401 - the shipped con
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402,F401
 
 from pytest_nvme_ai.measure.zero_inference import worker  # noqa: E402,F401 - the forked workers' code
-
-# Seconds the imports took in the fork server: paid once per session instead of once per worker.
-PRELOAD_S = time.monotonic() - _t0

@@ -132,6 +132,7 @@ class InferenceResult:
     returncode: int | None = None
     wall_seconds: float = 0.0
     init_seconds: float | None = None
+    swap_sync_seconds: float | None = None   # fsync of the swap files after the build (child.sync_swap_files)
     energy: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the child's meter and why a counter is missing
 
     @property
@@ -195,6 +196,7 @@ def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, 
         swap_files=tuple(data.get("swap_files") or ()), residency=tuple(data.get("param_residency") or ()),
         log_path=log, log_tail=tail_of(log),
         returncode=exit_.returncode, wall_seconds=exit_.seconds, init_seconds=data.get("init_seconds"),
+        swap_sync_seconds=data.get("swap_sync_seconds"),
         energy=data.get("energy") or {},
     )
 
@@ -371,7 +373,8 @@ class ZeroInferenceRunner:
                            ("decode_steps", result.decode_steps), ("run_error", result.error),
                            ("swap_files", len(result.swap_files)),
                            ("streaming_layers", {str(k): v for k, v in result.streaming_layers().items()}),
-                           ("init_seconds", result.init_seconds), ("versions", dict(result.versions))):
+                           ("init_seconds", result.init_seconds), ("swap_sync_seconds", result.swap_sync_seconds),
+                           ("versions", dict(result.versions))):
             self._extra(prefix, key, value)
         if spec.offload == "nvme" and result.ok:
             # What streams depends on the aio block (DeepSpeed swaps a tensor only if it has at least

@@ -2,7 +2,7 @@
 
 A worker's start-up was mostly imports. torch, DeepSpeed and transformers' modeling code take 7-8 s
 on the build VM, and the engine build itself (random weights, ZeRO-3 partitioning, swap files)
-takes 2-3 s for opt-125m. With one worker per engine, the quick grid (5 engines) paid the imports
+takes 1-2 s for opt-125m. With one worker per engine, the quick grid (5 engines) paid the imports
 five times.
 
 Here, multiprocessing's fork server (a process pytest starts once per session: at the suite's op
@@ -32,12 +32,18 @@ import time
 from pathlib import Path
 from typing import IO, Any, Mapping
 
+from pytest_nvme_ai.core import procutil
+
 PRELOAD = "pytest_nvme_ai.measure.zero_inference.preload"
 _VOLATILE_PREFIXES = ("PYTEST_",)  # pytest sets PYTEST_CURRENT_TEST per test: not the server's business
 
 
 def _fingerprint(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in env.items() if not k.startswith(_VOLATILE_PREFIXES)))
+
+
+# multiprocessing's status when the fork server's pipe closed without a status: the server died.
+_SERVER_GONE = 255
 
 
 class ForkedProcess:
@@ -48,20 +54,32 @@ class ForkedProcess:
         self.stdin: IO[bytes] | None = stdin
         self.stdout: IO[bytes] | None = stdout
         self.pid: int = int(process.pid)
+        fields = procutil.proc_stat(self.pid)
+        self._started = fields[19] if fields and len(fields) > 19 else None  # guards against pid reuse
 
     @property
     def returncode(self) -> int | None:
         return self.poll()
 
+    def _still_running(self) -> bool:
+        fields = procutil.proc_stat(self.pid)
+        return fields is not None and len(fields) > 19 and fields[19] == self._started and fields[0] != "Z"
+
     def poll(self) -> int | None:
         code = self._process.exitcode  # as Popen's: negative for a signal
-        return None if code is None else int(code)
+        if code is None:
+            return None
+        if code == _SERVER_GONE and self._still_running():
+            return None  # the server died and cannot report; the worker (now init's child) runs on
+        return int(code)
 
     def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._process.join(timeout)
-        code = self.poll()
-        if code is None:
-            raise subprocess.TimeoutExpired(f"forked worker {self.pid}", timeout or 0.0)
+        while (code := self.poll()) is None:
+            if self._process.exitcode is None or (deadline is not None and time.monotonic() >= deadline):
+                raise subprocess.TimeoutExpired(f"forked worker {self.pid}", timeout or 0.0)
+            time.sleep(0.05)  # the server is gone: watch /proc instead
         return code
 
     def close_pipes(self) -> None:
@@ -79,9 +97,12 @@ class ForkServer:
     def __init__(self) -> None:
         self._env: tuple[tuple[str, str], ...] | None = None
         self.first_fork_s: float | None = None  # the server's imports, paid by the first forked worker
+        self.broken: str | None = None          # why a fork failed: later workers are exec'd
 
     def can_fork(self, accelerator: str | None, env: Mapping[str, str] | None, wrapped: bool) -> str | None:
         """None when a worker for this case can be forked; else why it is exec'd."""
+        if self.broken:
+            return f"the fork server failed ({self.broken})"
         if accelerator != "cpu":
             return f"accelerator {accelerator}: a fork after the server probed it could not use it"
         if wrapped:
