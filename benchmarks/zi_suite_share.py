@@ -209,6 +209,30 @@ class BenchRecorder:
         self.extra[key] = value
 
 
+def bench_target(name: str) -> tuple[Path, Any]:
+    """The ops checked (exit when NVMe offload cannot run here), and a fresh work directory with a target."""
+    from pytest_nvme_ai.core.targets import Target
+    from pytest_nvme_ai.measure.deepspeed.ops import ensure_offload_ops
+
+    reason = ensure_offload_ops()
+    if reason:
+        raise SystemExit(reason)
+    work = Path(tempfile.mkdtemp(prefix=f"zi-{name}-"))
+    target = Target(path=work / "target", label="bench", run_id=name)
+    target.path.mkdir()
+    return work, target
+
+
+def run_ok(spec: Any, target: Any, recorder: BenchRecorder, **kw: Any) -> dict[str, Any]:
+    """One case in its engine's worker; exits with the case's log tail unless it ended ok."""
+    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+
+    c = run_in_worker(spec, "cpu", None, target=target, recorder=recorder, **kw)  # type: ignore[arg-type]
+    if not c.data or c.data.get("outcome") != "ok":
+        raise SystemExit(f"{spec.id} failed: {c.data}\n{c.log.read_text()[-2000:]}")
+    return dict(c.data)
+
+
 def decode_tps(data: dict[str, Any], batch: int, gen: int) -> list[float]:
     return [batch * (gen - 1) / max(lp["total_latency"] - lp["prefill_latency"], 1e-9) for lp in data["loops"]]
 
@@ -216,19 +240,10 @@ def decode_tps(data: dict[str, Any], batch: int, gen: int) -> list[float]:
 def cmd_order(args: argparse.Namespace) -> None:
     from scipy.stats import mannwhitneyu
 
-    from pytest_nvme_ai.core.targets import Target
-    from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op, ensure_comm_op
-    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
     from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
     from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
-    ensure_comm_op()
-    reason = ensure_aio_op()
-    if reason:
-        raise SystemExit(reason)
-    work = Path(tempfile.mkdtemp(prefix="zi-order-"))
-    target = Target(path=work / "target", label="bench", run_id="order")
-    target.path.mkdir()
+    work, target = bench_target("order")
     x = InferenceSpec(model=args.model, batch_size=args.batch, prompt_len=32, gen_len=8, offload="nvme",
                       loops=args.loops, warmup=1)
     others = [x.with_(batch_size=int(bs.split(":")[0]), gen_len=int((bs.split(":") + ["8"])[1]))
@@ -236,11 +251,7 @@ def cmd_order(args: argparse.Namespace) -> None:
     pool = shared_pool()
 
     def case(spec: InferenceSpec) -> dict[str, Any]:
-        rec = BenchRecorder(work)
-        c = run_in_worker(spec, "cpu", None, target=target, recorder=rec)  # type: ignore[arg-type]
-        if not c.data or c.data.get("outcome") != "ok":
-            raise SystemExit(f"{spec.id} failed: {c.data}\n{c.log.read_text()[-2000:]}")
-        return dict(c.data)
+        return run_ok(spec, target, BenchRecorder(work))
 
     first: list[float] = []
     after: list[float] = []
@@ -273,18 +284,10 @@ def cmd_start(args: argparse.Namespace) -> None:
     from the server must not change what a case measures."""
     from scipy.stats import mannwhitneyu
 
-    from pytest_nvme_ai.core.targets import Target
-    from pytest_nvme_ai.measure.deepspeed.ops import ensure_offload_ops
-    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
     from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
     from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
-    reason = ensure_offload_ops()
-    if reason:
-        raise SystemExit(reason)
-    work = Path(tempfile.mkdtemp(prefix="zi-start-"))
-    target = Target(path=work / "target", label="bench", run_id="start")
-    target.path.mkdir()
+    work, target = bench_target("start")
     pool = shared_pool()
     for offload in args.offloads.split(","):
         x = InferenceSpec(model=args.model, batch_size=1, prompt_len=32, gen_len=8, offload=offload,  # type: ignore[arg-type]
@@ -294,15 +297,12 @@ def cmd_start(args: argparse.Namespace) -> None:
         for trial in range(args.trials):
             for forked in ((True, False) if trial % 2 == 0 else (False, True)):
                 pool.close_all()                                      # a fresh worker for each arm
-                rec = BenchRecorder(work, fork_workers=forked)
-                c = run_in_worker(x, "cpu", None, target=target, recorder=rec)  # type: ignore[arg-type]
-                if not c.data or c.data.get("outcome") != "ok":
-                    raise SystemExit(f"{x.id} failed: {c.data}\n{c.log.read_text()[-2000:]}")
-                if bool(c.data.get("worker_forked")) != forked:
+                data = run_ok(x, target, BenchRecorder(work, fork_workers=forked))
+                if bool(data.get("worker_forked")) != forked:
                     raise SystemExit(f"asked for a {'forked' if forked else 'exec'}'d worker, got the other")
-                tps = statistics.median(decode_tps(dict(c.data), x.batch_size, x.gen_len))
+                tps = statistics.median(decode_tps(data, x.batch_size, x.gen_len))
                 got[forked].append(tps)
-                init[forked].append(float(c.data.get("import_s") or 0) + float(c.data["init_seconds"]))
+                init[forked].append(float(data.get("import_s") or 0) + float(data["init_seconds"]))
                 print(f"{offload} trial {trial + 1} {'forked' if forked else 'exec' + chr(39) + 'd'}: decode "
                       f"{tps:.3f} tok/s, start-up (imports + build) {init[forked][-1]:.1f} s", flush=True)
         pool.close_all()
@@ -319,19 +319,11 @@ def cmd_start(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from pytest_nvme_ai.core.targets import Target
-    from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op, ensure_comm_op
-    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
     from pytest_nvme_ai.measure.zero_inference.models import resolve_model
     from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
     from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
-    ensure_comm_op()
-    if ensure_aio_op():
-        raise SystemExit(ensure_aio_op())
-    work = Path(tempfile.mkdtemp(prefix="zi-build-"))
-    target = Target(path=work / "target", label="bench", run_id="build")
-    target.path.mkdir()
+    work, target = bench_target("build")
     params, seconds = [], []
     torch_fill: list[float] = []
     for model in args.models.split(","):
@@ -339,19 +331,16 @@ def cmd_build(args: argparse.Namespace) -> None:
         n = resolve_model(model).param_count
         for fill in args.fills.split(","):  # side by side: the tile fill (the default) and torch's own init
             shared_pool().close_all()
-            c = run_in_worker(spec, "cpu", None, target=target, recorder=BenchRecorder(work),  # type: ignore[arg-type]
-                              dummy_fill=fill)
-            if not c.data or c.data.get("outcome") != "ok":
-                raise SystemExit(f"{model}: {c.data}")
-            s = float(c.data["init_seconds"])
-            swap = sum(f["bytes"] for f in c.data["swap_files"])
+            data = run_ok(spec, target, BenchRecorder(work), dummy_fill=fill)
+            s = float(data["init_seconds"])
+            swap = sum(f["bytes"] for f in data["swap_files"])
             if fill == "torch":
                 torch_fill.append(s)
             else:
                 params.append(n)
                 seconds.append(s)
             print(f"{model} ({fill} fill): {n / 1e6:.0f} M params, build {s:.1f} s ({n / s / 1e6:.1f} M params/s), "
-                  f"imports {c.data.get('import_s', 0):.1f} s, swap files {swap / 1e9:.2f} GB", flush=True)
+                  f"imports {data.get('import_s', 0):.1f} s, swap files {swap / 1e9:.2f} GB", flush=True)
     shared_pool().close_all()
     b, a = np.polyfit(params, seconds, 1)
     print(f"fit (tile fill): build ≈ {a:.1f} s + {b * 1e9:.1f} s per billion params")
