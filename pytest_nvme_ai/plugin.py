@@ -215,6 +215,8 @@ class _Hooks:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         signal.signal(signal.SIGTERM, getattr(self, "_previous_sigterm", signal.SIG_DFL) or signal.SIG_DFL)
         _close_inference_workers()
+        for failure in self.s.children.close_all():
+            warnings.warn(NvmeAiWarning(f"closing {failure.name} at the end of the session failed: {failure.error}"))
         self.s.finish(exitstatus)
         if (self.s.save_errors or self.s.late_errors) and session.exitstatus == pytest.ExitCode.OK:
             # the tests passed, but the baseline was not saved or the results are not where they were asked

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pytest_nvme_ai.core.cache import SessionCache
-
+from pytest_nvme_ai.core.lifecycle import ChildRegistry
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.core.targets import Target
@@ -44,6 +44,9 @@ class Recorder(Protocol):
 
     @property
     def aio_setting(self) -> str: ...
+
+    @property
+    def children(self) -> ChildRegistry: ...   # long-lived children register their closer; the session closes them
 
     def record(self, metric: Metric) -> Metric: ...
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import pytest
 
 from pytest_nvme_ai.core.cache import SessionCache
+from pytest_nvme_ai.core.lifecycle import ChildRegistry
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import safe_name
 from pytest_nvme_ai.core.profiles import Profile
@@ -91,7 +92,8 @@ class SessionRecorder:
     this module does not import `run.session` back (the session creates one per test)."""
 
     def __init__(self, record: TestRecord, *, config: pytest.Config, profile: Profile, repeat: int,
-                 timeout: int | None, run_dir: Callable[[], Path], cache: SessionCache, aio: str) -> None:
+                 timeout: int | None, run_dir: Callable[[], Path], cache: SessionCache, aio: str,
+                 children: ChildRegistry | None = None) -> None:
         self._record = record
         self._config = config
         self._profile = profile
@@ -100,6 +102,7 @@ class SessionRecorder:
         self._run_dir = run_dir      # created on first use: a run that records nothing leaves no directory
         self._cache = cache
         self._aio = aio
+        self._children = children if children is not None else ChildRegistry()
 
     @property
     def nodeid(self) -> str:
@@ -128,6 +131,10 @@ class SessionRecorder:
     @property
     def tolerance(self) -> float:
         return self._record.tolerance
+
+    @property
+    def children(self) -> ChildRegistry:
+        return self._children
 
     @property
     def artifact_dir(self) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_nvme_ai.core.cache import SessionCache
+from pytest_nvme_ai.core.lifecycle import ChildRegistry
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 from pytest_nvme_ai.run import settings
 from pytest_nvme_ai.run.records import RECORD_KEY, SessionRecorder, TestRecord, _jsonable
@@ -74,6 +75,8 @@ class NvmeAiSession:
         self.sibling_baselines: dict[str, str] = {}  # target label -> why a sibling baseline is used
         # Per-session cache shared by fixtures (e.g. fio data files laid out once per target and size).
         self.cache = SessionCache()
+        # Long-lived children (aio worker, engine pool, fork server, cgroups): closed at sessionfinish.
+        self.children = ChildRegistry()
         # How the run ended (results.json run.status): complete | interrupted | incomplete | error.
         self.status: str = "complete"
         self.status_detail: str = ""
@@ -271,7 +274,7 @@ class NvmeAiSession:
     def recorder(self, item: pytest.Item) -> SessionRecorder:
         return SessionRecorder(self.record_for(item), config=self.config, profile=self.profile_obj,
                                repeat=self.repeat_for(item), timeout=self.timeout, run_dir=lambda: self.run_dir,
-                               cache=self.cache, aio=self.aio)
+                               cache=self.cache, aio=self.aio, children=self.children)
 
     def gate_rules(self, item: pytest.Item) -> Any:
         from pytest_nvme_ai.gate.policy import GateRules, GateSettingError
