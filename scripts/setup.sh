@@ -11,8 +11,11 @@ need=()
 command -v fio >/dev/null 2>&1 || need+=(fio)
 [ -e /usr/include/libaio.h ] || need+=(libaio-dev)
 command -v nvme >/dev/null 2>&1 || need+=(nvme-cli)
-# PostgreSQL server binaries: the history tests start a throwaway cluster (the plugin itself needs none).
-compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+# PostgreSQL server binaries: only the project's own tests need them (they start a throwaway cluster for the
+# history store); the plugin and README command 1 need none, so only scripts/test.sh asks (NVME_AI_SETUP_TESTS=1).
+if [ "${NVME_AI_SETUP_TESTS:-0}" = 1 ]; then
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing ${need[*]} with apt-get"
