@@ -148,3 +148,11 @@ def unflushed_writes(app_write_bytes: int, dev: DeviceBytes, share: float = LEAK
                 f"{dev.device} from {_scope(dev)}: buffered writes are written back later by the kernel's "
                 "threads, which this accounting counts elsewhere (cgroup v1: the root cgroup); write with "
                 f"O_DIRECT or fsync inside the child to count them [{dev.how}]", fails=False)
+
+
+def tier_without_device(configured: str, reason: str) -> Flag:
+    """A tier whose path has no block device at all (tmpfs, overlay): dead before anything is measured."""
+    if not configured.strip():
+        raise ValueError("say what was configured (the tier and its path): the message must name it")
+    return Flag("dead_tier", f"dead tier: {configured} was configured on a path with no block device, so nothing "
+                f"of it can reach a drive: {reason}", fails=True)
