@@ -232,3 +232,19 @@ def test_leftovers_of_a_dead_owner_are_listed_and_removed(real: Path) -> None:
     finally:
         if stale.exists():
             stale.rmdir()
+
+
+def test_kernel_writeback_is_counted_outside_the_child_under_v1(real: Path) -> None:
+    """syncfs hands dirty pages to the kernel's flusher threads: under v1 the child's cgroup does not get them,
+    though /proc/diskstats shows they reached the device."""
+    h = find_hierarchy()
+    if h.version != 1:
+        pytest.skip("cgroup v2 charges writeback to the cgroup that dirtied the pages")
+    data = real / "buffered"
+    with DiskstatsAccounting(real, "whole-device witness") as whole:
+        with account(real, hierarchy=h) as cg:
+            subprocess.run(cg.wrap(["sh", "-c", f"dd if=/dev/zero of={data} bs=1M count={SIZE // MIB} status=none"
+                                                f" && sync -f {data}"]), check=True)
+    assert cg.result is not None and whole.result is not None
+    assert cg.result.write_bytes < 0.5 * SIZE                  # journal and metadata at most
+    assert whole.result.write_bytes >= 0.97 * SIZE             # the data did reach the device, counted elsewhere

@@ -23,7 +23,9 @@ What counts where (measured on this machine, kernel 6.18, cgroup v1, virtio disk
   the *root* cgroup (64 MiB showed up there, 0 in the child's). A child that fsyncs its files writes them
   back itself and they count in its cgroup (64 MiB + 8 KiB of journal). Hence `writeback_counted=False`
   on v1 records, and `flush(paths)`: fsync files from inside the cgroup before reading, so what is still
-  dirty is counted here (what the kernel already wrote back is not). Under v2 with the io controller,
+  dirty is counted here (what the kernel already wrote back is not). Per file, not `syncfs`: syncfs hands
+  the data to the flusher threads, so a child running `sync -f` after a 64 MiB buffered write was
+  counted 3.1 MiB (journal) while the root cgroup took the data; a 40 s wait for the flusher: 0 here. Under v2 with the io controller,
   writeback is charged to the cgroup that dirtied the pages (ext4, xfs, btrfs): `writeback_counted=True`.
 - v1 quirk: since kernel 6.9 blk-throttle starts per disk only when a limit is first written for it, and
   counts nothing before. Every v1 cgroup here therefore writes `MAJ:MIN 0` (0 = no limit) to
