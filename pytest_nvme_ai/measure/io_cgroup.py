@@ -279,14 +279,16 @@ class Accounting(Protocol):
     def close(self) -> DeviceBytes | None: ...
 
 
-def _files(paths: Iterable[Path | str]) -> list[str]:
-    out: list[str] = []
+def _fsync(wrap: list[str], paths: Iterable[Path | str]) -> None:
+    """`sync FILE...` (coreutils: fsync of each file) for `paths`, every file under a directory included."""
+    files: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += [str(f) for f in sorted(p.rglob("*")) if f.is_file() and not f.is_symlink()]
+            files += [str(f) for f in sorted(p.rglob("*")) if f.is_file() and not f.is_symlink()]
         elif p.is_file():
-            out.append(str(p))
-    return out
+            files.append(str(p))
+    for i in range(0, len(files), 512):   # keep each command line short
+        subprocess.run([*wrap, "sync", "--", *files[i:i + 512]], check=True, timeout=600)
 
 
 class IoCgroup:
@@ -343,9 +345,7 @@ class IoCgroup:
         """fsync `paths` (files, or every file under a directory) from inside this cgroup, so buffered writes
         still dirty are written back by a process of ours and counted here (under v1 the kernel's writeback
         would count them to the root cgroup). `sync FILE...` fsyncs each file."""
-        files = _files(paths)
-        for i in range(0, len(files), 512):   # keep each command line short
-            subprocess.run(self.wrap(["sync", "--", *files[i:i + 512]]), check=True, timeout=600)
+        _fsync(self.wrap(), paths)
 
     def _counters(self) -> tuple[int, int]:
         text = (self.path / self.hierarchy.stat_file).read_text()
@@ -411,9 +411,7 @@ class DiskstatsAccounting:
 
     def flush(self, paths: Iterable[Path | str]) -> None:
         """fsync the files so that their dirty pages are in the count before it is read."""
-        files = _files(paths)
-        for i in range(0, len(files), 512):
-            subprocess.run(["sync", "--", *files[i:i + 512]], check=True, timeout=600)
+        _fsync([], paths)
 
     def read(self) -> DeviceBytes:
         if self._base is None:
