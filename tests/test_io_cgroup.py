@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -248,3 +250,20 @@ def test_kernel_writeback_is_counted_outside_the_child_under_v1(real: Path) -> N
     assert cg.result is not None and whole.result is not None
     assert cg.result.write_bytes < 0.5 * SIZE                  # journal and metadata at most
     assert whole.result.write_bytes >= 0.97 * SIZE             # the data did reach the device, counted elsewhere
+
+
+def test_sigterm_removes_the_cgroup(real: Path) -> None:
+    ready = real / "ready"
+    code = ("import pathlib, time\nfrom pytest_nvme_ai.measure.io_cgroup import account\n"
+            f"with account({str(real)!r}) as cg:\n"
+            f"    pathlib.Path({str(ready)!r}).write_text(str(cg.path))\n    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    for _ in range(400):
+        if ready.exists() and ready.read_text():
+            break
+        time.sleep(0.05)
+    path = Path(ready.read_text())
+    assert path.is_dir()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    assert not path.exists()

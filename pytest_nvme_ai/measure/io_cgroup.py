@@ -33,7 +33,8 @@ What counts where (measured on this machine, kernel 6.18, cgroup v1, virtio disk
   caps nothing.
 
 What is changed on the machine: one cgroup directory per accounting under this process's own cgroup,
-removed when the accounting closes (also on an exception; an atexit hook removes what is left). A killed
+removed when the accounting closes (also on an exception, and on SIGTERM, which becomes SystemExit while
+one is open and the handler was the default; an atexit hook removes what is left). A killed
 run leaves `nvme-ai-<pid>-*` directories whose pid is gone: `leftovers()` lists them and
 `remove_leftovers()` removes them, for the session to name and clean at start.
 """
@@ -43,13 +44,14 @@ import atexit
 import os
 import re
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol
+from types import FrameType, TracebackType
+from typing import Any, Protocol
 
 from pytest_nvme_ai.core.devtruth import DeviceBytes
 
@@ -305,6 +307,7 @@ class IoCgroup:
         self.result: DeviceBytes | None = None
         self._base = (0, 0)
         self._open = False
+        self._old_term: Any = None
 
     @property
     def procs(self) -> Path:
@@ -327,6 +330,11 @@ class IoCgroup:
             self.close()
             raise IoCgroupError(f"cannot set up {self.hierarchy.cap_file} for {self.disk.name} ({self.disk.dev}) "
                                 f"in {self.path}: {exc}") from None
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):   # as measure.throttle does
+            try:
+                self._old_term = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+            except ValueError:
+                pass  # not the main thread: atexit and leftovers() still find the cgroup
         return self
 
     def wrap(self, argv: Sequence[str] = ()) -> list[str]:
@@ -366,6 +374,9 @@ class IoCgroup:
 
     def close(self) -> DeviceBytes | None:
         """Read the final counts (kept in `result`) and remove the cgroup; safe to call twice."""
+        if self._old_term is not None:
+            signal.signal(signal.SIGTERM, self._old_term)
+            self._old_term = None
         if self._open:
             self._open = False
             try:
@@ -381,6 +392,10 @@ class IoCgroup:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through close(), so the cgroup goes with us
 
 
 class DiskstatsAccounting:
