@@ -64,6 +64,8 @@ def test_slug_is_a_plain_name_and_tells_arms_apart():
     assert a.slug() == parse_ab(["target=/mnt/golden drive/x"]).slug()  # type: ignore[union-attr]
     long = parse_ab(["env:X=" + "v" * 500])
     assert long is not None and len(long.slug()) <= 128 and check_name(long.slug())
+    up = parse_ab(["target=../golden/..", "python=./venv/bin/python"])
+    assert up is not None and check_name(up.slug()) == up.slug()    # no '..' in a name
 
 
 def test_series_key_includes_arm_b_read_cap():
@@ -119,6 +121,11 @@ def test_arm_overrides_built_in_code_follow_the_same_rules():
         ArmOverrides(same=True, fio="/usr/bin/fio")
     with pytest.raises(ArmError, match="'aio' must be a JSON object"):
         ArmOverrides.from_dict({"aio": "[1]", "target": "/x"})
+    with pytest.raises(ArmError, match="env name '1X'"):
+        ArmOverrides.from_dict({"env": {"1X": "a"}})
+    with pytest.raises(ArmError, match="non-empty JSON object"):
+        ArmOverrides(aio_json="[]")
+    assert parse_ab(["target= /mnt/x "]) == ArmOverrides(target="/mnt/x")
 
 
 @pytest.mark.parametrize("value, expected", [("0.7", 0.7), ("70%", 0.7), (1, 1.0), ("1", 1.0), (0.05, 0.05)])

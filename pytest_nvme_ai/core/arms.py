@@ -67,6 +67,11 @@ class ArmOverrides:
                            f"or at least one override ({USAGE})")
         if list(self.env) != sorted(self.env) or len({n for n, _ in self.env}) != len(self.env):
             raise ArmError(f"{OPTION}: env overrides must be unique by name and sorted; build them with parse_ab")
+        bad = [n for n, _ in self.env if not _ENV_NAME_RE.fullmatch(n)]
+        if bad:
+            raise ArmError(f"{OPTION}: env name {bad[0]!r} is not a variable name; use letters, digits and '_'")
+        if self.aio_json is not None:
+            _parse_aio(self.aio_json, OPTION)
 
     def _differences(self) -> list[str]:
         out = [f"{k}={getattr(self, k)}" for k in _PATH_KEYS if getattr(self, k) is not None]
@@ -94,7 +99,8 @@ class ArmOverrides:
     def slug(self) -> str:
         """A plain name for the series (letters, digits, '_.+-', at most 128): readable part + hash of key()."""
         digest = hashlib.sha256(self.key().encode()).hexdigest()[:10]
-        readable = _SLUG_UNSAFE_RE.sub("-", self.key()).strip("-.+_") or "ab"
+        readable = _SLUG_UNSAFE_RE.sub("-", self.key())
+        readable = re.sub(r"\.{2,}", ".", readable).strip("-.+_") or "ab"   # '..' is never part of a name
         return f"ab-{readable[:100]}-{digest}"
 
     def describe(self) -> str:
@@ -210,7 +216,7 @@ def parse_ab(values: Iterable[str], source: str = OPTION) -> ArmOverrides | None
             continue
         if key in paths:
             raise ArmError(f"{source}: {key} given twice ({paths[key]!r} and {value!r}); arm A has one {key}")
-        paths[key] = value
+        paths[key] = value.strip()
     return ArmOverrides(same=same, target=paths.get("target"), python=paths.get("python"), fio=paths.get("fio"),
                         aio_json=aio, env=tuple(sorted(env.items())))
 
