@@ -247,6 +247,10 @@ def test_log_ratios_refuse_what_has_no_ratio():
         log_ratios([1.0, 1.0, 1.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="pair 2: .*two positive finite values"):
         log_ratios([1.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="not finite"):
+        decide([0.1, math.nan], AbRule("higher"))
+    with pytest.raises(ValueError, match="log ratio 2 is inf"):
+        run_sequence([0.1, math.inf], AbRule("higher"))
 
 
 @pytest.mark.parametrize("kwargs, message", [

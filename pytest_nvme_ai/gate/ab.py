@@ -148,6 +148,7 @@ class PairDecision:
     tolerance: float
     alpha: float
     better: Better
+    beyond: Beyond = "interval"
 
     @property
     def final(self) -> bool:
@@ -162,7 +163,8 @@ class PairDecision:
         return {"verdict": self.verdict, "ratio": self.ratio, "change_pct": self.change_pct,
                 "interval": [_finite_or_none(v) for v in self.interval], "pairs": self.pairs,
                 "stop_reason": self.stop_reason, "pairs_needed": self.pairs_needed, "noise_pct": self.noise_pct,
-                "tolerance": self.tolerance, "alpha": self.alpha, "better": self.better, "method": METHOD}
+                "tolerance": self.tolerance, "alpha": self.alpha, "better": self.better, "beyond": self.beyond,
+                "method": METHOD}
 
 
 def _finite_or_none(v: float) -> float | None:
@@ -218,6 +220,8 @@ def decide(x: Sequence[float], rule: AbRule, *, out_of_budget: bool = False) -> 
     (`unknown`). `rule.max_pairs` is a budget in pairs that applies as well.
     """
     n = len(x)
+    if not all(math.isfinite(v) for v in x):
+        raise ValueError("A/B decision: a log ratio is not finite; build them with log_ratios(a, b)")
     mean = math.fsum(x) / n if n else 0.0
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in x) / (n - 1)) if n >= 2 else math.nan
     return decide_stats(n, mean, sd, rule, out_of_budget=out_of_budget)
@@ -235,7 +239,8 @@ def decide_stats(n: int, mean: float, sd: float, rule: AbRule, *, out_of_budget:
         ratio = math.exp(mean) if n else None
         interval = (math.exp(mean - h), math.exp(mean + h)) if n and math.isfinite(h) else (0.0, math.inf)
         noise = sd * 100.0 if n >= 2 and math.isfinite(sd) else None
-        return PairDecision(verdict, ratio, interval, n, reason, needed, noise, tol, rule.alpha, rule.better)
+        return PairDecision(verdict, ratio, interval, n, reason, needed, noise, tol, rule.alpha, rule.better,
+                            rule.beyond)
 
     if n < rule.min_pairs:
         if out_of_budget:
@@ -350,6 +355,8 @@ def run_sequence(x: Sequence[float], rule: AbRule) -> PairDecision:
     for i in range(last):
         n = i + 1
         v = float(x[i])           # numpy scalars would make this loop several times slower
+        if not math.isfinite(v):
+            raise ValueError(f"A/B decision: log ratio {i + 1} is {v}; build them with log_ratios(a, b)")
         d = v - mean              # Welford: stable running mean and sum of squares
         mean += d / n
         m2 += d * (v - mean)
