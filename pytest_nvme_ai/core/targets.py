@@ -102,7 +102,9 @@ def validate_target_dir(raw: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise TargetError(f"target {p} is not writable: {why_not_writable(exc)}; fix it or choose another "
                           "directory") from None
-    return p.resolve()
+    resolved = p.resolve()
+    _refuse_fio_special(str(p), resolved)  # a symlink may lead to such a path
+    return resolved
 
 
 def make_labels(paths: list[Path]) -> list[str]:
