@@ -44,6 +44,10 @@ def test_store_display_masks_the_query_password() -> None:
     assert not leaks(shown) and "db.example/h" in shown and "sslmode=require" in shown
 
 
+def test_sqlite_store_display_keeps_its_path() -> None:
+    assert redact("sqlite:////tmp/x/history.sqlite") == "sqlite:////tmp/x/history.sqlite"
+
+
 def test_history_rows_keep_no_password_from_argv() -> None:
     doc = run_doc("r1", 1)
     doc["run"]["argv"] = ["suites/", "--nvme-ai-history", f"postgresql://u:{USER_PW}@h/db",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
-from pytest_nvme_ai.core.redact import redact_text, redact_url
+from pytest_nvme_ai.core.redact import redact_text
 from pytest_nvme_ai.core.results import load_results, results_path
 from pytest_nvme_ai.history.flatten import RunRows, flatten
 
@@ -41,11 +41,12 @@ def normalise_url(raw: str) -> str:
 
 def redact(url: str) -> str:
     """The URL without its password (user info and `?password=`-style query keys), for messages and the
-    terminal. SQLAlchemy's hide_password masks only the user info, so core.redact masks the rest."""
+    terminal. SQLAlchemy's hide_password masks only the user info, so core.redact masks the query."""
     try:
         import sqlalchemy as sa
 
-        return redact_url(sa.engine.make_url(url).render_as_string(hide_password=True))
+        # redact_text, not redact_url: urlunsplit would turn sqlite:////abs/path into sqlite://abs/path
+        return redact_text(sa.engine.make_url(url).render_as_string(hide_password=True))
     except Exception:  # noqa: BLE001 - a URL we cannot parse is shown without anything after '@'
         return redact_text(url.split("@")[-1])
 
