@@ -68,7 +68,7 @@ def parse_remote(spec: str) -> RemoteTarget:
     # on Linux that is '/dev', so collapse them before the checks below.
     directory = "/" + posixpath.normpath(directory).lstrip("/")
     if directory == "/":
-        raise ValueError(f"directory '/' in {spec!r}: give a directory on the drive under test, not '/'")
+        raise ValueError(f"directory '/' in {spec!r}: give an absolute directory on the drive under test, not '/' itself")
     if directory == "/dev" or directory.startswith("/dev/"):
         raise ValueError(f"{directory!r} is under /dev: pytest-nvme-ai only reads files on a filesystem")
     return RemoteTarget(name, port, directory)
