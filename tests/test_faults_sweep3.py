@@ -119,7 +119,7 @@ def locked_store(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]
 def test_locked_sqlite_store_says_it_waits_then_what_to_do(locked_store: tuple, monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     from pytest_nvme_ai.history import HistoryError, open_store
-    from pytest_nvme_ai.history import store as store_mod
+    from pytest_nvme_ai.history import engine as store_mod
 
     db, start, _ = locked_store
     monkeypatch.setattr(store_mod, "SQLITE_BUSY_TIMEOUT_S", 2)
@@ -139,7 +139,7 @@ def test_locked_sqlite_store_says_it_waits_then_what_to_do(locked_store: tuple, 
 def test_a_lock_released_during_the_wait_opens_the_store(locked_store: tuple, monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
     from pytest_nvme_ai.history import open_store
-    from pytest_nvme_ai.history import store as store_mod
+    from pytest_nvme_ai.history import engine as store_mod
 
     db, start, _ = locked_store
     monkeypatch.setattr(store_mod, "SQLITE_BUSY_TIMEOUT_S", 30)

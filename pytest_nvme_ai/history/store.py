@@ -9,7 +9,6 @@ busy timeout; PostgreSQL: row-level, distinct primary keys).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,37 +17,11 @@ from typing import Any
 from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
 from pytest_nvme_ai.core.redact import redact_text
 from pytest_nvme_ai.core.results import load_results, results_path
+from pytest_nvme_ai.history.engine import (HistoryError, ensure_waiting, make_engine, normalise_url,
+                                           redact)
 from pytest_nvme_ai.history.flatten import RunRows, flatten
 
-SQLITE_BUSY_TIMEOUT_S = 120   # a second session waits for the first one's append instead of failing
-SQLITE_QUIET_WAIT_S = 2.0     # a lock held longer than this is announced before the long wait
 _PG_LOCK_ID = 0x6E766D65      # "nvme": the advisory lock that serialises schema creation across a fleet
-
-
-class HistoryError(Exception):
-    """The store cannot be used; the message says what to do."""
-
-
-def normalise_url(raw: str) -> str:
-    """A path means an SQLite file; postgresql:// gets the psycopg (3) driver, which is what we install."""
-    s = str(raw).strip()
-    if "://" not in s:
-        return "sqlite:///" + str(Path(s).expanduser().resolve())
-    if s.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + s.split("://", 1)[1]
-    return s
-
-
-def redact(url: str) -> str:
-    """The URL without its password (user info and `?password=`-style query keys), for messages and the
-    terminal. SQLAlchemy's hide_password masks only the user info, so core.redact masks the query."""
-    try:
-        import sqlalchemy as sa
-
-        # redact_text, not redact_url: urlunsplit would turn sqlite:////abs/path into sqlite://abs/path
-        return redact_text(sa.engine.make_url(url).render_as_string(hide_password=True))
-    except Exception:  # noqa: BLE001 - a URL we cannot parse is shown without anything after '@'
-        return redact_text(url.split("@")[-1])
 
 
 @dataclass(frozen=True)
@@ -74,42 +47,6 @@ class MetricRow:
     unit: str | None
     fingerprint: str
     runner: str
-
-
-def _make_engine(url: str, busy_s: list[float] | None = None) -> Any:
-    """An engine for `url`. SQLite: each new connection waits up to busy_s[0] seconds for another writer's
-    lock (a list, so open_store can first try briefly and then say that it waits)."""
-    import sqlalchemy as sa
-
-    if url.startswith("sqlite"):
-        busy = busy_s if busy_s is not None else [float(SQLITE_BUSY_TIMEOUT_S)]
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-
-        @sa.event.listens_for(engine, "do_connect")
-        def _timeout(_dialect: Any, _rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-            cparams["timeout"] = busy[0]
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # pysqlite's own transaction handling starts transactions late and DEFERRED, which turns two
-            # concurrent writers into "database is locked"; take control and BEGIN IMMEDIATE ourselves.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy[0] * 1000)}")
-            cur.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    try:
-        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}
-                                if url.startswith("postgresql") else {})
-    except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise HistoryError(f"history store URL {redact(url)!r} cannot be used: {exc}; "
-                           "use a path (SQLite) or postgresql://user@host/dbname") from None
 
 
 class Store:
@@ -340,7 +277,6 @@ def open_store(raw_url: str, *, create: bool = True, notify: Callable[[str], Non
     `notify` (default: a line on stderr) hears when the store is locked and opening has to wait."""
     import sqlalchemy as sa
 
-    notify = notify or _stderr
     url = normalise_url(raw_url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -350,10 +286,9 @@ def open_store(raw_url: str, *, create: bool = True, notify: Callable[[str], Non
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HistoryError(f"cannot create the directory of the history store {path}: {exc}") from None
-    busy = [SQLITE_QUIET_WAIT_S]
-    engine = _make_engine(url, busy)
+    engine, busy = make_engine(url)
     try:
-        _ensure_schema_waiting(engine, url, busy, notify)
+        ensure_waiting(engine, url, busy, notify, _ensure_schema)
     except HistoryError:
         engine.dispose()
         raise
@@ -363,47 +298,8 @@ def open_store(raw_url: str, *, create: bool = True, notify: Callable[[str], Non
         first = redact_text((str(cause).strip().splitlines() or [""])[0])  # drivers may quote the URL
         raise HistoryError(f"history store {redact(url)} is not reachable or not usable: "
                            f"{type(cause).__name__}: {first}") from None
-    busy[0] = float(SQLITE_BUSY_TIMEOUT_S)   # appends wait the full time for another session's append
+    busy.wait_full()   # appends wait the full time for another session's append
     return Store(engine, url)
-
-
-def _is_locked(exc: BaseException) -> bool:
-    return "database is locked" in str(getattr(exc, "orig", None) or exc)
-
-
-def _ensure_schema_waiting(engine: Any, url: str, busy: list[float], notify: Callable[[str], None]) -> None:
-    """_ensure_schema; an SQLite store another process keeps locked is announced (what, how long) and
-    waited for up to SQLITE_BUSY_TIMEOUT_S, then refused with what to do."""
-    import sqlalchemy as sa
-
-    if engine.dialect.name != "sqlite":
-        _ensure_schema(engine)
-        return
-    try:
-        _ensure_schema(engine)
-        return
-    except sa.exc.OperationalError as exc:
-        if not _is_locked(exc):
-            raise
-    where = redact(url)
-    notify(f"pytest-nvme-ai: the history store {where} is locked by another process (another session "
-           f"appending its run, or a program holding a write transaction open, e.g. an sqlite3 shell); "
-           f"waiting up to {SQLITE_BUSY_TIMEOUT_S} s for it")
-    busy[0] = float(SQLITE_BUSY_TIMEOUT_S)
-    try:
-        _ensure_schema(engine)
-    except sa.exc.OperationalError as exc:
-        if not _is_locked(exc):
-            raise
-        raise HistoryError(
-            f"history store {where} stayed locked for {SQLITE_BUSY_TIMEOUT_S + SQLITE_QUIET_WAIT_S:g} s: another "
-            f"process holds a write transaction on it (find it with `fuser {where.removeprefix('sqlite:///')}`). "
-            f"Close that program and retry, or run without the history (--nvme-ai-history none) and import "
-            f"results.json later with `nvme-ai history import`") from None
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _ensure_schema(engine: Any) -> None:
