@@ -55,3 +55,50 @@ def test_descendants_lists_a_child_of_this_process() -> None:
     finally:
         procutil.stop(p, grace_s=0)
     assert p.poll() is not None
+
+
+# A child whose grandchild (own session, as fio's job processes) inherits the output pipe; the child
+# writes the grandchild's pid, then waits for a SIGKILL from outside.
+ORPHANING = r"""
+import subprocess, sys, time
+g = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+open(sys.argv[1], "w").write(str(g.pid))
+print("child ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_killed_child_whose_orphan_holds_the_pipe_returns_within_seconds(tmp_path: Path) -> None:
+    """kill -9 of fio: its setsid()'d job process keeps stdout open; run() must not wait for the timeout."""
+    import signal
+    import threading
+
+    pidfile = tmp_path / "grandchild.pid"
+    proc = procutil.start([sys.executable, "-c", ORPHANING, str(pidfile)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+    def kill_child() -> None:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)   # someone else's kill -9
+
+    threading.Thread(target=kill_child, daemon=True).start()
+    t0 = time.monotonic()
+    out, _ = procutil.finish(proc, timeout=300)
+    assert time.monotonic() - t0 < 30, "waited for the orphan instead of ending"
+    assert proc.returncode == -signal.SIGKILL and "child ready" in out
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(grandchild), "the orphan holding the pipe was left running"
+
+
+def test_pipe_holders_names_a_process_sharing_the_pipe() -> None:
+    p = procutil.start([sys.executable, "-c", "import time; time.sleep(30)"], stdout=subprocess.PIPE)
+    try:
+        assert p.pid in [pid for pid, _ in procutil.pipe_holders(p)]
+    finally:
+        procutil.stop(p, grace_s=0)

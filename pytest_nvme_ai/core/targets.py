@@ -22,6 +22,39 @@ class TargetError(Exception):
     pass
 
 
+# What fio reads into a value of its own (job file and command line alike; fio 3.33, tried by hand):
+# a line break starts a new option; ';' and '#' start a comment anywhere in a value (the rest is
+# dropped, so `/mnt/a;b/.nvme-ai-x/f` names `/mnt/a`); '$' starts `${VAR}` (environment) or a reserved
+# keyword ($pagesize, $mb_memory, $ncpus). fio documents an escape only for ':' in filename= ('\\:');
+# none for these, so a path holding one is refused. fio also strips a value's leading/trailing blanks.
+_FIO_SPECIAL = re.compile(r"[\x00-\x1f\x7f;#$]")
+
+
+def fio_unsafe_reason(value: str) -> str | None:
+    """Why fio would not read `value` as written (None when it would). Every value written into a fio
+    job file or argv obeys this, and configure checks target paths with it, since fio runs on each."""
+    m = _FIO_SPECIAL.search(value)
+    if m is not None:
+        ch = m.group()
+        what = {";": "';' (fio drops the rest as a comment)", "#": "'#' (fio drops the rest as a comment)",
+                "$": "'$' (fio expands ${VAR} and $keywords, with no escape)"}.get(
+            ch, f"the control character {ch!r} (a line break starts another fio option)")
+        return f"contains {what}"
+    if value != value.strip():
+        return "starts or ends with white space (fio strips it)"
+    return None
+
+
+def _refuse_fio_special(given: str, resolved: Path) -> None:
+    for path in dict.fromkeys((given, str(resolved))):
+        why = fio_unsafe_reason(path)
+        if why is not None and why.startswith("contains"):  # blanks at the ends are no harm inside a path
+            raise TargetError(f"target {path!r} {why}: fio, which measures every target, would read another "
+                              f"path and could write outside the target. Rename the directory (or mount the "
+                              f"drive elsewhere) so its path has no line breaks, control characters, ';', '#' "
+                              f"or '$', and pass that")
+
+
 @dataclass(frozen=True)
 class Target:
     path: Path          # the directory the user gave (resolved)
@@ -54,6 +87,7 @@ class Target:
 def validate_target_dir(raw: str | os.PathLike[str]) -> Path:
     """Check a user-given target; raise TargetError saying what to do."""
     p = Path(raw).expanduser()
+    _refuse_fio_special(str(p), p)
     if is_block_device(p):
         raise TargetError(
             f"{p} is a block device. pytest-nvme-ai never writes to raw devices: mount a filesystem on it "
@@ -68,7 +102,9 @@ def validate_target_dir(raw: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise TargetError(f"target {p} is not writable: {why_not_writable(exc)}; fix it or choose another "
                           "directory") from None
-    return p.resolve()
+    resolved = p.resolve()
+    _refuse_fio_special(str(p), resolved)  # a symlink may lead to such a path
+    return resolved
 
 
 def make_labels(paths: list[Path]) -> list[str]:

@@ -18,11 +18,14 @@ a message and never overwritten.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from pytest_nvme_ai.core.catalog import domain_of
 from pytest_nvme_ai.core.fsutil import atomic_write_json
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.gate.window import SessionPoint
@@ -136,6 +139,19 @@ def _entry_v2(key: str, e: Mapping[str, Any]) -> BaselineEntry:
     return BaselineEntry(key, str(e.get("nodeid", key)), dict(e.get("params") or {}), e.get("profile"), sessions)
 
 
+def _check_domains(entry: BaselineEntry) -> None:
+    """A sample no measurement can give (a negative bandwidth, a latency below 0, an overlap above 1)
+    was typed into the file: comparing against it would switch the gate off without a word."""
+    for session in entry.sessions:
+        for name, m in session.metrics.items():
+            lo, hi = domain_of(name, m.unit)
+            bad = next((x for x in m.samples if not lo <= x <= hi), None)
+            if bad is not None:
+                span = f"at least {lo:g}" if hi == float("inf") else f"between {lo:g} and {hi:g}"
+                raise ValueError(f"entry {entry.key!r}, session {session.run_id or '?'}: metric {name!r} has the "
+                                 f"sample {bad:g} {m.unit}, but a {m.unit} value of {name} is {span}")
+
+
 def _parse(path: Path, raw: Any) -> BaselineFile:
     if not isinstance(raw, dict):
         raise _corrupt(path, "top level is not an object")
@@ -153,6 +169,8 @@ def _parse(path: Path, raw: Any) -> BaselineFile:
     reader = _entry_v1 if version == 1 else _entry_v2
     try:
         entries = {str(k): reader(str(k), e) for k, e in raw["entries"].items()}
+        for entry in entries.values():
+            _check_domains(entry)
         return BaselineFile(path, str(raw["name"]), dict(raw.get("fingerprint") or {}), entries, version,
                             raw.get("updated"), raw.get("created"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -247,6 +265,13 @@ def append_session(entry: BaselineEntry | None, new: NewSession, session: Sessio
     return BaselineEntry(new.key, new.nodeid, dict(new.params), session.profile, sessions)
 
 
+def _mode_of(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
 def save_sessions(path: Path, *, name: str, fingerprint: Mapping[str, Any], sessions: Sequence[NewSession],
                   run: Mapping[str, Any], environment: Mapping[str, Any] | None = None,
                   window: int = DEFAULT_WINDOW, source: str = "save") -> Path:
@@ -268,7 +293,10 @@ def save_sessions(path: Path, *, name: str, fingerprint: Mapping[str, Any], sess
             for new in sessions:
                 s = _session_of(new, run=run, environment=environment, fingerprint=fingerprint, source=source)
                 entries[new.key] = append_session(entries.get(new.key), new, s, window)
+            mode = _mode_of(path)
             atomic_write_json(path, _file_json(current, name, fingerprint, entries))
+            if mode is not None:  # the rename made a new file: keep the mode the user gave the old one
+                os.chmod(path, mode)
     except Timeout:
         raise BaselineError(f"could not lock {path} within {LOCK_TIMEOUT_S}s: another session is saving; retry") from None
     return path

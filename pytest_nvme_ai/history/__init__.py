@@ -8,15 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_nvme_ai.history.store import Store
 
 __all__ = ["HistoryError", "open_store"]
 
 
-def open_store(raw_url: str, *, create: bool = True) -> Store:
+def open_store(raw_url: str, *, create: bool = True, notify: Callable[[str], None] | None = None) -> Store:
     from pytest_nvme_ai.history.store import open_store as _open
 
-    return _open(raw_url, create=create)
+    return _open(raw_url, create=create, notify=notify)
 
 
 def __getattr__(name: str) -> Any:

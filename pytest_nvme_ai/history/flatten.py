@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from pytest_nvme_ai.core.redact import redact_argv
+
 INTERRUPTED_EXIT = 2   # pytest.ExitCode.INTERRUPTED (Ctrl-C, SIGTERM): such a run must never look complete
 
 
@@ -104,7 +106,7 @@ def flatten(data: Mapping[str, Any], *, source: str | None = None) -> RunRows:
         "commit_dirty": bool(commit["dirty"]) if "dirty" in commit else None,
         "kernel": env.get("kernel"), "plugin_version": run.get("plugin_version"),
         "versions_json": _dumps(versions), "environment_json": _dumps(env),
-        "argv_json": _dumps(_list(run.get("argv"))), "source": source,
+        "argv_json": _dumps(redact_argv(_list(run.get("argv")))), "source": source,
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
     }
     target_rows: list[dict[str, Any]] = []

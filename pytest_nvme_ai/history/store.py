@@ -9,41 +9,19 @@ busy timeout; PostgreSQL: row-level, distinct primary keys).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
+from pytest_nvme_ai.core.redact import redact_text
 from pytest_nvme_ai.core.results import load_results, results_path
+from pytest_nvme_ai.history.engine import (HistoryError, ensure_waiting, make_engine, normalise_url,
+                                           redact)
 from pytest_nvme_ai.history.flatten import RunRows, flatten
 
-SQLITE_BUSY_TIMEOUT_S = 120   # a second session waits for the first one's append instead of failing
 _PG_LOCK_ID = 0x6E766D65      # "nvme": the advisory lock that serialises schema creation across a fleet
-
-
-class HistoryError(Exception):
-    """The store cannot be used; the message says what to do."""
-
-
-def normalise_url(raw: str) -> str:
-    """A path means an SQLite file; postgresql:// gets the psycopg (3) driver, which is what we install."""
-    s = str(raw).strip()
-    if "://" not in s:
-        return "sqlite:///" + str(Path(s).expanduser().resolve())
-    if s.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + s.split("://", 1)[1]
-    return s
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and the terminal."""
-    try:
-        import sqlalchemy as sa
-
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL we cannot parse is shown without anything after '@'
-        return url.split("@")[-1]
 
 
 @dataclass(frozen=True)
@@ -69,35 +47,6 @@ class MetricRow:
     unit: str | None
     fingerprint: str
     runner: str
-
-
-def _make_engine(url: str) -> Any:
-    import sqlalchemy as sa
-
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, poolclass=sa.pool.NullPool)
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # pysqlite's own transaction handling starts transactions late and DEFERRED, which turns two
-            # concurrent writers into "database is locked"; take control and BEGIN IMMEDIATE ourselves.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cur.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    try:
-        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}
-                                if url.startswith("postgresql") else {})
-    except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise HistoryError(f"history store URL {redact(url)!r} cannot be used: {exc}; "
-                           "use a path (SQLite) or postgresql://user@host/dbname") from None
 
 
 class Store:
@@ -323,8 +272,9 @@ def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
         yield items[i:i + n]
 
 
-def open_store(raw_url: str, *, create: bool = True) -> Store:
-    """Connect, refuse a newer schema, create or migrate an older one. Raises HistoryError with what to do."""
+def open_store(raw_url: str, *, create: bool = True, notify: Callable[[str], None] | None = None) -> Store:
+    """Connect, refuse a newer schema, create or migrate an older one. Raises HistoryError with what to do.
+    `notify` (default: a line on stderr) hears when the store is locked and opening has to wait."""
     import sqlalchemy as sa
 
     url = normalise_url(raw_url)
@@ -336,20 +286,20 @@ def open_store(raw_url: str, *, create: bool = True) -> Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HistoryError(f"cannot create the directory of the history store {path}: {exc}") from None
-    engine = _make_engine(url)
-    store = Store(engine, url)
+    engine, busy = make_engine(url)
     try:
-        _ensure_schema(engine)
+        ensure_waiting(engine, url, busy, notify, _ensure_schema)
     except HistoryError:
         engine.dispose()
         raise
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
         cause = getattr(exc, "orig", None) or exc   # the driver's own error says what went wrong
-        first = (str(cause).strip().splitlines() or [""])[0]
+        first = redact_text((str(cause).strip().splitlines() or [""])[0])  # drivers may quote the URL
         raise HistoryError(f"history store {redact(url)} is not reachable or not usable: "
                            f"{type(cause).__name__}: {first}") from None
-    return store
+    busy.wait_full()   # appends wait the full time for another session's append
+    return Store(engine, url)
 
 
 def _ensure_schema(engine: Any) -> None:

@@ -7,10 +7,10 @@ the report lists metrics in. A name defined twice is an error at import, naming 
 """
 from __future__ import annotations
 
-from pytest_nvme_ai.core.catalog.base import Better, MetricSpec
+from pytest_nvme_ai.core.catalog.base import Better, MetricSpec, unit_domain
 from pytest_nvme_ai.core.registry import submodules
 
-__all__ = ["CATALOG", "OWNER", "Better", "MetricSpec"]
+__all__ = ["CATALOG", "OWNER", "Better", "MetricSpec", "domain_of"]
 
 
 def _collect() -> tuple[dict[str, MetricSpec], dict[str, str]]:
@@ -28,3 +28,12 @@ def _collect() -> tuple[dict[str, MetricSpec], dict[str, str]]:
 
 
 CATALOG, OWNER = _collect()   # OWNER: metric name -> the catalog module (concern) that defines it
+
+
+def domain_of(name: str, unit: str) -> tuple[float, float]:
+    """(lowest, highest) value a sample of metric `name` in `unit` can take: the catalog entry's own
+    domain, else its unit's (a custom metric with a known unit gets that unit's)."""
+    spec = CATALOG.get(name)
+    if spec is not None and spec.domain is not None and spec.unit == unit:
+        return spec.domain
+    return unit_domain(unit)

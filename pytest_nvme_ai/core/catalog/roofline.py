@@ -13,12 +13,14 @@ METRICS = {
     "read_bw_vs_fio": MetricSpec("ratio", "higher", False, "I/O utilization of decode: t_io / t_step"),
     "accelerator_utilization": MetricSpec("ratio", "higher", False, "decode: t_compute / t_step (MLPerf's AU)"),
     "overlap": MetricSpec("ratio", "higher", False,
-                          "decode: (t_io + t_compute - t_step) / min(t_io, t_compute), clipped to [0, 1]"),
+                          "decode: (t_io + t_compute - t_step) / min(t_io, t_compute), clipped to [0, 1]",
+                          domain=(0.0, 1.0)),
     "prefill_roofline_throughput": MetricSpec("tokens/s", "higher", False,
                                               "prefill: batch*prompt / max(t_io, t_compute)"),
     "prefill_read_bw_vs_fio": MetricSpec("ratio", "higher", False, "I/O utilization of prefill: t_io / t_step"),
     "prefill_accelerator_utilization": MetricSpec("ratio", "higher", False, "prefill: t_compute / t_step"),
     "prefill_overlap": MetricSpec("ratio", "higher", False, "prefill: share of the shorter bound hidden"),
     "bandwidth_sensitivity": MetricSpec("ratio", "higher", False,
-                                        "decode throughput gain from doubling the read bandwidth (between caps)"),
+                                        "decode throughput gain from doubling the read bandwidth (between caps)",
+                                        domain=(-1.0, float("inf"))),  # a ratio minus 1: lower throughput is < 0
 }

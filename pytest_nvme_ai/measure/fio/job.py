@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pytest_nvme_ai.core.fsutil import is_block_device
+from pytest_nvme_ai.core.targets import fio_unsafe_reason
 from pytest_nvme_ai.core.text import format_size, median, parse_size
 
 
@@ -103,6 +104,10 @@ class FioJob:
     def _validate_filename(self) -> None:
         if self.filename is None:
             return
+        why = fio_unsafe_reason(self.filename)
+        if why is not None:
+            raise ValueError(f"filename={self.filename!r} {why}: fio would read another path; use a directory "
+                             "without line breaks, ';', '#' or '$'")
         if is_block_device(Path(self.filename)) or self.filename.startswith("/dev/"):
             raise ValueError(f"filename={self.filename!r} is a device: pytest-nvme-ai only reads files on a filesystem")
 
@@ -125,7 +130,7 @@ class FioJob:
             ("group_reporting", "1" if self.group_reporting else None),
             ("ss", self.ss), ("ss_dur", _opt_time(self.ss_dur)), ("ss_ramp", _opt_time(self.ss_ramp)),
         ]
-        return [(k, str(v)) for k, v in opts if v is not None]
+        return [(k, fio_value(k, str(v))) for k, v in opts if v is not None]
 
     def to_jobfile(self) -> str:
         lines = [
@@ -148,9 +153,20 @@ class FioJob:
                 "runtime_s": self.runtime, "ramp_time_s": self.ramp_time, "rate": self.rate, "ss": self.ss}
 
 
+def fio_value(key: str, value: str) -> str:
+    """`value` for option `key`, refused (ValueError) where fio would read something else than written:
+    a value that injects an option or expands a variable could make fio write outside the target."""
+    why = fio_unsafe_reason(value)
+    if why is not None:
+        raise ValueError(f"fio option {key}={value!r} {why}: pytest-nvme-ai refuses it rather than let fio "
+                         f"read another path or option; rename the directory (or choose another target)")
+    return value
+
+
 def fio_filename(path: str | None) -> str | None:
-    """fio splits filename= on ':' into a list of files; a ':' in the path is escaped as fio documents, '\\:'."""
-    return path.replace(":", "\\:") if path is not None else None
+    """fio splits filename= on ':' into a list of files; a ':' in the path is escaped as fio documents, '\\:'.
+    Anything else fio would interpret (line breaks, ';', '#', '$') is refused: fio has no escape for it."""
+    return fio_value("filename", path).replace(":", "\\:") if path is not None else None
 
 
 def _opt_time(v: float | None) -> str | None:

@@ -86,7 +86,7 @@ def run_concurrent(jobs: Sequence[FioJob], labels: Sequence[str], workdir: Path,
     text = output.read_text(errors="replace") if output.exists() else out
     if rc != 0:
         tail = "\n".join((err + "\n" + out).strip().splitlines()[-15:])
-        raise FioError(f"fio exited with status {rc} running the concurrent job file {jobfile}\n{tail}")
+        raise FioError(f"fio {procutil.describe_exit(rc)} running the concurrent job file {jobfile}\n{tail}")
     by_name = {r.jobname: r for r in parse_fio_jobs(text, names={j.name for j in jobs})}
     missing = [j.name for j in jobs if j.name not in by_name]
     if missing:

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.core.text import safe_name
-from pytest_nvme_ai.measure.fio.job import FioError, FioJob, FioResult, format_size, parse_fio_jobs
+from pytest_nvme_ai.measure.fio.job import FioError, FioJob, FioResult, fio_value, format_size, parse_fio_jobs
 
 DEFAULT_PORT = 8765
-_HOST_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_DIR_RE = re.compile(r"^/[A-Za-z0-9_./+-]*$")   # no spaces, ':', '%', '$': fio splits or expands those
+# fullmatch, never `$`: `$` also matches before a trailing newline, which would reach the job file.
+_HOST_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_DIR_RE = re.compile(r"/[A-Za-z0-9_./+-]*")   # no spaces, ':', '%', '$', ';', '#': fio splits, expands or cuts those
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def parse_remote(spec: str) -> RemoteTarget:
     if not sep or not host or not directory:
         raise ValueError(f"{spec!r} is not HOST=DIR (e.g. storage01=/mnt/nvme0, or 127.0.0.1,8765=/mnt/nvme0)")
     name, _, port_text = host.partition(",")
-    if not _HOST_RE.match(name):
+    if not _HOST_RE.fullmatch(name):
         raise ValueError(f"host {name!r} in {spec!r} must be a host name or IPv4 address")
     try:
         port = int(port_text) if port_text else DEFAULT_PORT
@@ -59,10 +60,15 @@ def parse_remote(spec: str) -> RemoteTarget:
         raise ValueError(f"port {port_text!r} in {spec!r} is not a number") from None
     if not 0 < port < 65536:
         raise ValueError(f"port {port} in {spec!r} is out of range")
-    directory = posixpath.normpath(directory)
-    if not _DIR_RE.match(directory) or directory == "/":
-        raise ValueError(f"directory {directory!r} in {spec!r} must be an absolute directory on the remote host "
-                         f"(not '/'), without spaces, ':', '%' or '$' (fio would split or expand them)")
+    if not _DIR_RE.fullmatch(directory):
+        raise ValueError(f"directory {directory!r} in {spec!r} must be an absolute directory on the remote host, "
+                         f"of letters, digits and '_ . / + -' only (fio would split, expand or cut anything else: "
+                         f"spaces, ':', '%', '$', ';', '#', line breaks)")
+    # POSIX lets a path start with exactly two slashes and normpath keeps them ('//dev' stays '//dev'):
+    # on Linux that is '/dev', so collapse them before the checks below.
+    directory = "/" + posixpath.normpath(directory).lstrip("/")
+    if directory == "/":
+        raise ValueError(f"directory '/' in {spec!r}: give an absolute directory on the drive under test, not '/' itself")
     if directory == "/dev" or directory.startswith("/dev/"):
         raise ValueError(f"{directory!r} is under /dev: pytest-nvme-ai only reads files on a filesystem")
     return RemoteTarget(name, port, directory)
@@ -79,8 +85,9 @@ def remote_jobfile(remote: RemoteTarget, run_id: str, job: FioJob, size: int, re
     lines += _section(layout)
     for i in range(1, repeat + 1):
         lines += _section(replace(read, name=f"{job.name}-{i}"), stonewall=True)
-    lines += ["[cleanup-files]", "stonewall", f"filename={data}", "ioengine=filedelete", "nrfiles=1",
-              "[cleanup-dir]", "stonewall", "ioengine=exec", "program=/bin/rmdir", f"arguments={private}",
+    lines += ["[cleanup-files]", "stonewall", f"filename={fio_value('filename', data)}", "ioengine=filedelete",
+              "nrfiles=1", "[cleanup-dir]", "stonewall", "ioengine=exec", "program=/bin/rmdir",
+              f"arguments={fio_value('arguments', private)}",
               "runtime=1", "time_based=1", "grace_time=1",
               # fio's exec engine otherwise writes <job>.stdout/.stderr into the server's working
               # directory: outside the private dir, and on a remote host nobody would clean it up.
@@ -107,7 +114,7 @@ def run_remote(remote: RemoteTarget, job: FioJob, run_id: str, size: int, repeat
     text = output.read_text(errors="replace") if output.exists() else out
     if rc != 0:
         tail = "\n".join((err + "\n" + out).strip().splitlines()[-15:])
-        raise FioError(f"fio --client={remote.client_arg} exited with status {rc} (is `fio --server` running "
+        raise FioError(f"fio --client={remote.client_arg} {procutil.describe_exit(rc)} (is `fio --server` running "
                        f"there, and is {remote.directory} writable?) running {jobfile}\n{tail}")
     names = [f"{job.name}-{i}" for i in range(1, repeat + 1)]
     results = parse_fio_jobs(text, names=set(names))

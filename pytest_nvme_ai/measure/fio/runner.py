@@ -35,6 +35,7 @@ __all__ = ["BEST_FIO_BW", "DIRECT_IO_REFUSED", "FIO_BW", "FIO_DATA", "MISSING_RE
            "parse_size", "run_fio"]
 
 MISSING_REASON = "fio not found: apt-get install fio"
+SPACE_MARGIN = 64 << 20   # free space a data file's layout leaves on the target
 
 
 # ---- running fio ----------------------------------------------------------------------------
@@ -95,13 +96,45 @@ def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem
                        f"(raise the limit with --nvme-ai-timeout)") from None
     text = output.read_text(errors="replace") if output.exists() else out
     if rc != 0:
-        raise FioError(f"fio exited with status {rc} running job file {jobfile}\n"
-                       f"--- fio stderr (last lines) ---\n{_tail(err + chr(10) + out)}")
-    result = parse_fio_json(text)
+        full = full_filesystem(output)
+        raise FioError(f"fio {procutil.describe_exit(rc)} running job file {jobfile}{_killed_note(rc)}\n"
+                       + (f"{full}\n" if full else "") + f"--- fio stderr (last lines) ---\n{_tail(err + chr(10) + out)}")
+    result = _parse_output(text, output)
     if result.error:
         raise FioError(f"fio reported error {result.error} ({os.strerror(result.error)}) in job {job.name!r}, "
                        f"job file {jobfile}\n--- fio stderr ---\n{_tail(err)}")
     return result
+
+
+def _killed_note(rc: int) -> str:
+    if rc >= 0:
+        return ""
+    return ("; the suite did not stop it (no timeout, no Ctrl-C): something else killed it, e.g. kill, the OOM "
+            "killer or a CI job's cleanup; its job processes were stopped with it")
+
+
+def _parse_output(text: str, output: Path) -> FioResult:
+    """fio's JSON; when it is cut short, a full file system (fio could not write it all) is named."""
+    try:
+        return parse_fio_json(text)
+    except FioError as exc:
+        full = full_filesystem(output)
+        if full is None:
+            raise
+        raise FioError(f"{exc}\n{full}") from None
+
+
+def full_filesystem(path: Path, low: int = 1 << 20) -> str | None:
+    """A sentence naming the file system of `path` when it is (nearly) full, else None."""
+    try:
+        usage = shutil.disk_usage(path.parent)
+    except OSError:
+        return None
+    if usage.free >= low:
+        return None
+    return (f"the file system holding {path.parent} is full ({usage.free} bytes free of "
+            f"{usage.total / 2**20:.0f} MiB): fio could not write its output there; free space on it or "
+            f"choose another --nvme-ai-report-dir")
 
 
 # Session-cache entries this module writes (core.cache): read them by importing these names.
@@ -294,9 +327,10 @@ class FioRunner:
         import pytest
 
         free = shutil.disk_usage(self.target.workdir).free
-        if free < size + (64 << 20):  # leave room so the measurement does not fill the drive
-            pytest.skip(f"target {self.target.path} has {free / 2**30:.1f} GiB free; the "
-                        f"{self.recorder.profile.name} profile lays out a {size / 2**30:.1f} GiB file")
+        if free < size + SPACE_MARGIN:  # leave room so the measurement does not fill the drive
+            pytest.skip(f"target {self.target.path} has {free / 2**30:.2f} GiB free; the "
+                        f"{self.recorder.profile.name} profile lays out a {size / 2**30:.2f} GiB file plus a "
+                        f"margin of {SPACE_MARGIN >> 20} MiB (needs {(size + SPACE_MARGIN) / 2**30:.2f} GiB)")
 
     def _record(self, job: FioJob, result: FioResult, stems: list[str]) -> None:
         rec = self.recorder
