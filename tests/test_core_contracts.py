@@ -36,6 +36,7 @@ def test_redact_url_userinfo_and_query() -> None:
     assert "s3cr3t" not in out and "sslmode=require" in out and "password=" in out
     assert redact_url("postgresql://runner@db.lab/nvme_ai") == "postgresql://runner@db.lab/nvme_ai"
     assert redact_url("/tmp/history.sqlite") == "/tmp/history.sqlite"
+    assert redact_url("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"       # the empty host's '//' is kept
 
 
 def test_redact_text_and_argv_mask_secrets_inside_sentences_and_options() -> None:

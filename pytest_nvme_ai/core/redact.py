@@ -44,6 +44,8 @@ def redact_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() in SECRET_KEYS for k, _ in pairs):
             query = urlencode([(k, MASK if k.lower() in SECRET_KEYS else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url   # nothing secret: unchanged, byte for byte (urlunsplit would drop the '//' of sqlite:////x)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
