@@ -1,4 +1,5 @@
-"""pytest entry point: options, ini keys, markers and hooks. Thin: the work is in session.py."""
+"""pytest entry point: options, ini keys, markers and hooks. Thin: the work is in run/ (session.py per test,
+finish.py at the end of the run) and gate/ (what a verdict does to a test)."""
 from __future__ import annotations
 
 import signal

@@ -8,7 +8,7 @@ from pytest_nvme_ai.report.fmt import as_map, num
 from pytest_nvme_ai.report.sections.base import Section, SectionBuilder, mcell, param
 from pytest_nvme_ai.report.view import Cell, Table, TestView, status_cell
 
-ORDER = 35
+ORDER = 36   # after drive_speed (35): the page order before the tie was broken by name
 TITLE = "Write side: fio sequential write and checkpoint"
 
 
