@@ -3,6 +3,7 @@ finish.py at the end of the run) and gate/ (what a verdict does to a test)."""
 from __future__ import annotations
 
 import signal
+import threading
 import warnings
 from typing import Any, Generator
 
@@ -156,8 +157,6 @@ class _Hooks:
 def _sigterm_as_interrupt() -> Any:
     """A cancelled CI job gets SIGTERM: treat it as Ctrl-C so results are written and the targets'
     private directories (which can hold a 64 GiB data file) are removed. Main thread only."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
 

@@ -46,8 +46,7 @@ def end_run(s: NvmeAiSession, exitstatus: int) -> None:
         if s.settings.benchmark_json is not None:
             export_benchmark(s.outputs, s.settings.benchmark_json, document)
     finally:
-        s.history.close()
-        s.targets.release()
+        s.release()   # the history store, the targets' private dirs and locks
 
 
 def build_document(s: NvmeAiSession, exitstatus: int) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,10 +95,6 @@ class NvmeAiSession:
         found = [p.message for p in problems if p is not None]
         if found:
             raise pytest.UsageError("pytest-nvme-ai: nothing was measured: " + "; ".join(found))
-
-    @property
-    def run_dir(self) -> Path:
-        return self.outputs.directory()
 
     # ---- per test --------------------------------------------------------------------------
     def marker_kwargs(self, item: pytest.Item) -> dict[str, Any]:
