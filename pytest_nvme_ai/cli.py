@@ -1,7 +1,7 @@
 """`nvme-ai` console script: report / compare / baseline / tune / devices.
 
 Only argument parsing lives here; each subcommand is implemented by the module
-that owns the concern (report/, baseline.py, tune.py, device.py).
+that owns the concern (report/, gate/manage.py, history/cli.py, measure/aio/tune.py, measure/device.py).
 """
 from __future__ import annotations
 

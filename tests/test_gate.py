@@ -1,6 +1,9 @@
 """Unit tests of the verdict logic (pure: no pytest session)."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from pytest_nvme_ai.gate.verdict import compare, describe_fingerprint_change, overall
@@ -97,3 +100,52 @@ def test_test_without_gated_metrics_never_regresses() -> None:
                       tolerance_pct=10, gated=False)
     assert ungated.verdict == "regression"
     assert overall([ungated]) == "pass"
+
+
+def _verdict(*comps: Any) -> Any:
+    from pytest_nvme_ai.gate.policy import GateVerdict
+
+    return GateVerdict(tuple(comps), overall(list(comps)), "b.json")
+
+
+def test_enforce_fails_a_regression_warns_an_improvement_and_strict_fails_incomparable() -> None:
+    """What a verdict does to a test whose body passed (plugin.py only acts on it)."""
+    worse = compare(bw(50, 51, 49), bw(100, 101, 99), tolerance_pct=10)
+    better = compare(bw(200, 201, 199), bw(100, 101, 99), tolerance_pct=10)
+    other = compare(bw(100, 101, 99), bw(100, 101, 99), tolerance_pct=10, incomparable="another drive")
+    act = _verdict(worse, better).enforce(strict=False)
+    assert act.failure is not None and "REGRESSION" in act.failure and "baseline file: b.json" in act.failure
+    assert act.warnings == ()     # a failing test does not also warn about its improvements
+    act = _verdict(better).enforce(strict=True)
+    assert act.failure is None and len(act.warnings) == 1 and act.warnings[0].endswith("--nvme-ai-save-baseline")
+    assert _verdict(other).enforce(strict=False).failure is None
+    strict = _verdict(other, better).enforce(strict=True)
+    assert strict.failure == other.message + " (--nvme-ai-strict)" and len(strict.warnings) == 1
+    props = dict(_verdict(worse).properties())
+    assert props["nvme_ai.bw.verdict"] == "regression" and props["nvme_ai.verdict"] == "regression"
+
+
+def test_final_verdict_is_error_for_a_test_that_failed_without_a_regression() -> None:
+    from pytest_nvme_ai.gate.policy import final_verdict
+
+    assert final_verdict("skipped", "pass") is None
+    assert final_verdict("failed", "pass") == "error" and final_verdict("error", None) == "error"
+    assert final_verdict("failed", "regression") == "regression"
+    assert final_verdict("passed", "improvement") == "improvement"
+
+
+def test_choose_baseline_takes_a_sibling_only_without_an_own_file_or_a_name(tmp_path: Path) -> None:
+    from pytest_nvme_ai.gate import baseline
+    from pytest_nvme_ai.gate.policy import choose_baseline
+
+    fp_old = {"kind": "nvme", "model": "X1", "fs_type": "ext4", "firmware": "1.0"}
+    fp_new = {**fp_old, "firmware": "2.0"}
+    old = tmp_path / "x1-fw1.json"
+    baseline.save_sessions(old, name="x1-fw1", fingerprint=fp_old, run={"id": "r1"},
+                           sessions=[baseline.NewSession("k", "t::k", {}, {"bw": bw(1, 2, 3)})])
+    mine = tmp_path / "x1-fw2.json"
+    chosen = choose_baseline(mine, tmp_path, fp_new, named=False)
+    assert chosen.sibling == str(old) and chosen.file is not None and chosen.own is None
+    assert choose_baseline(mine, tmp_path, fp_new, named=True).file is None   # a name means that file only
+    own = choose_baseline(old, tmp_path, fp_old, named=False)
+    assert own.sibling is None and own.own is not None

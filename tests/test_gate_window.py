@@ -170,7 +170,11 @@ def _test_record(outcome: str, verdict: str | None, methods: dict[str, tuple[str
 def test_saving_keeps_sessions_the_short_window_rule_failed() -> None:
     """While the window is too short to know the drift, a within-session 'regression' is saved (else the window
     keeps only sessions that agreed with the first and learns too small a drift); against a full window it is not."""
-    from pytest_nvme_ai.gate.policy import saveable
+    from pytest_nvme_ai.gate.policy import SaveCandidate
+    from pytest_nvme_ai.gate.policy import saveable as _saveable
+
+    def saveable(test: dict[str, Any], window: int) -> bool:   # a results.json record, as promote reads it
+        return _saveable(SaveCandidate.from_results(test), window)
 
     assert saveable(_test_record("passed", "pass", {"bw": ("pass", "session-window")}, 8), 10)
     assert saveable(_test_record("failed", "regression", {"bw": ("regression", "mann-whitney-u")}), 10)

@@ -2,7 +2,8 @@
 
 A runner writes `recorder.set_extra(KEY, value)` and the report reads `extra.get(KEY)`: both import the
 name from here, grouped by the module that writes it, so renaming a key is one edit and a reader cannot
-drift from its writer. Extras nobody else reads (fio_runs, swap_bytes...) stay plain strings at the writer.
+drift from its writer. Every extra that the report or the terminal summary reads is declared here; extras
+nobody else reads (fio_runs, swap_bytes...) stay plain strings at the writer.
 """
 from __future__ import annotations
 
@@ -29,8 +30,42 @@ class InferenceExtra:
 
     RUN_OUTCOME: Final = "run_outcome"    # ok | oom | timeout | error | not_applicable
     LOG_TAIL: Final = "log_tail"          # the child's last log lines
+    PARAMS: Final = "params"              # inside a pairing test only: the side's own case params (`nvme_params`)
 
     @staticmethod
     def key(prefix: str | None, name: str) -> str:
         """The key of `name` for one side of a pairing test (`nvme_run_outcome`), or `name` alone."""
         return f"{prefix}_{name}" if prefix else name
+
+
+class QualExtra:
+    """Written by measure.fio.runner and suites/test_seq_read.py (qualification rigor, docs/qualification.md);
+    read by the report's qualification panel and the terminal summary."""
+
+    STEADY_STATE: Final = "steady_state"  # {reached, reason, criterion, ...}: SNIA steady state of a point
+    HOST_BOUND: Final = "host_bound"      # {flagged, reason}: the host, not the drive, limited the figure
+    HEALTH: Final = "health"              # {repetitions_throttled, throttle_reason, ...}: temperature/throttling
+    TIMELINE: Final = "timeline"          # [[start, end, bw], ...] per repetition
+    PRECONDITION: Final = "precondition"  # what the sequential fill before the points wrote
+    CONCURRENT: Final = "concurrent"      # per-drive results of the all-targets-at-once run
+
+
+class RooflineExtra:
+    """Written by measure.zero_inference.pairing (the offload roofline) and suites/test_drive_speed.py."""
+
+    ROOFLINE: Final = "roofline"          # bounds.summary(): the roofline of an NVMe-offloaded case
+    DRIVE_SPEED: Final = "drive_speed"    # the drive-speed sweep's summary, or {skipped: reason}
+
+
+class WriteExtra:
+    """Written by suites/test_write.py's checkpoint test."""
+
+    CHECKPOINT_BYTES: Final = "checkpoint_bytes"  # bytes written per checkpoint
+    READBACK_METHOD: Final = "readback_method"    # O_DIRECT, or fadvise DONTNEED where O_DIRECT is refused
+
+
+class TrainingExtra(InferenceExtra):
+    """Written by measure.zero_infinity.runner: a run's keys as for inference (same strings, same `cpu_`/`nvme_`
+    prefixes in a pairing test), plus the loss curve."""
+
+    LOSS_CURVE: Final = "loss_curve"      # the loss per step

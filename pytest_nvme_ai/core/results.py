@@ -6,8 +6,9 @@ prints it and exits 2); a file newer than this version is refused rather than ha
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Mapping, get_args
 
 from pytest_nvme_ai.core.schema import SCHEMA_VERSION
 
@@ -46,3 +47,30 @@ def load_results(raw: str | Path) -> dict[str, Any]:
     check_schema(data, p)
     result: dict[str, Any] = data
     return result
+
+
+# A test's (and a comparison's) verdict, as results.json stores it; None in the file means not gated
+# (skipped, interrupted, or nothing measured). "error": the test failed or errored without a regression.
+Verdict = Literal["pass", "regression", "improvement", "new", "incomparable", "error"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+
+
+@dataclass(frozen=True)
+class SuiteTest:
+    """A suite's test function, named by its declared suite (TestRecord.suite, results.json `suite`) and its
+    function name: how the report recognises a particular test without matching node-id substrings."""
+
+    suite: str
+    function: str
+
+    @classmethod
+    def of(cls, test: Mapping[str, Any]) -> "SuiteTest":
+        """The suite test of a results.json test record (the function is the key's last `::` part,
+        without its parameters)."""
+        key = str(test.get("key") or test.get("nodeid") or "")
+        return cls(str(test.get("suite") or ""), key.split("[", 1)[0].rsplit("::", 1)[-1])
+
+
+SEQ_READ_CONCURRENT = SuiteTest("seq_read", "test_seq_read_concurrent")   # suites/test_seq_read.py
+SEQ_READ_REMOTE = SuiteTest("seq_read", "test_seq_read_remote")
+WRITE_CHECKPOINT = SuiteTest("write", "test_checkpoint")                      # suites/test_write.py

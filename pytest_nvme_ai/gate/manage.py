@@ -10,7 +10,7 @@ from pytest_nvme_ai.core.results import load_results
 from pytest_nvme_ai.core.names import check_name, path_in
 from pytest_nvme_ai.core.text import device_slug
 from pytest_nvme_ai.gate import baseline
-from pytest_nvme_ai.gate.policy import saveable
+from pytest_nvme_ai.gate.policy import SaveCandidate, saveable
 from pytest_nvme_ai.gate.window import MIN_SESSIONS, stats
 
 
@@ -24,7 +24,7 @@ def promote(results: Path, baseline_dir: Path, name: str | None = None, include_
     written: list[tuple[Path, int]] = []
     by_label: dict[str, list[baseline.NewSession]] = {}
     for t in data.get("tests", []):
-        ok = saveable(t, window) or (include_failed and t.get("verdict") in ("regression", "improvement"))
+        ok = saveable(SaveCandidate.from_results(t), window) or (include_failed and t.get("verdict") in ("regression", "improvement"))
         if ok and t.get("metrics") and t.get("target_label") in targets:
             by_label.setdefault(t["target_label"], []).append(baseline.new_session_from_record(t))
     if not by_label:

@@ -1,6 +1,9 @@
-"""The whole gate decision for one test: which metrics are gated, which tolerance applies, whether the
-baseline is comparable at all, and the verdict. The session hands over the test's measured data and
-its baseline file, and gets a `GateVerdict` back; nothing of this policy lives in run/ or plugin.py.
+"""The whole gate decision: which baseline a target is gated against (its own, else a sibling drive's),
+which metrics are gated, which tolerance applies, whether the baseline is comparable at all, the verdict,
+what fails the test (a regression; an incomparable baseline under --nvme-ai-strict) and what only warns
+(an improvement), the "error" verdict of a test that failed otherwise, and which sessions a
+--nvme-ai-save-baseline keeps. The session hands over plain data and acts on what comes back; nothing of
+this policy lives in run/ or plugin.py.
 
 Precedence of the tolerance (percent everywhere): the marker's metric_tolerance={name: PCT} for that
 metric > the marker's tolerance=PCT > the run's --nvme-ai-tolerance (CLI > env > ini > 10).
@@ -10,10 +13,12 @@ flag (the catalog's default: tails and byte counts are report-only).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_nvme_ai.core.metrics import Metric
-from pytest_nvme_ai.gate.baseline import BaselineEntry, BaselineFile
+from pytest_nvme_ai.core.results import Verdict
+from pytest_nvme_ai.gate.baseline import BaselineEntry, BaselineFile, find_sibling, load
 from pytest_nvme_ai.gate.verdict import Comparison, compare, describe_fingerprint_change, overall
 from pytest_nvme_ai.gate.window import MIN_SESSIONS, stats
 
@@ -80,7 +85,7 @@ class GateSubject:
 @dataclass(frozen=True)
 class GateVerdict:
     comparisons: tuple[Comparison, ...]
-    verdict: str | None
+    verdict: Verdict | None
     baseline_file: str | None
 
     @property
@@ -100,6 +105,70 @@ class GateVerdict:
         if not self.regressions:
             return None
         return "\n".join(c.message for c in self.regressions) + f"\nbaseline file: {self.baseline_file}"
+
+    def enforce(self, *, strict: bool) -> "GateAction":
+        """What the verdict does to the test: a regression fails it; otherwise each improvement warns
+        (the baseline is stale) and, with --nvme-ai-strict, an incomparable baseline fails it."""
+        failure = self.failure()
+        if failure:
+            return GateAction(failure, ())
+        warnings = tuple(c.message + " — refresh the baseline with --nvme-ai-save-baseline" for c in self.improvements)
+        if strict and self.incomparable:
+            return GateAction(self.incomparable[0].message + " (--nvme-ai-strict)", warnings)
+        return GateAction(None, warnings)
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """The JUnit XML properties of the test (`nvme_ai.<metric>`, its verdict, its minimum detectable change)."""
+        out: list[tuple[str, Any]] = []
+        for c in self.comparisons:
+            out.append((f"nvme_ai.{c.metric}", c.now))
+            out.append((f"nvme_ai.{c.metric}.verdict", c.verdict))
+            if c.min_detectable_change is not None:
+                out.append((f"nvme_ai.{c.metric}.min_detectable_change_pct", round(c.min_detectable_change, 2)))
+        if self.verdict:
+            out.append(("nvme_ai.verdict", self.verdict))
+        return out
+
+
+@dataclass(frozen=True)
+class GateAction:
+    """What the gate does to a test whose body passed: fail it with `failure`, after warning `warnings`."""
+
+    failure: str | None
+    warnings: tuple[str, ...]
+
+
+def final_verdict(outcome: str, verdict: Verdict | None) -> Verdict | None:
+    """The test's verdict once pytest has its outcome: none for a skipped test; "error" for one that failed
+    or errored for another reason than a regression (its figures, if any, were not what failed it)."""
+    if outcome == "skipped":
+        return None
+    if outcome in ("failed", "error") and verdict != "regression":
+        return "error"
+    return verdict
+
+
+@dataclass(frozen=True)
+class BaselineChoice:
+    """The baseline a target is gated against: its own file, else a sibling's (`sibling` says whose)."""
+
+    file: BaselineFile | None
+    sibling: str | None = None      # path of a sibling drive's baseline used in place of the own one
+
+    @property
+    def own(self) -> BaselineFile | None:
+        return self.file if self.sibling is None else None
+
+
+def choose_baseline(path: Path, baseline_dir: Path, fingerprint: Mapping[str, Any], *, named: bool) -> BaselineChoice:
+    """The file at `path`; when there is none and no name was given, a baseline of the same drive model with
+    other firmware or PCIe link, so that the change shows as 'incomparable' ('error' with --nvme-ai-strict)
+    instead of silently starting over as 'new'. Raises baseline.BaselineError on a file it cannot read."""
+    own = load(path)
+    if own is not None or named:
+        return BaselineChoice(own)
+    sibling = find_sibling(baseline_dir, fingerprint)
+    return BaselineChoice(sibling, str(sibling.path)) if sibling is not None else BaselineChoice(None)
 
 
 # Params that a run records only when they differ from their default, so that older baselines (which never
@@ -173,8 +242,41 @@ def window_warnings(bfile: BaselineFile, tolerance_pct: float, window: int) -> l
     return lines
 
 
-def saveable(test: Mapping[str, Any], window: int) -> bool:
-    """Whether `--nvme-ai-save-baseline` adds this test's session (a results.json test record) to its window.
+@dataclass(frozen=True)
+class SavedCheck:
+    """What `saveable` needs of one metric's comparison."""
+
+    gated: bool
+    verdict: str
+    method: str
+    window_sessions: int
+
+
+@dataclass(frozen=True)
+class SaveCandidate:
+    """What `saveable` needs of a test: its pytest outcome, its verdict and its comparisons."""
+
+    outcome: str
+    verdict: str | None
+    checks: tuple[SavedCheck, ...]
+
+    @classmethod
+    def of(cls, outcome: str, verdict: str | None, comparisons: Iterable[Comparison]) -> "SaveCandidate":
+        """From the live comparisons of a test of this run."""
+        return cls(outcome, verdict, tuple(SavedCheck(c.gated, c.verdict, c.method, c.window_sessions)
+                                           for c in comparisons))
+
+    @classmethod
+    def from_results(cls, test: Mapping[str, Any]) -> "SaveCandidate":
+        """From a results.json test record (`nvme-ai baseline promote`)."""
+        comps: Sequence[Any] = list(((test.get("baseline") or {}).get("metrics") or {}).values())
+        return cls(str(test.get("outcome") or ""), test.get("verdict"),
+                   tuple(SavedCheck(bool(c.get("gated")), str(c.get("verdict") or ""), str(c.get("method") or ""),
+                                    int(c.get("window_sessions") or 0)) for c in comps))
+
+
+def saveable(test: SaveCandidate, window: int) -> bool:
+    """Whether `--nvme-ai-save-baseline` adds this test's session to its window.
 
     A passing test is saved. So is a test whose only failure is a regression that the within-session rule
     found while its window was still too short to know the drift (every regressed gated comparison had
@@ -186,11 +288,11 @@ def saveable(test: Mapping[str, Any], window: int) -> bool:
     change and is not saved; nor is any regression when the configured window (`window`) can never reach
     MIN_SESSIONS, since the session-window rule would never take over. `nvme-ai baseline promote
     --include-failed` adds such a session after review."""
-    if test.get("outcome") == "passed":
+    if test.outcome == "passed":
         return True
-    if test.get("verdict") != "regression" or window < MIN_SESSIONS:
+    if test.verdict != "regression" or window < MIN_SESSIONS:
         return False
-    gated = [c for c in ((test.get("baseline") or {}).get("metrics") or {}).values() if c.get("gated")]
-    regressed = [c for c in gated if c.get("verdict") == "regression"]
-    return (bool(regressed) and not any(c.get("method") == "session-window" for c in gated)
-            and all(int(c.get("window_sessions") or 0) < MIN_SESSIONS for c in regressed))
+    gated = [c for c in test.checks if c.gated]
+    regressed = [c for c in gated if c.verdict == "regression"]
+    return (bool(regressed) and not any(c.method == "session-window" for c in gated)
+            and all(c.window_sessions < MIN_SESSIONS for c in regressed))

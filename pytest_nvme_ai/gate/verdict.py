@@ -24,6 +24,7 @@ from math import comb
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from pytest_nvme_ai.core.metrics import Metric, format_value
+from pytest_nvme_ai.core.results import Verdict
 from pytest_nvme_ai.gate import window
 from pytest_nvme_ai.gate.window import SessionPoint
 
@@ -40,7 +41,7 @@ class Comparison:
     now: float
     delta: float | None        # relative change (now - baseline) / baseline, a fraction
     tolerance: float           # percent, e.g. 10.0 for ±10% (the unit of --nvme-ai-tolerance)
-    verdict: str
+    verdict: Verdict
     p_value: float | None
     method: str                # session-window | mann-whitney-u | tolerance-only | none
     gated: bool
@@ -83,7 +84,7 @@ def _day(ts: str | None) -> str:
     return (ts or "?")[:16].replace("T", " ")
 
 
-def _head(verdict: str, beyond: bool) -> str:
+def _head(verdict: Verdict, beyond: bool) -> str:
     if verdict == "pass" and beyond:
         return "beyond tolerance but not significant"
     return {"regression": "REGRESSION", "improvement": "improvement", "pass": "within noise"}[verdict]
@@ -99,7 +100,7 @@ def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bo
     pts = list(sessions or [])
     k = None if sessions is None else len(pts)
 
-    def mk(verdict: str, message: str, *, baseline: float | None = None, delta: float | None = None,
+    def mk(verdict: Verdict, message: str, *, baseline: float | None = None, delta: float | None = None,
            p: float | None = None, method: str = "none", n_base: int = 0, **extra: Any) -> Comparison:
         return Comparison(now.name, now.unit, now.better, baseline, now.value, delta, tol, verdict, p, method,
                           gated, message, n_base, now.n, window_sessions=len(pts), **extra)
@@ -117,7 +118,7 @@ def compare(now: Metric, base: Metric | None, *, tolerance_pct: float, gated: bo
     if w is not None:
         return _window_verdict(now, w, tol, mk)
     if base.value == 0:
-        verdict = "pass" if now.value == 0 else "incomparable"
+        verdict: Verdict = "pass" if now.value == 0 else "incomparable"
         return mk(verdict, f"{now.name}: baseline is 0, relative change undefined", baseline=0.0, n_base=base.n)
     return _within_session_verdict(now, base, tol, alpha, k, mk)
 
@@ -146,7 +147,7 @@ def _within_session_verdict(now: Metric, base: Metric, tol: float, alpha: float,
     else:
         short = (f"; window too short to know the drift between sessions ({k} of {window.MIN_SESSIONS} sessions): "
                  f"compared with the latest session's samples only; save more sessions with --nvme-ai-save-baseline")
-    verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
+    verdict: Verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
     message = (
         f"{now.name} {_head(verdict, beyond)}: baseline {format_value(base.value, base.unit)}, "
         f"now {format_value(now.value, now.unit)}, delta {delta * 100:+.1f}% ({'worse' if worse else 'better'}; "
@@ -161,7 +162,7 @@ def _window_verdict(now: Metric, w: window.WindowStats, tol: float, mk: Callable
     beyond = abs(delta) * 100.0 > tol
     distance = window.outside(now.value, w)
     significant = abs(distance) > 1.0
-    verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
+    verdict: Verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
     limit = w.limit_pct(now.better)
     mdc = w.mdc_pct(now.better, tol)
     evidence = (f"session-window rule: {'outside' if significant else 'inside'} the window's one-sided "
@@ -180,7 +181,7 @@ def _window_verdict(now: Metric, w: window.WindowStats, tol: float, mk: Callable
               min_detectable_change=mdc, blind=w.blind_to(now.better, tol))
 
 
-def overall(comparisons: list[Comparison]) -> str | None:
+def overall(comparisons: list[Comparison]) -> Verdict | None:
     """One verdict per test from its gated metrics. A test with no gated metric cannot regress:
     it is 'new', 'incomparable' or 'pass' from what its report-only metrics show."""
     if not comparisons:

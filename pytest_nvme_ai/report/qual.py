@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from pytest_nvme_ai.core.extras import QualExtra
+from pytest_nvme_ai.core.results import SEQ_READ_CONCURRENT, SEQ_READ_REMOTE, SuiteTest
 from pytest_nvme_ai.core.text import size_or_none
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_size, num
@@ -21,11 +23,11 @@ def extra(v: TestView) -> Mapping[str, Any]:
 
 
 def is_concurrent(v: TestView) -> bool:
-    return "::test_seq_read_concurrent" in v.nodeid
+    return SuiteTest.of(v.raw) == SEQ_READ_CONCURRENT
 
 
 def is_remote(v: TestView) -> bool:
-    return "::test_seq_read_remote" in v.nodeid
+    return SuiteTest.of(v.raw) == SEQ_READ_REMOTE
 
 
 def split(views: list[TestView]) -> tuple[list[TestView], list[TestView], list[TestView]]:
@@ -46,7 +48,7 @@ def point_text(v: TestView) -> str:
 
 # ---- steady state and flags --------------------------------------------------------------------
 def steady_cell(v: TestView) -> Cell:
-    ss = as_map(extra(v).get("steady_state"))
+    ss = as_map(extra(v).get(QualExtra.STEADY_STATE))
     if not ss:
         return Cell("not sought", "muted", title="steady state is off for this profile (--nvme-ai-ss-budget)")
     if ss.get("reached"):
@@ -57,11 +59,11 @@ def steady_cell(v: TestView) -> Cell:
 def flags_cell(v: TestView) -> Cell:
     ex = extra(v)
     flags, why = [], []
-    hb = as_map(ex.get("host_bound"))
+    hb = as_map(ex.get(QualExtra.HOST_BOUND))
     if hb.get("flagged"):
         flags.append("host-bound")
         why.append(str(hb.get("reason") or ""))
-    health = as_map(ex.get("health"))
+    health = as_map(ex.get(QualExtra.HEALTH))
     if any(as_list(health.get("repetitions_throttled"))):
         flags.append("throttled")
         why.append(str(health.get("throttle_reason") or ""))
@@ -77,7 +79,7 @@ def _fio_ss_text(rep: Mapping[str, Any]) -> str:
 
 def rigor_table(views: Sequence[TestView]) -> Table | None:
     """One row per point: steady-state verdict with fio's parsed result, CPU, and the flags."""
-    if not any(extra(v).get("steady_state") or extra(v).get("host_bound") for v in views):
+    if not any(extra(v).get(QualExtra.STEADY_STATE) or extra(v).get(QualExtra.HOST_BOUND) for v in views):
         return None
     multi = len({v.target for v in views}) > 1
     head = ["target"] * multi + ["point", "steady state", "ran (s, per repetition)", "fio steady-state result",
@@ -85,9 +87,9 @@ def rigor_table(views: Sequence[TestView]) -> Table | None:
     rows = []
     for v in views:
         ex = extra(v)
-        ss = as_map(ex.get("steady_state"))
+        ss = as_map(ex.get(QualExtra.STEADY_STATE))
         reps = [as_map(r) for r in as_list(ss.get("repetitions"))]
-        hb = as_map(ex.get("host_bound"))
+        hb = as_map(ex.get(QualExtra.HOST_BOUND))
         cpus = [num(as_map(r).get("job_cpu_pct")) for r in as_list(hb.get("repetitions"))]
         cpu = max((c for c in cpus if c is not None), default=None)
         rows.append([Cell(v.target)] * multi + [
@@ -96,8 +98,8 @@ def rigor_table(views: Sequence[TestView]) -> Table | None:
             Cell(" | ".join(_fio_ss_text(r) for r in reps) or "—", title=str(ss.get("criterion") or "")),
             Cell(f"{cpu:.0f}% of a core" if cpu is not None else "—"), flags_cell(v), status_cell(v)])
     caption = "Steady state, CPU and flags per point"
-    crit = next((as_map(extra(v).get("steady_state")).get("criterion") for v in views
-                 if extra(v).get("steady_state")), None)
+    crit = next((as_map(extra(v).get(QualExtra.STEADY_STATE)).get("criterion") for v in views
+                 if extra(v).get(QualExtra.STEADY_STATE)), None)
     if crit:
         caption += f" — criterion: {crit}"
     return Table(head, rows, caption, numeric_from=len(head))
@@ -105,15 +107,15 @@ def rigor_table(views: Sequence[TestView]) -> Table | None:
 
 def intro_lines(views: Sequence[TestView]) -> list[str]:
     out = []
-    sought = [v for v in views if extra(v).get("steady_state")]
+    sought = [v for v in views if extra(v).get(QualExtra.STEADY_STATE)]
     if sought:
-        n = sum(bool(as_map(extra(v).get("steady_state")).get("reached")) for v in sought)
+        n = sum(bool(as_map(extra(v).get(QualExtra.STEADY_STATE)).get("reached")) for v in sought)
         out.append(f"Steady state: {n} of {len(sought)} point(s) reached it within the budget. A point that did not "
                    f"is reported but not gated (\"not steady: not gated\").")
-    bound = [v for v in views if as_map(extra(v).get("host_bound")).get("flagged")]
+    bound = [v for v in views if as_map(extra(v).get(QualExtra.HOST_BOUND)).get("flagged")]
     if bound:
         out.append(f"{len(bound)} point(s) are host-bound: their figures describe the host's CPU, not the drive.")
-    pre = [as_map(extra(v).get("precondition")) for v in views if extra(v).get("precondition")]
+    pre = [as_map(extra(v).get(QualExtra.PRECONDITION)) for v in views if extra(v).get(QualExtra.PRECONDITION)]
     if pre:
         out.append("Preconditioning: " + str(pre[0].get("reason") or ""))
     return out
@@ -126,15 +128,15 @@ def health_cards_and_chart(views: Sequence[TestView]) -> tuple[list[tuple[str, l
     by_target: dict[str, list[TestView]] = {}
     for v in views:
         by_target.setdefault(v.target, []).append(v)
-    starts = [num(as_list(t)[0]) for v in views for t in as_list(extra(v).get("timeline")) if as_list(t)]
+    starts = [num(as_list(t)[0]) for v in views for t in as_list(extra(v).get(QualExtra.TIMELINE)) if as_list(t)]
     t0 = min((s for s in starts if s is not None), default=None)
     cards, panels = [], []
     for target, tviews in by_target.items():
-        healths = [as_map(extra(v).get("health")) for v in tviews if extra(v).get("health")]
+        healths = [as_map(extra(v).get(QualExtra.HEALTH)) for v in tviews if extra(v).get(QualExtra.HEALTH)]
         samples = sorted({tuple(as_list(s)) for h in healths for s in as_list(h.get("samples"))
                           if as_list(s) and num(as_list(s)[0]) is not None}, key=lambda s: s[0])
         unavailable = next((str(h["unavailable"]) for h in healths if h.get("unavailable")), "")
-        throttled = [v for v in tviews if any(as_list(as_map(extra(v).get("health")).get("repetitions_throttled")))]
+        throttled = [v for v in tviews if any(as_list(as_map(extra(v).get(QualExtra.HEALTH)).get("repetitions_throttled")))]
         temps = [t for t in (num(s[1]) for s in samples if len(s) > 1) if t is not None]
         rows = [("SMART samples during the measurements", str(len(samples)) if samples else
                  f"none: {unavailable or 'not recorded'}")]
@@ -146,7 +148,7 @@ def health_cards_and_chart(views: Sequence[TestView]) -> tuple[list[tuple[str, l
             continue
         where = f" @{target}" if len(by_target) > 1 else ""
         pts = sorted(((num(as_list(t)[0]) or 0.0, num(as_list(t)[1]) or 0.0, num(as_list(t)[2]))
-                      for v in tviews for t in as_list(extra(v).get("timeline")) if len(as_list(t)) >= 3),
+                      for v in tviews for t in as_list(extra(v).get(QualExtra.TIMELINE)) if len(as_list(t)) >= 3),
                      key=lambda p: p[0])
         if pts:
             xs = [((a + b) / 2) - t0 for a, b, _ in pts]
@@ -171,7 +173,7 @@ def concurrent_table(views: Sequence[TestView]) -> Table | None:
             "flags", "verdict"]
     rows = []
     for v in measured:
-        runs = [as_map(r) for r in as_list(extra(v).get("concurrent"))]
+        runs = [as_map(r) for r in as_list(extra(v).get(QualExtra.CONCURRENT))]
         labels = sorted({k for r in runs for k in as_map(r.get("drives"))})
         per_drive = []
         for label in labels:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from pytest_nvme_ai.core.redact import redact_argv
 from pytest_nvme_ai.report.fmt import as_list, as_map, first_line, fmt, fmt_delta, num
 from pytest_nvme_ai.report.view import ATTENTION, STATUSES, TestView, baseline_metrics, view_of
 
@@ -98,7 +99,7 @@ def run_info(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Commit", commit_text),
         ("Exit status", str(run.get("exitstatus", "—"))),
         ("Plugin", str(run.get("plugin_version") or "—")),
-        ("Command", " ".join(str(a) for a in as_list(run.get("argv"))) or "—"),
+        ("Command", " ".join(redact_argv(as_list(run.get("argv")))) or "—"),   # an older results.json kept secrets
     ]
 
 

@@ -1,6 +1,6 @@
 """Trend section of the run page: each gated metric over the last runs on this device, from the history store.
 
-The session reads the trends from the store (run/history_hook.py) and hands them over as
+The end of the run reads the trends from the store (run/history_hook.run_trends) and hands them over as
 `core.history_types.Trend`s; this module only draws. One small panel per series: the values of the
 last N runs in order, their sample spread, change points as dashed vertical lines with the step
 written next to them, and the run the page is about as a large ring. Inline SVG, no script.

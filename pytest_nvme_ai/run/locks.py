@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_nvme_ai.core.redact import redact_argv
 from pytest_nvme_ai.core.targets import Target
 
 
@@ -35,7 +36,7 @@ class OtherSession:
         if i.get("started"):
             who += f", started {i['started']}"
         if i.get("argv"):
-            who += f": pytest {' '.join(map(str, i['argv']))}"[:300]
+            who += f": pytest {' '.join(redact_argv(i['argv']))}"[:300]   # lock files of older versions kept secrets
         return who
 
 

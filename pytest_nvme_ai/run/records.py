@@ -14,8 +14,9 @@ from pytest_nvme_ai.core.lifecycle import ChildRegistry
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import safe_name
 from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.core.results import Verdict
 from pytest_nvme_ai.core.targets import Target
-from pytest_nvme_ai.run.settings import resolve as resolve_setting
+from pytest_nvme_ai.gate.verdict import Comparison
 
 RECORD_KEY = pytest.StashKey["TestRecord"]()
 
@@ -36,9 +37,9 @@ class TestRecord:
     outcome: str = "not run"
     longrepr: str | None = None
     duration: float = 0.0
-    comparisons: list[Any] = field(default_factory=list)      # gate.Comparison
+    comparisons: list[Comparison] = field(default_factory=list)
     baseline_file: str | None = None
-    verdict: str | None = None
+    verdict: Verdict | None = None
     gated_metrics: tuple[str, ...] | None = None               # from the marker's metrics=
     tolerance: float = 10.0
 
@@ -53,7 +54,7 @@ class TestRecord:
             "nodeid": self.nodeid,
             "key": self.key,
             "suite": self.suite,
-            "params": _jsonable(self.params),
+            "params": jsonable(self.params),
             "target": str(self.target.path) if self.target else None,
             "target_label": self.target.label if self.target else None,
             "outcome": self.outcome,
@@ -64,20 +65,20 @@ class TestRecord:
             "verdict": self.verdict,
             "tolerance": self.tolerance,
             "artifacts": self.artifacts,
-            "extra": _jsonable(self.extra),
+            "extra": jsonable(self.extra),
             "notes": self.notes,
         }
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
     from dataclasses import asdict, is_dataclass
 
     if is_dataclass(v) and not isinstance(v, type):
-        return _jsonable(asdict(v))
+        return jsonable(asdict(v))
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, Path):
         return str(v)
     if isinstance(v, (str, int, float, bool)) or v is None:
@@ -93,7 +94,7 @@ class SessionRecorder:
 
     def __init__(self, record: TestRecord, *, config: pytest.Config, profile: Profile, repeat: int,
                  timeout: int | None, run_dir: Callable[[], Path], cache: SessionCache, aio: str,
-                 children: ChildRegistry | None = None) -> None:
+                 children: ChildRegistry | None = None, engine_reuse: bool = True, fork_workers: bool = True) -> None:
         self._record = record
         self._config = config
         self._profile = profile
@@ -103,6 +104,8 @@ class SessionRecorder:
         self._cache = cache
         self._aio = aio
         self._children = children if children is not None else ChildRegistry()
+        self._engine_reuse = engine_reuse
+        self._fork_workers = fork_workers
 
     @property
     def nodeid(self) -> str:
@@ -193,11 +196,11 @@ class SessionRecorder:
     @property
     def engine_reuse(self) -> bool:
         """--nvme-ai-engine-reuse: ZeRO-Inference cases that share an engine share one worker."""
-        return bool(resolve_setting(self.config, "engine_reuse"))
+        return self._engine_reuse
 
     @property
     def fork_workers(self) -> bool:
         """--nvme-ai-fork-workers: CPU inference workers are forked from a server that imported once."""
-        return bool(resolve_setting(self.config, "fork_workers"))
+        return self._fork_workers
 
 

@@ -1,10 +1,14 @@
-"""The terminal summary: a compact table of what the gate decided."""
+"""What the terminal shows: the header (targets, devices, baselines, warnings) and the summary, a compact
+table of what the gate decided and where the run's outputs went."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator
 
+from pytest_nvme_ai.core.extras import QualExtra
 from pytest_nvme_ai.core.metrics import format_value
+from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.gate.window import MIN_SESSIONS
+from pytest_nvme_ai.run.environment import fio_version
 from pytest_nvme_ai.run.records import TestRecord
 
 if TYPE_CHECKING:
@@ -13,6 +17,50 @@ if TYPE_CHECKING:
 
 Row = tuple[str, str, str, str, str, str, str]
 HEAD: Row = ("test", "metric", "baseline", "now", "delta", "min det.", "verdict")
+
+
+def header_lines(s: "NvmeAiSession") -> list[str]:
+    st = s.settings
+    lines = [f"nvme-ai: profile {st.profile_name}, tolerance {st.tolerance:g}%, run {s.run_id}, "
+             f"fio {fio_version() or 'not found (apt-get install fio)'}"]
+    for t in s.targets:
+        summary = t.device.summary() if t.device is not None else "device unknown"
+        lines.append(f"nvme-ai target {t.id}: {t.path}{' (embedded default)' if t.embedded else ''} -> {summary}")
+        lines.append(_baseline_line(s, t))
+        lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in target_warnings(t, s.targets.leftovers.get(t.label, [])))
+        lines.extend(f"nvme-ai WARNING {w}" for w in s.baselines.gate_warnings if w.startswith(f"{t.id}: "))
+    return lines
+
+
+def _baseline_line(s: "NvmeAiSession", t: Target) -> str:
+    sibling = s.baselines.sibling(t.label)
+    if sibling is not None:
+        return (f"nvme-ai baseline for {t.id}: none for this exact device; comparing with {sibling} (same model, "
+                f"other firmware or PCIe link): results are 'incomparable' ('error' with --nvme-ai-strict)")
+    bf = s.baselines.file(t.label)
+    path = s.baselines.paths[t.label]
+    return (f"nvme-ai baseline for {t.id}: {path} ({len(bf.entries)} entries)" if bf else
+            f"nvme-ai baseline for {t.id}: none yet at {path}")
+
+
+def warning_lines(s: "NvmeAiSession") -> list[str]:
+    """The header's warnings alone (for -q, where pytest prints no header)."""
+    lines = [f"nvme-ai WARNING {t.id}: {w}" for t in s.targets
+             for w in target_warnings(t, s.targets.leftovers.get(t.label, []))]
+    return lines + [f"nvme-ai WARNING {w}" for w in s.baselines.gate_warnings]
+
+
+def target_warnings(t: Target, leftovers: list[str]) -> list[str]:
+    out = []
+    pcie = (t.device.to_dict().get("pcie") or {}) if t.device is not None else {}
+    if pcie.get("downtrained"):
+        out.append(f"PCIe link trained below its maximum: Gen{pcie.get('current_gen')} x{pcie.get('current_width')} "
+                   f"of Gen{pcie.get('max_gen')} x{pcie.get('max_width')}; bandwidth is capped by the link")
+    if leftovers:
+        # Their session lock is not held by anyone: the runs that made them are dead (crash, kill -9).
+        out.append(f"leftover private directories of runs that died without cleaning up: {', '.join(leftovers)} "
+                   f"in {t.path} (no live session holds them: safe to remove, e.g. rm -r {t.path / leftovers[0]})")
+    return out
 
 
 def mdc_text(c: Any) -> str:
@@ -67,42 +115,45 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
     if improvements:
         tr.write_line(f"{len(improvements)} metric(s) improved beyond tolerance: refresh the baseline with "
                       "--nvme-ai-save-baseline (or `nvme-ai baseline promote`) once the change is reviewed")
-    if session.status != "complete":
+    state, out = session.state, session.outputs
+    if state.status != "complete":
         # An interrupted or cut-short run must never read as a green one.
-        tr.write_line(f"nvme-ai run {session.status.upper()}: {session.status_detail}", red=True, bold=True)
-    if session.results_path:
-        tr.write_line(f"results: {session.results_path}")
-    if session.report_path:
-        tr.write_line(f"report:  {session.report_path}")
-    for p in session.saved_baselines:
+        tr.write_line(f"nvme-ai run {state.status.upper()}: {state.detail}", red=True, bold=True)
+    if out.results_path:
+        tr.write_line(f"results: {out.results_path}")
+    if out.report_path:
+        tr.write_line(f"report:  {out.report_path}")
+    if out.history_line:
+        tr.write_line(f"nvme-ai {out.history_line}", red=out.history_failed, bold=out.history_failed)
+    for p in out.saved_baselines:
         tr.write_line(f"baseline saved: {p}")
-    if session.saved_baselines and session.saved_short_window:
-        tr.write_line(f"baseline saved with {len(session.saved_short_window)} session(s) that failed only by the "
+    if out.saved_baselines and out.saved_short_window:
+        tr.write_line(f"baseline saved with {len(out.saved_short_window)} session(s) that failed only by the "
                       f"within-session rule while their window was too short to know the drift (kept, so the window "
-                      f"learns the runner's drift): {', '.join(session.saved_short_window)}")
-    for err in session.save_errors:
+                      f"learns the runner's drift): {', '.join(out.saved_short_window)}")
+    for err in out.save_errors:
         tr.write_line(f"baseline NOT saved: {err}", red=True)
-    for err in getattr(session, "late_errors", []):
+    for err in out.late_errors:
         tr.write_line(f"nvme-ai output: {err}", red=True)
 
 
 def rigor_lines(records: list[TestRecord]) -> list[str]:
     """Qualification flags (docs/qualification.md): points not steady (not gated), host-bound, throttled."""
     lines: list[str] = []
-    steady = [r for r in records if isinstance(r.extra.get("steady_state"), dict)]
+    steady = [r for r in records if isinstance(r.extra.get(QualExtra.STEADY_STATE), dict)]
     for rec in steady:
-        ss = rec.extra["steady_state"]
+        ss = rec.extra[QualExtra.STEADY_STATE]
         if not ss.get("reached"):
             lines.append(f"NOT STEADY (not gated): {rec.nodeid}: {ss.get('reason')}")
     for rec in records:
-        hb = rec.extra.get("host_bound")
+        hb = rec.extra.get(QualExtra.HOST_BOUND)
         if isinstance(hb, dict) and hb.get("flagged"):
             lines.append(f"HOST-BOUND: {rec.nodeid}: {hb.get('reason')}")
-        health = rec.extra.get("health")
+        health = rec.extra.get(QualExtra.HEALTH)
         if isinstance(health, dict) and any(health.get("repetitions_throttled") or ()):
             lines.append(f"THROTTLED: {rec.nodeid}: {health.get('throttle_reason')}")
     if steady:
-        n = sum(bool(r.extra["steady_state"].get("reached")) for r in steady)
-        crit = steady[0].extra["steady_state"].get("criterion")
+        n = sum(bool(r.extra[QualExtra.STEADY_STATE].get("reached")) for r in steady)
+        crit = steady[0].extra[QualExtra.STEADY_STATE].get("criterion")
         lines.append(f"steady state: {n} of {len(steady)} point(s) steady ({crit})")
     return lines

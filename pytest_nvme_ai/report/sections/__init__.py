@@ -1,8 +1,9 @@
 """Per-suite sections of the run page, one module per suite.
 
 A module here that defines `SECTION = SectionBuilder(suite, title, build)` (see `base`) is picked up
-by itself, in its `ORDER` (fio 10, aio 20, ZeRO-Inference 30; a new suite takes a free number), so a
-new suite's section is a new file and no edit here. Suites without a module get the generic section,
+by itself, in its `ORDER` (fio 10, aio 20, ZeRO-Inference 30, drive speed 35, write 36, ZeRO-Infinity 40;
+a new suite takes a free number: no two sections share one), so a new suite's section is a new file and
+no edit here. Suites without a module get the generic section,
 so a new suite shows up on the page before anyone writes one.
 """
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from pytest_nvme_ai.core.extras import RooflineExtra
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, num
 from pytest_nvme_ai.report.sections.base import Section, SectionBuilder, draw, param
@@ -68,7 +69,7 @@ def zi_roofline_panels(views: list[TestView]) -> list[charts.Panel]:
     """One panel per NVMe-offloaded single test that recorded its bounds."""
     panels = []
     for v in views:
-        r = as_map(as_map(v.raw.get("extra")).get("roofline"))
+        r = as_map(as_map(v.raw.get("extra")).get(RooflineExtra.ROOFLINE))
         d = as_map(r.get("decode"))
         bw, per_step, thr = num(r.get("fio_bw")), num(r.get("decode_bytes_per_step")), metric_value(v.raw, "decode_throughput")
         if not d or not bw or not per_step or thr is None or not num(d.get("t_compute")):
@@ -83,7 +84,7 @@ def zi_roofline_panels(views: list[TestView]) -> list[charts.Panel]:
 def zi_roofline_sentences(views: list[TestView]) -> list[str]:
     out = []
     for v in views:
-        text = as_map(as_map(v.raw.get("extra")).get("roofline")).get("sentence")
+        text = as_map(as_map(v.raw.get("extra")).get(RooflineExtra.ROOFLINE)).get("sentence")
         if text:
             out.append(f"{case_title(v)}: {text}")
     return out
@@ -93,7 +94,7 @@ def drive_speed_section(views: list[TestView]) -> Section:
     sec = Section("drive_speed", TITLE, tests=views)
     panels, rows = [], []
     for v in views:
-        ds = as_map(as_map(v.raw.get("extra")).get("drive_speed"))
+        ds = as_map(as_map(v.raw.get("extra")).get(RooflineExtra.DRIVE_SPEED))
         if ds.get("skipped"):
             sec.intro.append(f"{case_title(v)}: skipped — {ds['skipped']}")
             continue

@@ -54,7 +54,7 @@ class Run:
     def value(self, metric: str) -> float | None:
         if metric in PARAM_COLUMNS:
             if self.prefix:
-                return num(as_map(as_map(self.view.raw.get("extra")).get(self.prefix + "params")).get(metric))
+                return num(as_map(as_map(self.view.raw.get("extra")).get(self.prefix + InferenceExtra.PARAMS)).get(metric))
             return num(param(self.view, metric)) if self.offload != "cpu" else None
         return metric_value(self.view.raw, self.prefix + metric)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from pytest_nvme_ai.core.extras import TrainingExtra
 from pytest_nvme_ai.report import charts
 from pytest_nvme_ai.report.fmt import as_map, fmt, fmt_ratio
 from pytest_nvme_ai.report.sections.base import Section, SectionBuilder, draw, param
@@ -42,12 +43,12 @@ class TrainRun:
         return self.extra.get(self.prefix + key)
 
     def param(self, name: str) -> Any:
-        own = as_map(self.extra.get(self.prefix + "params")) if self.prefix else {}
+        own = as_map(self.extra.get(self.prefix + TrainingExtra.PARAMS)) if self.prefix else {}
         return own.get(name, param(self.view, name))
 
     @property
     def outcome(self) -> str:
-        recorded = self.get("run_outcome")
+        recorded = self.get(TrainingExtra.RUN_OUTCOME)
         if recorded:
             return str(recorded)
         return "skipped" if self.view.outcome == "skipped" else ("ok" if self.value("step_time") else "—")
@@ -63,7 +64,7 @@ class TrainRun:
 
     @property
     def losses(self) -> list[float]:
-        curve = self.get("loss_curve")
+        curve = self.get(TrainingExtra.LOSS_CURVE)
         return [float(x) for x in curve] if isinstance(curve, list) else []
 
 
@@ -71,7 +72,7 @@ def runs_of(views: list[TestView]) -> list[TrainRun]:
     out: list[TrainRun] = []
     for v in views:
         extra = as_map(v.raw.get("extra"))
-        sides = [s for s in PAIR_SIDES if f"{s}_run_outcome" in extra]
+        sides = [s for s in PAIR_SIDES if TrainingExtra.key(s, TrainingExtra.RUN_OUTCOME) in extra]
         out += [TrainRun(v, f"{s}_") for s in sides] if sides else [TrainRun(v)]
     return out
 

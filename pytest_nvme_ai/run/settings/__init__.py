@@ -8,6 +8,7 @@ Errors name where the bad value came from.
 Declarations live in this package, one module per concern (`session`, `gate`, `aio`, ...): a module
 that defines `SETTINGS = (Setting(...), ...)` (and an `ORDER` for its place in --help) is picked up by
 itself, so a new concern's option is a new file here and the concern reads it with `resolve(config, name)`.
+The session reads its own settings once, at configure, into a frozen `resolved.RunSettings`.
 """
 from __future__ import annotations
 
