@@ -140,7 +140,11 @@ def fio_twin(files: ModelFiles, aio: AioLoadSettings) -> "FioJob":
     from pytest_nvme_ai.measure.aio.runner import AioSettings, twin_fio_job
 
     aligned = files.file_bytes - files.file_bytes % (aio.parallelism * 4096)
-    return twin_fio_job(files.weights, aligned, AioSettings(aio.block_size, aio.queue_depth, aio.parallelism))
+    if aligned <= 0:
+        raise ModelLoadError(f"{files.weights} ({files.file_bytes} B) is smaller than {aio.parallelism} x 4 KiB: "
+                             "nothing for a direct read")
+    block = min(aio.block_size, aligned // aio.parallelism)   # a model file smaller than one block: one block
+    return twin_fio_job(files.weights, aligned, AioSettings(block, aio.queue_depth, aio.parallelism))
 
 
 class ModelLoadRunner:
