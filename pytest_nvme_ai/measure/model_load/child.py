@@ -99,7 +99,11 @@ def warm_up(spec: LoadSpec) -> float:
 def prepare_safetensors(spec: LoadSpec, path: Path, header: Header) -> Callable[[], Loaded]:
     from safetensors.torch import load_file
 
-    return lambda: (lambda d: (d, d, {}))(load_file(str(path), device="cpu"))
+    def load() -> Loaded:
+        tensors = load_file(str(path), device="cpu")
+        return tensors, tensors, {}
+
+    return load
 
 
 def prepare_fastsafetensors(spec: LoadSpec, path: Path, header: Header) -> Callable[[], Loaded]:
