@@ -266,3 +266,10 @@ def test_a_corrupted_model_file_fails_the_child_load_with_a_clear_message(micro:
 
     with pytest.raises(ModelLoadError, match=rf"failed: VerifyError: safetensors: tensor '{victim}' differs"):
         runner.load(files, "safetensors")
+
+
+def test_a_loader_whose_package_is_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fastsafetensors" else real(name, *a))
+    reason = loader_missing_reason("fastsafetensors")
+    assert reason is not None and "fastsafetensors is not importable here: pip install fastsafetensors" in reason
