@@ -152,9 +152,14 @@ def test_eviction_leaves_no_page_cached_and_mincore_agrees_with_fincore(tmp_path
     before = evict_verified([path])
 
     assert before[str(path)] > 0 and resident_bytes(path) == 0
-    path.open("rb").read(1 << 20)  # fault some back in
+    fd = os.open(path, os.O_RDONLY)
+    try:  # read 1 MiB back in, readahead off: exactly those pages are cached, nothing arrives later
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        os.pread(fd, 1 << 20, 0)
+    finally:
+        os.close(fd)
     now = resident_bytes(path)
-    assert 0 < now <= path.stat().st_size
+    assert (1 << 20) <= now <= path.stat().st_size
     fincore = shutil.which("fincore")
     if fincore:  # util-linux's own count of the same pages
         out = subprocess.run([fincore, "--bytes", "--noheadings", "--output", "RES", str(path)],
