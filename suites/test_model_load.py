@@ -4,8 +4,9 @@ A model (OPT, random float16 weights built locally, no hub) is written once per 
 safetensors file into the target's private workdir, with its config.json and a per-tensor CRC-32
 manifest. Each test is one loader on one model; each of its rounds (`--nvme-ai-repeat`, default from the
 profile) evicts the model from the page cache (fsync + posix_fadvise DONTNEED, then mincore must count
-zero resident pages, or the load is refused), loads it in a fresh child process, checks every tensor
-against the manifest, and reads the same file with fio (direct, sequential, DeepSpeed aio's default block
+zero resident pages, or the load is refused), loads it in a fresh child process (after a warm-up load of
+a micro model of the same architecture: lazy imports and thread start-ups are not the drive's), checks
+every tensor against the manifest, and reads the same file with fio (direct, sequential, DeepSpeed aio's default block
 size and queue depth), alternating which goes first. Loaders:
 
 * `safetensors`      – `safetensors.torch.load_file` (mmap, copied into tensors)
