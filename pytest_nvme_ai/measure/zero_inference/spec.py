@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Mapping
 
 from pytest_nvme_ai.core.text import safe_name
-from pytest_nvme_ai.measure.zero_inference.errors import SpecError, SpecNotApplicable
-from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+from pytest_nvme_ai.measure.deepspeed.errors import FP16_CPU_REASON, SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.deepspeed.models import resolve_model
 
 Dtype = Literal["auto", "fp16", "bf16"]
 Offload = Literal["none", "cpu", "nvme"]
@@ -30,8 +30,6 @@ TEST_HOOKS = ("sleep", "memory_error", "sigkill", "crash")
 
 KV_OFFLOAD_CPU_REASON = ("KV-cache offload needs CUDA (transformers' offloaded cache asserts CUDA); "
                          "not applicable on the CPU accelerator")
-FP16_CPU_REASON = ("fp16 is not supported by DeepSpeed on the CPU accelerator; use dtype 'bf16' "
-                   "(or 'auto', which picks bf16 on CPU and fp16 on CUDA)")
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ step after step: a run whose loss does not fall did not train, whatever its step
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Mapping
 
-from pytest_nvme_ai.measure.zero_inference.errors import SpecError, SpecNotApplicable
-from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
-from pytest_nvme_ai.measure.zero_inference.spec import FP16_CPU_REASON
+from pytest_nvme_ai.core.text import safe_name
+from pytest_nvme_ai.measure.deepspeed.errors import FP16_CPU_REASON, SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.deepspeed.models import ModelInfo, resolve_model
 
 Dtype = Literal["auto", "fp16", "bf16"]
 Offload = Literal["none", "cpu", "nvme"]
@@ -33,7 +32,7 @@ __all__ = ["SpecError", "SpecNotApplicable", "TrainingSpec", "model_info"]
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    model: str = "opt-125m"                # a shipped OPT config name (zero_inference.models) or a local directory
+    model: str = "opt-125m"                # a shipped OPT config name (deepspeed.models) or a local directory
     num_layers: int | None = None          # override the config's layer count (a CI-sized slice of a real shape)
     dtype: Dtype = "auto"
     batch_size: int = 2
@@ -176,4 +175,4 @@ def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
+    return safe_name(text, None, default="model", keep="_.-")  # the inference spec's rule
