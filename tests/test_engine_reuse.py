@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from pytest_nvme_ai.measure.zero_inference.pool import EnginePool, WorkerGone
 from pytest_nvme_ai.measure.zero_inference.progress import CaseProgress, format_duration
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
-from pytest_nvme_ai.measure.zero_inference.worker import engine_key
+from pytest_nvme_ai.measure.zero_inference.remote_worker import engine_key
 
 STAND_IN = textwrap.dedent('''
     import json, os, sys, time
@@ -148,12 +149,12 @@ def e2e_ready() -> None:
 def _runner(tmp_path: Path, name: str, **kw: Any) -> Any:
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
     from pytest_nvme_ai.core.targets import Target
-    from test_zero_inference_runner import FakeRecorder
+    from test_zero_inference_runner import recorder
 
     (tmp_path / name).mkdir()
     target = Target(path=tmp_path / "target", label="t", run_id="e2e")
     target.path.mkdir(exist_ok=True)
-    return ZeroInferenceRunner(target, FakeRecorder(tmp_path / name, timeout=600), **kw)
+    return ZeroInferenceRunner(target, recorder(tmp_path / name, timeout=600), **kw)
 
 
 def test_e2e_cases_sharing_an_engine_share_one_worker(tmp_path: Path, e2e_ready: None) -> None:
@@ -199,7 +200,7 @@ def test_e2e_a_killed_worker_is_oom_and_the_next_case_builds_afresh(tmp_path: Pa
 
 def test_e2e_per_case_path_still_runs(tmp_path: Path, e2e_ready: None) -> None:
     runner = _runner(tmp_path, "a")
-    runner.recorder.engine_reuse = False
+    runner.options = replace(runner.options, engine_reuse=False)
     result = runner.run(InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=16, gen_len=4, offload="nvme",
                                       loops=1, warmup=0))
     assert result.ok and "engine" not in runner.recorder.extra
@@ -209,7 +210,7 @@ def test_e2e_per_case_path_still_runs(tmp_path: Path, e2e_ready: None) -> None:
 # ---- forked workers (zygote.py): the fork server imported torch, DeepSpeed and transformers once ----
 
 def test_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_nvme_ai.measure.zero_inference.zygote import ForkServer, _fingerprint
+    from pytest_nvme_ai.measure.deepspeed.forkserver import ForkServer, _fingerprint
 
     server = ForkServer()
     assert server.can_fork("cpu", None, wrapped=False) is None
