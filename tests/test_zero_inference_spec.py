@@ -8,7 +8,7 @@ import pytest
 from pytest_nvme_ai.measure.deepspeed.metrics import prefixed
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics
 from pytest_nvme_ai.measure.deepspeed.models import UnknownModel
-from pytest_nvme_ai.measure.deepspeed.outcome import classify
+from pytest_nvme_ai.measure.deepspeed.launch import classify
 from pytest_nvme_ai.measure.deepspeed.record import ChildRecord
 from pytest_nvme_ai.measure.zero_inference.spec import (
     KV_OFFLOAD_CPU_REASON,

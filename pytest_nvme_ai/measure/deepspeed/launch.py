@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, Sequence, TypeVar
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.core.text import file_tail, safe_name
 from pytest_nvme_ai.measure.deepspeed.job import Job, write_job
-from pytest_nvme_ai.measure.deepspeed.outcome import ChildExit, classify
+from pytest_nvme_ai.measure.deepspeed.outcome import OUTCOMES, ChildExit
 from pytest_nvme_ai.measure.deepspeed.record import ChildRecord
 
 if TYPE_CHECKING:
@@ -103,6 +105,22 @@ class ChildRun(Generic[R]):
     log: Path
     outcome: str
     error: str | None
+
+
+def classify(returncode: int | None, timed_out: bool, record: ChildRecord | None,
+             log_tail: str) -> tuple[str, str | None]:
+    """(outcome, why) from how the child ended and what it reported (None: it wrote nothing)."""
+    if timed_out:
+        return "timeout", "the run did not finish in time; its process group was killed"
+    if record is not None and record.outcome in OUTCOMES:
+        return record.outcome, record.error
+    if returncode == -signal.SIGKILL:
+        return "oom", "the child was killed by SIGKILL (most likely the kernel OOM killer)"
+    if re.search(r"out of memory|MemoryError|OutOfMemoryError", log_tail):
+        return "oom", "the log reports an out-of-memory error"
+    if returncode is not None and returncode < 0:
+        return "error", f"the child died of signal {signal.Signals(-returncode).name}"
+    return "error", f"the child exited with status {returncode} without writing a result"
 
 
 def finish_run(record: R | None, exit_: ChildExit, log: Path, timeout: float) -> ChildRun[R]:

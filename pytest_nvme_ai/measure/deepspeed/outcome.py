@@ -2,17 +2,12 @@
 
 Outcomes are data, never a dead pytest: `ok`, `oom` (torch.OutOfMemoryError, MemoryError, or the
 child killed by SIGKILL, the kernel OOM killer's signal), `timeout` (the parent killed the child's
-process group) and `error`.
+process group) and `error`. The parent classifies a run with launch.classify.
 """
 from __future__ import annotations
 
-import re
-import signal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from pytest_nvme_ai.measure.deepspeed.record import ChildRecord
+from typing import Literal
 
 Outcome = Literal["ok", "oom", "timeout", "error"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "oom", "timeout", "error")
@@ -31,19 +26,3 @@ class ChildExit:
     returncode: int | None
     timed_out: bool
     seconds: float
-
-
-def classify(returncode: int | None, timed_out: bool, record: ChildRecord | None,
-             log_tail: str) -> tuple[str, str | None]:
-    """(outcome, why) from how the child ended and what it reported (None: it wrote nothing)."""
-    if timed_out:
-        return "timeout", "the run did not finish in time; its process group was killed"
-    if record is not None and record.outcome in OUTCOMES:
-        return record.outcome, record.error
-    if returncode == -signal.SIGKILL:
-        return "oom", "the child was killed by SIGKILL (most likely the kernel OOM killer)"
-    if re.search(r"out of memory|MemoryError|OutOfMemoryError", log_tail):
-        return "oom", "the log reports an out-of-memory error"
-    if returncode is not None and returncode < 0:
-        return "error", f"the child died of signal {signal.Signals(-returncode).name}"
-    return "error", f"the child exited with status {returncode} without writing a result"
