@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from pytest_nvme_ai.measure.deepspeed.metrics import prefixed
+from pytest_nvme_ai.measure.deepspeed.recording import prefixed
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics
 from pytest_nvme_ai.measure.deepspeed.models import UnknownModel
 from pytest_nvme_ai.measure.deepspeed.launch import classify

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import pytest
 
 from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.core.extras import InferenceExtra
@@ -32,10 +31,11 @@ from pytest_nvme_ai.measure.deepspeed.ops import (Progress, default_progress, de
                                                   ensure_offload_ops)
 from pytest_nvme_ai.measure.deepspeed.options import RunnerOptions
 from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
-from pytest_nvme_ai.measure.deepspeed.metrics import prefixed
+from pytest_nvme_ai.measure.deepspeed.recording import (not_applicable, prefixed, record_extras, record_metrics,
+                                                        record_params, validate_or_skip)
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics
 from pytest_nvme_ai.measure.zero_inference.record import InferenceRecord
-from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
@@ -177,16 +177,11 @@ class ZeroInferenceRunner:
         resident-weights run the roofline takes t_compute from). `wrap` prefixes the child's command
         (a cgroup-joining wrapper, measure.throttle); a wrapped run is never reused nor cached."""
         accelerator = detect_accelerator()
-        try:
-            spec.validate(accelerator)
-        except SpecNotApplicable as exc:
-            self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
-            pytest.skip(str(exc))
+        validate_or_skip(spec, accelerator, self.recorder, prefix)
         if spec.offload == "nvme":
             reason = self.prepare() or self.space_shortfall(spec)
             if reason:
-                self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
-                pytest.skip(reason)
+                not_applicable(self.recorder, prefix, reason)
         spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
         self.start_fork_server()
         ensure_comm_op(self.progress)
@@ -302,19 +297,15 @@ class ZeroInferenceRunner:
 
     def record(self, result: InferenceResult, prefix: str | None = None) -> None:
         rec, spec = self.recorder, result.spec
-        if prefix:
-            rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
-        else:
-            rec.set_params(**spec.params(result.accelerator))
-        for key, value in ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+        record_params(rec, spec.params(result.accelerator), prefix)
+        record_extras(rec, ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
                            (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
                            ("decode_read_bytes_per_step", result.decode_read_bytes_per_step),
                            ("decode_steps", result.decode_steps), ("run_error", result.error),
                            ("swap_files", len(result.swap_files)),
                            ("streaming_layers", {str(k): v for k, v in result.streaming_layers().items()}),
                            ("init_seconds", result.init_seconds), ("swap_sync_seconds", result.swap_sync_seconds),
-                           ("versions", dict(result.versions))):
-            self._extra(prefix, key, value)
+                           ("versions", dict(result.versions))), prefix)
         if spec.offload == "nvme" and result.ok:
             # What streams depends on the aio block (DeepSpeed swaps a tensor only if it has at least
             # max(1 MiB, block_size) bytes): a param, so a baseline with another fraction is incomparable.
@@ -334,14 +325,6 @@ class ZeroInferenceRunner:
             if amp:
                 m = Metric.of("read_amplification", amp)
                 rec.record(prefixed(m, prefix) if prefix else m)
-        for metric in result.metrics.values():
-            rec.record(prefixed(metric, prefix) if prefix else metric)
+        record_metrics(rec, result.metrics.values(), prefix)
         record_energy_note(rec, result.energy, prefix)
-        self._artifacts(result, prefix)
-
-    def _artifacts(self, result: InferenceResult, prefix: str | None) -> None:
-        keep_run_artifacts(self.recorder, result.spec.id, result.spec.to_json(), result.ds_config,
-                           result.log_path, prefix)
-
-    def _extra(self, prefix: str | None, key: str, value: Any) -> None:
-        self.recorder.set_extra(InferenceExtra.key(prefix, key), value)
+        keep_run_artifacts(rec, spec.id, spec.to_json(), result.ds_config, result.log_path, prefix)

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import pytest
 
 from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import median
 from pytest_nvme_ai.measure.deepspeed.config_blocks import AioSettingError, normalize_aio, parse_aio_json
 from pytest_nvme_ai.measure.deepspeed.job import Job
-from pytest_nvme_ai.measure.deepspeed.metrics import prefixed
+from pytest_nvme_ai.measure.deepspeed.recording import (not_applicable, record_extras, record_metrics, record_params,
+                                                        validate_or_skip)
 from pytest_nvme_ai.measure.deepspeed.launch import (ChildRun, keep_run_artifacts, missing_reason, offload_dir,
                                                      run_one_shot, run_stem, tail_of)
 from pytest_nvme_ai.measure.deepspeed.ops import (Progress, default_progress, detect_accelerator, ensure_adam_op,
@@ -31,7 +31,7 @@ from pytest_nvme_ai.measure.deepspeed.options import RunnerOptions
 from pytest_nvme_ai.measure.zero_infinity.ds_config import build_ds_config, model_info, swap_bytes_estimate
 from pytest_nvme_ai.measure.zero_infinity.metrics import StepMeasurement, step_metrics
 from pytest_nvme_ai.measure.zero_infinity.record import TrainingRecord
-from pytest_nvme_ai.measure.zero_infinity.spec import SpecError, SpecNotApplicable, TrainingSpec
+from pytest_nvme_ai.measure.zero_infinity.spec import SpecError, TrainingSpec
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
@@ -117,15 +117,10 @@ class ZeroInfinityRunner:
     def run(self, spec: TrainingSpec, *, prefix: str | None = None) -> TrainingResult:
         """Run `spec` (skips when it cannot run here) and record it; `prefix` names a run among several."""
         accelerator = detect_accelerator()
-        try:
-            spec.validate(accelerator)
-        except SpecNotApplicable as exc:
-            self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
-            pytest.skip(str(exc))
+        validate_or_skip(spec, accelerator, self.recorder, prefix)
         reason = self.unavailable(spec)
         if reason:
-            self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
-            pytest.skip(reason)
+            not_applicable(self.recorder, prefix, reason)
         spec = self.with_aio(spec)
         ensure_comm_op(self.progress)
         result = self._run_fresh(spec, accelerator, prefix)
@@ -193,12 +188,9 @@ class ZeroInfinityRunner:
 
     def record(self, result: TrainingResult, prefix: str | None = None) -> None:
         rec, spec = self.recorder, result.spec
-        if prefix:
-            rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
-        else:
-            rec.set_params(**spec.params(result.accelerator))
+        record_params(rec, spec.params(result.accelerator), prefix)
         swap = result.swap_files
-        for key, value in ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+        record_extras(rec, ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
                            (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
                            ("run_error", result.error), ("loss_curve", result.losses),
                            ("warmup_step_time", [s.step_time for s in result.warmup]),
@@ -206,18 +198,9 @@ class ZeroInfinityRunner:
                            ("init_seconds", result.facts.get("init_seconds")),
                            ("init_write_bytes", result.facts.get("init_write_bytes")),
                            ("optimizer", result.facts.get("basic_optimizer")),
-                           ("versions", dict(result.facts.get("versions") or {}))):
-            self._extra(prefix, key, value)
-        for metric in result.metrics.values():
-            rec.record(prefixed(metric, prefix) if prefix else metric)
-        self._artifacts(result, prefix)
-
-    def _artifacts(self, result: TrainingResult, prefix: str | None) -> None:
-        keep_run_artifacts(self.recorder, result.spec.id, result.spec.to_json(), result.ds_config,
-                           result.log_path, prefix)
-
-    def _extra(self, prefix: str | None, key: str, value: Any) -> None:
-        self.recorder.set_extra(InferenceExtra.key(prefix, key), value)
+                           ("versions", dict(result.facts.get("versions") or {}))), prefix)
+        record_metrics(rec, result.metrics.values(), prefix)
+        keep_run_artifacts(rec, spec.id, spec.to_json(), result.ds_config, result.log_path, prefix)
 
 
 def training_missing_reason() -> str | None:
