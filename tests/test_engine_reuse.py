@@ -58,6 +58,28 @@ def test_engine_key_ignores_per_case_fields() -> None:
     assert engine_key(a) == engine_key(a.with_(quant_group_size=128))            # group size: only when quantized
 
 
+def test_the_session_registry_alone_closes_the_pool_and_the_fork_server(stand_in: list[str], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What plugin.py's pytest_sessionfinish does (ChildRegistry.close_all) ends the pool's workers and removes
+    their swap files, with no help from sys.modules or atexit; closing again is harmless (idempotent)."""
+    from pytest_nvme_ai.core.lifecycle import ChildRegistry
+    from pytest_nvme_ai.measure.deepspeed.forkserver import fork_server
+    from pytest_nvme_ai.measure.zero_inference import pool as pool_mod
+
+    registry = ChildRegistry()
+    monkeypatch.setitem(pool_mod._POOL, "pool", EnginePool(max_alive=1, argv=stand_in))
+    fork_server().register(registry)             # as dispatch.run_in_worker does, before the pool
+    pool = pool_mod.shared_pool(registry)
+    swap = tmp_path / "engine-a"
+    swap.mkdir()
+    pid = pool.run("A", {"name": "a1"}, timeout=30, swap_dir=swap, estimate=0)["pid"]
+    assert registry.names() == ["deepspeed fork server", "zero_inference engine pool"]  # the pool closes first
+    assert registry.close_all() == []
+    assert not pool.workers and not swap.exists() and not Path(f"/proc/{pid}").exists()
+    pool.close_all()
+    pool_mod.close_shared_pool()                 # the atexit hook, later: nothing left to do
+
+
 def test_pool_reuses_a_worker_and_evicts_the_oldest(stand_in: list[str], tmp_path: Path) -> None:
     pool = EnginePool(max_alive=1, argv=stand_in)
     swap_a, swap_b = tmp_path / "engine-a", tmp_path / "engine-b"
