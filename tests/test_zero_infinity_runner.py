@@ -86,9 +86,9 @@ def test_real_run_trains_and_writes_every_step(runner: ZeroInfinityRunner) -> No
     assert all(s.write_bytes > 0 and s.read_bytes > 0 for s in result.steps)
     assert result.facts.get("basic_optimizer") == "DeepSpeedCPUAdam"
     assert any("optimizer" in f["path"] for f in result.swap_files)  # optimizer states were swapped to the target
-    rec = runner.recorder
-    assert rec.recorded["target_write_bytes"].value > 0  # type: ignore[attr-defined]
-    assert rec.recorded["step_time"].n == 3 and rec.extra["loss_curve"] == losses  # type: ignore[attr-defined]
+    rec = rec_of(runner)
+    assert rec.recorded["target_write_bytes"].value > 0
+    assert rec.recorded["step_time"].n == 3 and rec.extra["loss_curve"] == losses
     assert not _swap_files_left(runner)
 
 
