@@ -29,9 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from pytest_nvme_ai.core.cache import SessionCache
-from pytest_nvme_ai.core.metrics import Metric
-from pytest_nvme_ai.core.profiles import PROFILES
+from pytest_nvme_ai.core.recorder import MemoryRecorder
 from pytest_nvme_ai.measure.bounds import io_time
 from pytest_nvme_ai.measure.fio.runner import FioJob, run_fio
 from pytest_nvme_ai.measure.throttle import Throttle, block_device_of, throttle_missing_reason
@@ -42,28 +40,6 @@ from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 from pytest_nvme_ai.core.targets import Target
 
 FRACTIONS = (1.0, 0.25, 0.5, 0.75, 0.35)   # interleaved, so drift does not line up with the cap
-
-
-class BenchRecorder:
-    """The parts of the session's Recorder the runner uses; nothing is recorded (record=False)."""
-
-    def __init__(self, art: Path) -> None:
-        self.artifact_dir, self.timeout, self.aio_setting = art, 900, "default"
-        self.nodeid = "benchmarks/roofline_accuracy.py::sweep"
-        self.session_cache = SessionCache()
-        self.profile = PROFILES["quick"]
-        self.notes: list[str] = []
-
-    def set_params(self, **kw: Any) -> None: ...
-    def set_extra(self, key: str, value: Any) -> None: ...
-    def record(self, metric: Metric) -> Metric:
-        return metric
-
-    def add_artifact(self, label: str, path: Any) -> str:
-        return str(path)
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
 
 
 @contextlib.contextmanager
@@ -112,7 +88,8 @@ def sweep(base: Path, args: argparse.Namespace) -> int:
         return 0
     (base / "art").mkdir()
     target = Target(path=base, label="bench", run_id="roofline")
-    runner = ZeroInferenceRunner(target, BenchRecorder(base / "art"))  # type: ignore[arg-type]
+    runner = ZeroInferenceRunner(target, MemoryRecorder(base / "art", nodeid="benchmarks/roofline_accuracy.py::sweep",
+                                                         timeout=900))
     spec = InferenceSpec(model="opt-125m", batch_size=1, prompt_len=32, gen_len=8, offload="nvme",
                          loops=args.loops, warmup=1)
     data = target.workdir / "fio.bin"

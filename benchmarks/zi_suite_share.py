@@ -198,15 +198,11 @@ def cmd_share(args: argparse.Namespace) -> None:
 
 # ---- order --------------------------------------------------------------------------------------
 
-class BenchRecorder:
-    """What engine.run_in_worker needs of a recorder, outside pytest."""
+def bench_recorder(artifact_dir: Path, timeout: int = 900) -> Any:
+    """The in-memory Recorder (core.recorder) that run_in_worker records into, outside pytest."""
+    from pytest_nvme_ai.core.recorder import MemoryRecorder
 
-    def __init__(self, artifact_dir: Path, timeout: int = 900, fork_workers: bool = True) -> None:
-        self.artifact_dir, self.timeout, self.fork_workers = artifact_dir, timeout, fork_workers
-        self.extra: dict[str, Any] = {}
-
-    def set_extra(self, key: str, value: Any) -> None:
-        self.extra[key] = value
+    return MemoryRecorder(artifact_dir, nodeid="benchmarks/zi_suite_share.py::bench", timeout=timeout)
 
 
 def bench_target(name: str) -> tuple[Path, Any]:
@@ -223,14 +219,16 @@ def bench_target(name: str) -> tuple[Path, Any]:
     return work, target
 
 
-def run_ok(spec: Any, target: Any, recorder: BenchRecorder, **kw: Any) -> dict[str, Any]:
-    """One case in its engine's worker; exits with the case's log tail unless it ended ok."""
-    from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+def run_ok(spec: Any, target: Any, recorder: Any, fork: bool = True, **kw: Any) -> dict[str, Any]:
+    """One case in its engine's worker; exits with the case's log tail unless it ended ok. The child's
+    record as its dict (what the worker sent)."""
+    from pytest_nvme_ai.measure.zero_inference.dispatch import run_in_worker
 
-    c = run_in_worker(spec, "cpu", None, target=target, recorder=recorder, **kw)  # type: ignore[arg-type]
-    if not c.data or c.data.get("outcome") != "ok":
-        raise SystemExit(f"{spec.id} failed: {c.data}\n{c.log.read_text()[-2000:]}")
-    return dict(c.data)
+    run, _ = run_in_worker(spec, "cpu", None, target=target, recorder=recorder, timeout=float(recorder.timeout),
+                           fork=fork, **kw)
+    if run.record is None or run.outcome != "ok":
+        raise SystemExit(f"{spec.id} failed: {run.outcome}: {run.error}\n{run.log.read_text()[-2000:]}")
+    return run.record.to_dict()
 
 
 def decode_tps(data: dict[str, Any], batch: int, gen: int) -> list[float]:
@@ -251,7 +249,7 @@ def cmd_order(args: argparse.Namespace) -> None:
     pool = shared_pool()
 
     def case(spec: InferenceSpec) -> dict[str, Any]:
-        return run_ok(spec, target, BenchRecorder(work))
+        return run_ok(spec, target, bench_recorder(work))
 
     first: list[float] = []
     after: list[float] = []
@@ -297,7 +295,7 @@ def cmd_start(args: argparse.Namespace) -> None:
         for trial in range(args.trials):
             for forked in ((True, False) if trial % 2 == 0 else (False, True)):
                 pool.close_all()                                      # a fresh worker for each arm
-                data = run_ok(x, target, BenchRecorder(work, fork_workers=forked))
+                data = run_ok(x, target, bench_recorder(work), fork=forked)
                 if bool(data.get("worker_forked")) != forked:
                     raise SystemExit(f"asked for a {'forked' if forked else 'exec'}'d worker, got the other")
                 tps = statistics.median(decode_tps(data, x.batch_size, x.gen_len))
@@ -319,7 +317,7 @@ def cmd_start(args: argparse.Namespace) -> None:
 def cmd_build(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+    from pytest_nvme_ai.measure.deepspeed.models import resolve_model
     from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
     from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
@@ -331,7 +329,7 @@ def cmd_build(args: argparse.Namespace) -> None:
         n = resolve_model(model).param_count
         for fill in args.fills.split(","):  # side by side: the tile fill (the default) and torch's own init
             shared_pool().close_all()
-            data = run_ok(spec, target, BenchRecorder(work), dummy_fill=fill)
+            data = run_ok(spec, target, bench_recorder(work), dummy_fill=fill)
             s = float(data["init_seconds"])
             swap = sum(f["bytes"] for f in data["swap_files"])
             if fill == "torch":
@@ -364,7 +362,7 @@ def fill_rates(numel: int = 64 << 20, rounds: int = 3) -> tuple[float, float]:
 
     import torch
 
-    from pytest_nvme_ai.measure.zero_inference.models import fast_random_init
+    from pytest_nvme_ai.measure.deepspeed.models import fast_random_init
 
     w = torch.empty(numel // 4096, 4096, dtype=torch.bfloat16)
     best = {True: math.inf, False: math.inf}
@@ -394,7 +392,7 @@ def grid_runs(profile_name: str) -> tuple[list[Any], list[Any]]:
     import importlib.util
 
     from pytest_nvme_ai.core.profiles import PROFILES
-    from pytest_nvme_ai.measure.zero_inference.worker import engine_key
+    from pytest_nvme_ai.measure.zero_inference.remote_worker import engine_key
 
     spec_mod = importlib.util.spec_from_file_location("zi_suite", SUITE)
     assert spec_mod and spec_mod.loader
@@ -429,7 +427,7 @@ def grid_runs(profile_name: str) -> tuple[list[Any], list[Any]]:
 def cmd_grid(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+    from pytest_nvme_ai.measure.deepspeed.models import resolve_model
 
     pts = [kv.split("=") for kv in args.builds.split(",")]
     params = [resolve_model(m).param_count for m, _ in pts]

@@ -11,6 +11,7 @@ from pytest_nvme_ai.run.session import get_session
 
 if TYPE_CHECKING:  # the runners import their own heavy-ish modules: only when a test asks for them
     from pytest_nvme_ai.measure.aio.runner import AioRunner
+    from pytest_nvme_ai.measure.deepspeed.options import RunnerOptions
     from pytest_nvme_ai.measure.device import DeviceIdentity
     from pytest_nvme_ai.measure.fio.runner import FioRunner
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
@@ -96,7 +97,19 @@ def zero_inference(offload_target: Target, nvme_ai: SessionRecorder, request: py
     config = nvme_ai.config
     loop_progress = terminal_progress(config) if config.get_verbosity() >= 1 else None  # -q stays quiet
     return ZeroInferenceRunner(offload_target, nvme_ai, progress=terminal_progress(config),
-                               loop_progress=loop_progress, position=_position(request))
+                               loop_progress=loop_progress, position=_position(request),
+                               options=runner_options(nvme_ai))
+
+
+def runner_options(nvme_ai: SessionRecorder) -> RunnerOptions:
+    """A DeepSpeed workload runner's options, from the settings (CLI > env > ini > default) and this test's
+    timeout (a marker may change it): passed to the runner, never read off the recorder."""
+    from pytest_nvme_ai.measure.deepspeed.options import RunnerOptions
+    from pytest_nvme_ai.run.settings import resolve
+
+    return RunnerOptions(aio=nvme_ai.aio_setting, timeout=float(nvme_ai.timeout),
+                         engine_reuse=bool(resolve(nvme_ai.config, "engine_reuse")),
+                         fork_workers=bool(resolve(nvme_ai.config, "fork_workers")))
 
 
 def _position(request: pytest.FixtureRequest) -> str | None:
@@ -113,4 +126,5 @@ def zero_infinity(offload_target: Target, nvme_ai: SessionRecorder) -> ZeroInfin
     reason = training_missing_reason()
     if reason:
         pytest.skip(reason)
-    return ZeroInfinityRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config))
+    return ZeroInfinityRunner(offload_target, nvme_ai, progress=terminal_progress(nvme_ai.config),
+                              options=runner_options(nvme_ai))

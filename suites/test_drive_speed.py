@@ -72,7 +72,7 @@ def test_drive_speed(drive_case: InferenceCase, zero_inference: Any, fio: Any, n
         drive_bw = fio.run(job, repeat=1, record=False).bw_bytes
         drive_bws.append(drive_bw)
         cap = drive_bw * fraction
-        with Throttle(device, cap) as th:
+        with Throttle(device, cap, registry=nvme_ai.children) as th:
             fio_in = fio.run(job, repeat=1, record=False, wrap=th.wrap()).bw_bytes
             refused = cap_refusal(cap, fio_in, fraction=fraction)
             drifted = drift_note(cap, fio_in, fraction)

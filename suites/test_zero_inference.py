@@ -94,7 +94,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _marks(case: Case, kind: str, config: pytest.Config) -> list[Any]:
     """gpu where needed, and the engines the case uses, so cases sharing one run together (run/order.py)."""
-    from pytest_nvme_ai.measure.zero_inference.worker import engine_key
+    from pytest_nvme_ai.measure.zero_inference.remote_worker import engine_key
 
     profile = profile_of(config)
     sides = ("nvme", "cpu") if kind == "pair" else (case.offload,)
@@ -103,22 +103,6 @@ def _marks(case: Case, kind: str, config: pytest.Config) -> list[Any]:
         specs.append(specs[0].with_(offload="none", aio=None))
     marks = [pytest.mark.nvme_ai_engines(*(engine_key(s) for s in specs))]
     return marks + ([pytest.mark.gpu] if case.gpu else [])
-
-
-@pytest.fixture(scope="session")
-def deepspeed_ops(request: pytest.FixtureRequest) -> str | None:
-    """JIT-build DeepSpeed's ops once, with progress on the terminal (first build: minutes), before any
-    run's clock starts; returns why NVMe offload cannot run here, or None."""
-    from pytest_nvme_ai.measure.deepspeed.ops import detect_accelerator, ensure_offload_ops
-    from pytest_nvme_ai.fixtures import terminal_progress
-    from pytest_nvme_ai.run.settings import resolve
-
-    progress = terminal_progress(request.config)
-    if resolve(request.config, "engine_reuse") and resolve(request.config, "fork_workers"):
-        from pytest_nvme_ai.measure.zero_inference.zygote import fork_server
-
-        fork_server().start(detect_accelerator())  # its imports run while the op checks do
-    return ensure_offload_ops(progress)
 
 
 def _check_outcome(result: Any, nvme_ai: Any, may_oom: bool) -> None:
@@ -145,7 +129,7 @@ def _check_run(result: Any, nvme_ai: Any) -> None:
 
 def test_zero_inference(case: Case, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
     spec = case.spec_for(case.offload, nvme_ai.profile)
-    request.getfixturevalue("deepspeed_ops")  # the runner skips with its reason when NVMe offload cannot run
+    zero_inference.prepare()  # ops built visibly, fork server started; the runner skips when NVMe offload cannot run
     result = zero_inference.run(spec)
     _check_outcome(result, nvme_ai, case.may_oom(spec.offload))
     if not result.ok:
@@ -256,7 +240,7 @@ def _aio_read_bw(result: Any, nvme_ai: Any, fio_missing: str | None) -> float | 
 
 
 def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
-    request.getfixturevalue("deepspeed_ops")
+    zero_inference.prepare()
     profile = nvme_ai.profile
     cpu_spec, nvme_spec = case.spec_for("cpu", profile), case.spec_for("nvme", profile)
     reuse = profile.zi_reuse_runs

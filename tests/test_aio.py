@@ -20,7 +20,7 @@ from pytest_nvme_ai.measure.aio.runner import (AioError, AioRunner, AioSettings,
                                 measure_read, write_data_file)
 from pytest_nvme_ai.measure.deepspeed.version import thread_key
 from pytest_nvme_ai.measure.fio.runner import DirectIOUnsupported
-from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.recorder import MemoryRecorder
 
 MiB = 1 << 20
 
@@ -224,31 +224,15 @@ def test_an_aborting_op_spares_the_caller_and_the_next_read(data: Path) -> None:
     assert measure_read(data, AioSettings(MiB, 8, 1)).verified  # a fresh worker took over
 
 
-class FakeRecorder:
-    def __init__(self, cache: SessionCache) -> None:
-        self.session_cache = cache
-        self.repeat, self.timeout = 3, 120
-        self.metrics: dict[str, Metric] = {}
-        self.extra: dict[str, Any] = {}
-
-    def record_samples(self, name: str, samples: Any, **kw: Any) -> Metric:
-        m = Metric.of(name, samples, **kw)
-        self.metrics[name] = self.metrics[name].merged(m) if name in self.metrics else m
-        return m
-
-    def set_extra(self, key: str, value: Any) -> None:
-        self.extra[key] = value
-
-
 @pytest.mark.usefixtures("aio_ready")
 def test_runner_records_bw_and_latency_per_repetition(tmp_path: Path) -> None:
-    rec = FakeRecorder(SessionCache())
-    runner = AioRunner(FakeTarget(tmp_path), rec)  # type: ignore[arg-type]
+    rec = MemoryRecorder(tmp_path, repeat=3, timeout=120)
+    runner = AioRunner(FakeTarget(tmp_path), rec)  # type: ignore[arg-type]  # the target is a stand-in, the recorder is real
     f = runner.data_file(4 * MiB)
     res = runner.read(f, MiB, 16, 2)
-    assert rec.metrics["bw"].n == 3 and rec.metrics["read_latency"].n == 3
-    assert rec.metrics["bw"].unit == "B/s" and rec.metrics["read_latency"].unit == "s"
-    assert rec.metrics["bw"].samples == res.bw_samples
+    assert rec.recorded["bw"].n == 3 and rec.recorded["read_latency"].n == 3
+    assert rec.recorded["bw"].unit == "B/s" and rec.recorded["read_latency"].unit == "s"
+    assert rec.recorded["bw"].samples == res.bw_samples
     assert rec.extra["aio"][thread_key()] == 2
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from pytest_nvme_ai.measure.zero_inference.pool import EnginePool, WorkerGone
 from pytest_nvme_ai.measure.zero_inference.progress import CaseProgress, format_duration
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
-from pytest_nvme_ai.measure.zero_inference.worker import engine_key
+from pytest_nvme_ai.measure.zero_inference.remote_worker import engine_key
 
 STAND_IN = textwrap.dedent('''
     import json, os, sys, time
@@ -55,6 +56,28 @@ def test_engine_key_ignores_per_case_fields() -> None:
     cpu = a.with_(offload="cpu")
     assert engine_key(cpu) == engine_key(cpu.with_(aio={"block_size": 1 << 20}))  # aio is read for NVMe only
     assert engine_key(a) == engine_key(a.with_(quant_group_size=128))            # group size: only when quantized
+
+
+def test_the_session_registry_alone_closes_the_pool_and_the_fork_server(stand_in: list[str], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What plugin.py's pytest_sessionfinish does (ChildRegistry.close_all) ends the pool's workers and removes
+    their swap files, with no help from sys.modules or atexit; closing again is harmless (idempotent)."""
+    from pytest_nvme_ai.core.lifecycle import ChildRegistry
+    from pytest_nvme_ai.measure.deepspeed.forkserver import fork_server
+    from pytest_nvme_ai.measure.zero_inference import pool as pool_mod
+
+    registry = ChildRegistry()
+    monkeypatch.setitem(pool_mod._POOL, "pool", EnginePool(max_alive=1, argv=stand_in))
+    fork_server().register(registry)             # as dispatch.run_in_worker does, before the pool
+    pool = pool_mod.shared_pool(registry)
+    swap = tmp_path / "engine-a"
+    swap.mkdir()
+    pid = pool.run("A", {"name": "a1"}, timeout=30, swap_dir=swap, estimate=0)["pid"]
+    assert registry.names() == ["deepspeed fork server", "zero_inference engine pool"]  # the pool closes first
+    assert registry.close_all() == []
+    assert not pool.workers and not swap.exists() and not Path(f"/proc/{pid}").exists()
+    pool.close_all()
+    pool_mod.close_shared_pool()                 # the atexit hook, later: nothing left to do
 
 
 def test_pool_reuses_a_worker_and_evicts_the_oldest(stand_in: list[str], tmp_path: Path) -> None:
@@ -148,12 +171,12 @@ def e2e_ready() -> None:
 def _runner(tmp_path: Path, name: str, **kw: Any) -> Any:
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
     from pytest_nvme_ai.core.targets import Target
-    from test_zero_inference_runner import FakeRecorder
+    from test_zero_inference_runner import recorder
 
     (tmp_path / name).mkdir()
     target = Target(path=tmp_path / "target", label="t", run_id="e2e")
     target.path.mkdir(exist_ok=True)
-    return ZeroInferenceRunner(target, FakeRecorder(tmp_path / name, timeout=600), **kw)
+    return ZeroInferenceRunner(target, recorder(tmp_path / name, timeout=600), **kw)
 
 
 def test_e2e_cases_sharing_an_engine_share_one_worker(tmp_path: Path, e2e_ready: None) -> None:
@@ -199,7 +222,7 @@ def test_e2e_a_killed_worker_is_oom_and_the_next_case_builds_afresh(tmp_path: Pa
 
 def test_e2e_per_case_path_still_runs(tmp_path: Path, e2e_ready: None) -> None:
     runner = _runner(tmp_path, "a")
-    runner.recorder.engine_reuse = False
+    runner.options = replace(runner.options, engine_reuse=False)
     result = runner.run(InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=16, gen_len=4, offload="nvme",
                                       loops=1, warmup=0))
     assert result.ok and "engine" not in runner.recorder.extra
@@ -209,7 +232,7 @@ def test_e2e_per_case_path_still_runs(tmp_path: Path, e2e_ready: None) -> None:
 # ---- forked workers (zygote.py): the fork server imported torch, DeepSpeed and transformers once ----
 
 def test_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_nvme_ai.measure.zero_inference.zygote import ForkServer, _fingerprint
+    from pytest_nvme_ai.measure.deepspeed.forkserver import ForkServer, _fingerprint
 
     server = ForkServer()
     assert server.can_fork("cpu", None, wrapped=False) is None

@@ -11,6 +11,11 @@ Allowed arrows (README "Layout"):
     run                       imports core, measure, gate, report, history
     plugin, fixtures, cli     import anything
 The package root (`pytest_nvme_ai/__init__.py`) runs before every sub-package, so it may import only core.
+
+Inside measure/, a workload package (a sub-package that runs a workload: zero_inference, zero_infinity,
+and the next ones, kv_cache/, model_load/...) never imports another workload package: what two share
+lives in a shared package (`SHARED_MEASURE`: the DeepSpeed toolkit, fio, aio) or a plain module
+(throttle, bounds, device...), and those import no workload package either.
 """
 from __future__ import annotations
 
@@ -35,6 +40,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "root": frozenset({"core"}),
     TOP: frozenset({"core", "measure", "gate", "report", "history", "run", TOP, "root"}),
 }
+
+
+# Sub-packages of measure/ every workload may import; every other sub-package of measure/ is a workload.
+SHARED_MEASURE = frozenset({"deepspeed", "fio", "aio"})
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,29 @@ def forbidden_arrows(edges: list[Edge], package: str) -> list[str]:
     return bad
 
 
+def workload_of(module: str, package: str, pkg_dir: Path) -> str | None:
+    """The workload package under measure/ that `module` belongs to, or None (shared, a plain module, elsewhere)."""
+    parts = module.split(".")
+    if len(parts) < 3 or parts[1] != "measure" or parts[2] in SHARED_MEASURE:
+        return None
+    return parts[2] if (pkg_dir / "measure" / parts[2]).is_dir() else None
+
+
+def workload_crossings(edges: list[Edge], package: str, pkg_dir: Path) -> list[str]:
+    """Arrows into a workload package from anywhere else under measure/ (another workload, the toolkit,
+    a plain module): what two workloads share belongs in a shared package."""
+    bad = []
+    for e in edges:
+        dst = workload_of(e.dst, package, pkg_dir)
+        if dst is None or layer_of(e.src, package) != "measure":
+            continue
+        src = workload_of(e.src, package, pkg_dir)
+        if src != dst:
+            who = f"workload {src}" if src else "a shared module"
+            bad.append(f"{e.src}:{e.line} ({e.how} import) -> {e.dst}: {who} may not import workload {dst}")
+    return bad
+
+
 def cycles(edges: list[Edge]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan), each as a sorted list."""
     graph: dict[str, set[str]] = {}
@@ -190,6 +222,11 @@ def test_arrows_point_the_allowed_way() -> None:
     assert not bad, "imports against the layout's direction:\n  " + "\n  ".join(bad)
 
 
+def test_no_workload_imports_another() -> None:
+    bad = workload_crossings(import_edges(PACKAGE_DIR, PACKAGE), PACKAGE, PACKAGE_DIR)
+    assert not bad, "measure/ workloads must share through a shared package:\n  " + "\n  ".join(bad)
+
+
 def test_graph_is_read_at_all() -> None:
     # Guard against a checker that silently reads nothing (wrong path, every import missed).
     edges = import_edges(PACKAGE_DIR, PACKAGE)
@@ -241,6 +278,27 @@ def test_checker_finds_forbidden_arrows_including_type_checking(tmp_path: Path) 
     assert any("fakepkg.run.r:2" in b and "run may not import top" in b for b in bad)
     # ... and a cycle run.r -> plugin -> run.r is a cycle as well as an arrow.
     assert cycles(import_edges(root, "fakepkg")) == [["fakepkg.plugin", "fakepkg.run.r"]]
+
+
+def test_checker_finds_one_workload_importing_another(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "__init__.py": "",
+        "measure/__init__.py": "",
+        "measure/throttle.py": "",
+        "measure/deepspeed/__init__.py": "",
+        "measure/deepspeed/launch.py": "from fakepkg.measure.train.runner import x\n",
+        "measure/infer/__init__.py": "",
+        "measure/infer/runner.py": "from fakepkg.measure.deepspeed import launch\nfrom fakepkg.measure import throttle\n",
+        "measure/train/__init__.py": "",
+        "measure/train/runner.py": "def f():\n    from fakepkg.measure.infer.runner import y\n",
+        "measure/train/child.py": "from . import runner\n",
+    })
+    bad = workload_crossings(import_edges(root, "fakepkg"), "fakepkg", root)
+    assert len(bad) == 2, bad
+    assert any("fakepkg.measure.train.runner:2 (function import) -> fakepkg.measure.infer.runner: workload train "
+               "may not import workload infer" in b for b in bad)
+    assert any("fakepkg.measure.deepspeed.launch:1" in b and "a shared module may not import workload train" in b
+               for b in bad)
 
 
 @pytest.mark.parametrize(("module", "layer"), [

@@ -11,7 +11,7 @@ from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement
 from pytest_nvme_ai.measure.zero_inference.pairing import METRICS, record_bounds, run_bounds, sentence
 from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, offloaded_fraction, streaming_layers
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
-from test_zero_inference_runner import FakeRecorder
+from pytest_nvme_ai.core.recorder import MemoryRecorder
 
 MB = 1e6
 
@@ -57,8 +57,8 @@ def test_run_bounds_worked_numbers() -> None:
 
 
 def test_record_bounds_records_metrics_not_derived_figures(tmp_path: Path) -> None:
-    rec = FakeRecorder(tmp_path)
-    record_bounds(rec, run_bounds(offloaded(), reference(), fio_bw=1.25e9))  # type: ignore[arg-type]
+    rec = MemoryRecorder(tmp_path)
+    record_bounds(rec, run_bounds(offloaded(), reference(), fio_bw=1.25e9))
     expected = set(METRICS) | {f"prefill_{m}" for m in METRICS}
     assert set(rec.recorded) == expected
     assert all(name in CATALOG and not CATALOG[name].gated for name in expected)
@@ -97,12 +97,12 @@ def test_runner_records_offloaded_fraction_as_a_param_so_baselines_compare_like_
     from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
     from pytest_nvme_ai.gate.policy import _changed_params
 
-    rec = FakeRecorder(tmp_path)
+    rec = MemoryRecorder(tmp_path)
     residency = ({"name": "model.decoder.layers.0.fc1.weight", "numel": 3, "swapped": True},
                  {"name": "model.decoder.layers.0.self_attn.q_proj.weight", "numel": 1, "swapped": False})
     r = result(SPEC, [loop(1.0, 0.2, 100, 10)], residency=residency, swap_files=({"path": "x", "bytes": 6},))
     runner = ZeroInferenceRunner.__new__(ZeroInferenceRunner)
-    runner.recorder = rec  # type: ignore[assignment]
+    runner.recorder = rec
     runner.record(r)
     assert rec.params["offloaded_fraction"] == 0.75
     assert rec.recorded["offloaded_bytes"].value == 6 and not rec.recorded["offloaded_bytes"].gated

@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import pytest
 
+from pytest_nvme_ai.core.recorder import MemoryRecorder
 from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.measure.aio.runner import AioError, AioSettings
 from pytest_nvme_ai.measure.deepspeed.version import thread_key
-from pytest_nvme_ai.core.profiles import PROFILES
 from pytest_nvme_ai.measure.aio.tune import (DEFAULT_SETTINGS, DS_NVME_TUNE_GRID, Space, format_report, grid_search, tune,
                                   tuned_aio_block)
 
@@ -156,25 +156,12 @@ def test_report_names_the_key_and_warns_about_num_threads(tmp_path: Path) -> Non
     assert block == res.block and "num_threads" not in block and "thread_count" not in block
 
 
-class _Recorder:
-    def __init__(self, cache: SessionCache) -> None:
-        self.session_cache, self.profile = cache, PROFILES["quick"]
-        self.extra: dict[str, Any] = {}
-        self.notes: list[str] = []
-
-    def set_extra(self, key: str, value: Any) -> None:
-        self.extra[key] = value
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-
 def test_tuned_aio_block_tunes_once_per_target_and_records_extras(tmp_path: Path) -> None:
     target = type("T", (), {"label": "nvme0", "workdir": tmp_path, "path": tmp_path})()
     cache = SessionCache()
     measure, calls = counting(surface())
-    first, second = _Recorder(cache), _Recorder(cache)
-    block = tuned_aio_block(target, first, measure=measure)  # type: ignore[arg-type]
+    first, second = MemoryRecorder(tmp_path, session_cache=cache), MemoryRecorder(tmp_path, session_cache=cache)
+    block = tuned_aio_block(target, first, measure=measure)  # type: ignore[arg-type]  # the target is a stand-in
     n = len(calls)
     assert tuned_aio_block(target, second, measure=measure) == block  # type: ignore[arg-type]
     assert len(calls) == n  # cached: the second test did not tune again
@@ -189,11 +176,12 @@ def test_a_block_bound_keeps_the_tuner_at_equal_offloaded_bytes(tmp_path: Path) 
     block so that the tuner cannot win by offloading less; no read, seed included, goes above the bound."""
     target = type("T", (), {"label": "nvme0", "workdir": tmp_path, "path": tmp_path})()
     measure, calls = counting(surface())
-    rec = _Recorder(SessionCache())
+    rec = MemoryRecorder(tmp_path)
     block = tuned_aio_block(target, rec, measure=measure, max_block_size=MiB)  # type: ignore[arg-type]
     assert calls and max(s.block_size for s in calls) <= MiB
     assert block["block_size"] <= MiB and rec.extra["tuned_aio_max_block"] == MiB
-    unbounded = tuned_aio_block(target, _Recorder(rec.session_cache), measure=measure)  # type: ignore[arg-type]
+    unbounded = tuned_aio_block(target, MemoryRecorder(tmp_path, session_cache=rec.session_cache),  # type: ignore[arg-type]
+                                measure=measure)  # the target is a stand-in
     assert unbounded["block_size"] > MiB  # the surface's optimum: what an unbounded tuner would pick
 
 

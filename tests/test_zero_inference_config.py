@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from pytest_nvme_ai.measure.zero_inference.ds_config import (
+from pytest_nvme_ai.measure.deepspeed.config_blocks import (
     AIO_KEYS,
     BUFFER_ALIGN_ELEMENTS,
     AioSettingError,
     buffer_elements,
-    build_ds_config,
     normalize_aio,
     parse_aio_json,
 )
-from pytest_nvme_ai.measure.zero_inference.models import UnknownModel, resolve_model, shipped_models
+from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
+from pytest_nvme_ai.measure.deepspeed.models import UnknownModel, resolve_model, shipped_models
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
 OLD, NEW = Version("0.16.3"), Version("0.19.8")
@@ -176,7 +176,7 @@ def test_param_counts_match_published_sizes() -> None:
 def test_param_count_and_largest_numel_match_transformers() -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from pytest_nvme_ai.measure.zero_inference.models import hf_config_object
+    from pytest_nvme_ai.measure.deepspeed.models import hf_config_object
 
     for name in shipped_models():
         info = resolve_model(name)
@@ -222,7 +222,7 @@ def test_fast_random_init_keeps_torchs_bounds_and_scale() -> None:
     import torch
     from torch import nn
 
-    from pytest_nvme_ai.measure.zero_inference.models import FILL_TILE, fast_random_init
+    from pytest_nvme_ai.measure.deepspeed.models import FILL_TILE, fast_random_init
 
     original = nn.init.kaiming_uniform_
     torch.manual_seed(0)
@@ -245,7 +245,7 @@ def test_swap_files_are_synced_and_timed(tmp_path: Path, monkeypatch: pytest.Mon
     """Every listed swap file is fsynced before the first loop (the build's writes are on the drive)."""
     import os
 
-    from pytest_nvme_ai.measure.zero_inference import child
+    from pytest_nvme_ai.measure.zero_inference import remote as child
 
     rank = tmp_path / "zero_stage_3" / "bfloat16params" / "rank0"
     rank.mkdir(parents=True)

@@ -16,10 +16,10 @@ import pytest
 
 from pytest_nvme_ai.measure.deepspeed.ops import ensure_aio_op
 from pytest_nvme_ai.core.targets import Target
-from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+from pytest_nvme_ai.measure.deepspeed.models import resolve_model
 from pytest_nvme_ai.measure.zero_inference.runner import InferenceResult, ZeroInferenceRunner, inference_missing_reason
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
-from test_zero_inference_runner import FakeRecorder
+from test_zero_inference_runner import recorder
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_zero_inference.py"
 SWAP_PATTERN = "zero_stage_3/*params/rank0/*.swp"
@@ -45,10 +45,10 @@ def nvme_runs(tmp_path_factory: pytest.TempPathFactory, e2e_ready: None) -> dict
     out: dict[str, Any] = {"target": target}
     for name, quant, loops in (("fp", None, 2), ("q4", 4, 1)):
         (base / name).mkdir()
-        rec = FakeRecorder(base / name, timeout=600)
+        rec = recorder(base / name, timeout=600)
         spec = InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=16, gen_len=4, offload="nvme",
                              quant_bits=quant, loops=loops, warmup=1)
-        out[name] = (ZeroInferenceRunner(target, rec).run(spec), rec)  # type: ignore[arg-type]
+        out[name] = (ZeroInferenceRunner(target, rec).run(spec), rec)
     return out
 
 
@@ -175,7 +175,7 @@ def test_e2e_local_checkpoint_loads_real_weights(tmp_path: Path, e2e_ready: None
     torch = pytest.importorskip("torch")
     from transformers import OPTForCausalLM
 
-    from pytest_nvme_ai.measure.zero_inference.models import hf_config_object
+    from pytest_nvme_ai.measure.deepspeed.models import hf_config_object
 
     config = hf_config_object(resolve_model("opt-tiny"))
     config.num_hidden_layers = 2
@@ -183,9 +183,9 @@ def test_e2e_local_checkpoint_loads_real_weights(tmp_path: Path, e2e_ready: None
     assert resolve_model(str(tmp_path / "ckpt")).weights_dir is not None
     (tmp_path / "target").mkdir()
     (tmp_path / "art").mkdir()
-    rec = FakeRecorder(tmp_path / "art", timeout=600)
+    rec = recorder(tmp_path / "art", timeout=600)
     spec = InferenceSpec(model=str(tmp_path / "ckpt"), offload="cpu", prompt_len=8, gen_len=3, loops=1, warmup=0)
-    result = ZeroInferenceRunner(Target(tmp_path / "target", "t", "e2e"), rec).run(spec)  # type: ignore[arg-type]
+    result = ZeroInferenceRunner(Target(tmp_path / "target", "t", "e2e"), rec).run(spec)
     assert result.outcome == "ok", f"{result.error}\n{result.log_tail}"
     assert rec.params["model"] == "ckpt" and result.loops[0].new_tokens == 3
     assert "newly initialized" not in Path(rec.artifacts["log"]).read_text()  # every weight came from the file

@@ -3,6 +3,7 @@ outcome and pytest carries on. The child's test hooks fire before any heavy impo
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 import time
 import types
 from pathlib import Path
@@ -10,44 +11,28 @@ from typing import Any
 
 import pytest
 
-from pytest_nvme_ai.core.cache import SessionCache
-from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.recorder import MemoryRecorder
 from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner, inference_missing_reason
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
 
 
-class FakeRecorder:
-    """The parts of session.Recorder the runner uses, recording into plain dicts."""
+NODEID = "tests/test_x.py::test_case[opt-tiny-bs1]"
 
-    def __init__(self, artifact_dir: Path, timeout: int = 300, aio_setting: str = "default") -> None:
-        self.artifact_dir = artifact_dir
-        self.timeout = timeout
-        self.aio_setting = aio_setting
-        self.nodeid = "tests/test_x.py::test_case[opt-tiny-bs1]"
-        self.session_cache = SessionCache()
-        self.params: dict[str, Any] = {}
-        self.extra: dict[str, Any] = {}
-        self.recorded: dict[str, Metric] = {}
-        self.artifacts: dict[str, str] = {}
-        self.notes: list[str] = []
 
-    def set_params(self, **kw: Any) -> None:
-        self.params.update(kw)
+def recorder(artifact_dir: Path, **kw: Any) -> MemoryRecorder:
+    """The in-memory Recorder (core.recorder) the runner tests record into."""
+    return MemoryRecorder(artifact_dir, nodeid=kw.pop("nodeid", NODEID), **kw)
 
-    def set_extra(self, key: str, value: Any) -> None:
-        self.extra[key] = value
 
-    def record(self, metric: Metric) -> Metric:
-        self.recorded[metric.name] = metric
-        return metric
+def rec_of(runner: Any) -> MemoryRecorder:
+    assert isinstance(runner.recorder, MemoryRecorder)
+    return runner.recorder
 
-    def add_artifact(self, label: str, path: Path | str) -> str:
-        self.artifacts[label] = str(path)
-        return str(path)
 
-    def note(self, text: str) -> None:
-        self.notes.append(text)
+def set_options(runner: Any, **changes: Any) -> None:
+    """What a setting (--nvme-ai-aio, --nvme-ai-engine-reuse, a marker's timeout) gives the runner."""
+    runner.options = replace(runner.options, **changes)
 
 
 @pytest.fixture
@@ -57,13 +42,13 @@ def runner(tmp_path: Path) -> ZeroInferenceRunner:
     (tmp_path / "target").mkdir()
     (tmp_path / "artifacts").mkdir()
     target = Target(path=tmp_path / "target", label="t", run_id="test")
-    return ZeroInferenceRunner(target, FakeRecorder(tmp_path / "artifacts"))  # type: ignore[arg-type]
+    return ZeroInferenceRunner(target, recorder(tmp_path / "artifacts"))
 
 
 @pytest.fixture(params=[True, False], ids=["worker", "one-shot"])
 def either_runner(request: pytest.FixtureRequest, runner: ZeroInferenceRunner) -> ZeroInferenceRunner:
     """The runner on both paths: the persistent worker (default) and the one-shot child (--nvme-ai-engine-reuse 0)."""
-    runner.recorder.engine_reuse = request.param  # type: ignore[attr-defined]
+    set_options(runner, engine_reuse=request.param)
     return runner
 
 
@@ -73,16 +58,16 @@ def hooked(hook: str) -> InferenceSpec:
 
 
 def test_hanging_child_times_out_and_is_killed(either_runner: ZeroInferenceRunner) -> None:
-    either_runner.recorder.timeout = 2  # type: ignore[misc]
+    set_options(either_runner, timeout=2)
     t0 = time.monotonic()
     result = either_runner.run(hooked("sleep:600"))
     assert time.monotonic() - t0 < 60  # killed, not waited for
     assert result.outcome == "timeout" and "killed after 2 s" in (result.error or "")
-    rec = either_runner.recorder
-    assert rec.extra["run_outcome"] == "timeout"  # type: ignore[attr-defined]
-    assert "test hook 'sleep:600'" in rec.extra["log_tail"]  # type: ignore[attr-defined]
-    assert not rec.recorded  # type: ignore[attr-defined]  # no metrics from a run that did not finish
-    assert {"log", "spec", "ds_config"} <= set(rec.artifacts)  # type: ignore[attr-defined]
+    rec = rec_of(either_runner)
+    assert rec.extra["run_outcome"] == "timeout"
+    assert "test hook 'sleep:600'" in rec.extra["log_tail"]
+    assert not rec.recorded  # no metrics from a run that did not finish
+    assert {"log", "spec", "ds_config"} <= set(rec.artifacts)
 
 
 def test_sigkilled_child_is_oom(either_runner: ZeroInferenceRunner) -> None:
@@ -101,7 +86,7 @@ def test_crash_is_error_with_traceback(either_runner: ZeroInferenceRunner) -> No
     result = either_runner.run(hooked("crash"))
     assert result.outcome == "error" and "simulated crash" in (result.error or "")
     assert "Traceback" in result.log_tail
-    assert either_runner.recorder.extra["run_outcome"] == "error"  # type: ignore[attr-defined]
+    assert rec_of(either_runner).extra["run_outcome"] == "error"
 
 
 def test_not_applicable_spec_skips_with_reason(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +99,7 @@ def test_not_applicable_spec_skips_with_reason(runner: ZeroInferenceRunner, monk
             runner.run(InferenceSpec(model="opt-tiny", offload="cpu", prompt_len=16, gen_len=4, kv_offload=True))
     finally:
         runner_mod.detect_accelerator.cache_clear()
-    assert runner.recorder.extra["run_outcome"] == "not_applicable"  # type: ignore[attr-defined]
+    assert rec_of(runner).extra["run_outcome"] == "not_applicable"
 
 
 # ---- --nvme-ai-aio -------------------------------------------------------------------------------
@@ -128,29 +113,29 @@ def test_aio_default_leaves_spec_alone(runner: ZeroInferenceRunner) -> None:
 
 
 def test_aio_json_is_validated_and_rewritten(runner: ZeroInferenceRunner) -> None:
-    runner.recorder.aio_setting = '{"block_size": 2097152, "thread_count": 16}'  # type: ignore[misc]
+    set_options(runner, aio='{"block_size": 2097152, "thread_count": 16}')
     aio = runner.with_aio(nvme_spec()).aio
     assert aio is not None and aio["block_size"] == 2 << 20
     assert aio.get("intra_op_parallelism", aio.get("thread_count")) == 16
 
 
 def test_aio_json_bad_key_fails_naming_it(runner: ZeroInferenceRunner) -> None:
-    runner.recorder.aio_setting = '{"blocksize": 2097152}'  # type: ignore[misc]
+    set_options(runner, aio='{"blocksize": 2097152}')
     with pytest.raises(SpecError, match=r"--nvme-ai-aio: unknown aio key\(s\) 'blocksize'; accepted: block_size"):
         runner.with_aio(nvme_spec())
 
 
 def test_aio_ignored_for_cpu_offload(runner: ZeroInferenceRunner) -> None:
-    runner.recorder.aio_setting = '{"blocksize": 1}'  # type: ignore[misc]
+    set_options(runner, aio='{"blocksize": 1}')
     assert runner.with_aio(InferenceSpec(offload="cpu")).aio is None
 
 
 def test_aio_auto_without_tuner_falls_back_with_a_note(runner: ZeroInferenceRunner,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pytest_nvme_ai.measure.aio.tune", None)  # import fails: no tuner installed
-    runner.recorder.aio_setting = "auto"  # type: ignore[misc]
+    set_options(runner, aio="auto")
     assert runner.with_aio(nvme_spec()).aio is None
-    assert any("no tuner" in n for n in runner.recorder.notes)  # type: ignore[attr-defined]
+    assert any("no tuner" in n for n in rec_of(runner).notes)
 
 
 def test_aio_auto_uses_the_tuner(runner: ZeroInferenceRunner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,7 +147,7 @@ def test_aio_auto_uses_the_tuner(runner: ZeroInferenceRunner, monkeypatch: pytes
 
     monkeypatch.setitem(sys.modules, "pytest_nvme_ai.measure.aio.tune",
                         types.SimpleNamespace(tuned_aio_block=tuned_aio_block, BLOCK_SIZES=(1 << 20, 2 << 20, 16 << 20)))
-    runner.recorder.aio_setting = "auto"  # type: ignore[misc]
+    set_options(runner, aio="auto")
     first, second = runner.with_aio(nvme_spec()), runner.with_aio(nvme_spec().with_(batch_size=2))
     assert first.aio == second.aio and first.aio is not None and first.aio["queue_depth"] == 32
     assert first.aio.get("intra_op_parallelism", first.aio.get("thread_count")) == 8
@@ -173,7 +158,7 @@ def test_aio_auto_uses_the_tuner(runner: ZeroInferenceRunner, monkeypatch: pytes
 
 def test_equal_offload_block_bound_follows_the_smallest_swapped_matrix() -> None:
     from pytest_nvme_ai.measure.aio.tune import BLOCK_SIZES
-    from pytest_nvme_ai.measure.zero_inference.models import equal_offload_max_block, resolve_model
+    from pytest_nvme_ai.measure.deepspeed.models import equal_offload_max_block, resolve_model
 
     mib = 1 << 20
     # opt-125m: 768 x 768 bf16 = 1.18 MB, the smallest swapped matrix: a 2 MiB block would keep it resident
@@ -199,7 +184,7 @@ def test_enough_space_is_no_reason(runner: ZeroInferenceRunner) -> None:
 
 
 def test_partly_written_swap_file_fails_the_run() -> None:
-    from pytest_nvme_ai.measure.zero_inference.child import check_swap_files_complete
+    from pytest_nvme_ai.measure.zero_inference.remote import check_swap_files_complete
 
     check_swap_files_complete([{"path": "a.swp", "bytes": 4096, "allocated": 4096}])
     with pytest.raises(RuntimeError, match=r"only partly written \(0 of 4096 bytes.*target is full"):

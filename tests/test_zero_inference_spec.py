@@ -5,9 +5,11 @@ import signal
 
 import pytest
 
-from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, prefixed
-from pytest_nvme_ai.measure.zero_inference.models import UnknownModel
-from pytest_nvme_ai.measure.zero_inference.runner import classify
+from pytest_nvme_ai.measure.deepspeed.recording import prefixed
+from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics
+from pytest_nvme_ai.measure.deepspeed.models import UnknownModel
+from pytest_nvme_ai.measure.deepspeed.launch import classify
+from pytest_nvme_ai.measure.deepspeed.record import ChildRecord
 from pytest_nvme_ai.measure.zero_inference.spec import (
     KV_OFFLOAD_CPU_REASON,
     InferenceSpec,
@@ -133,7 +135,7 @@ def test_prefixed_metric_keeps_unit_and_direction() -> None:
     (1, False, None, "Traceback ... ValueError", "error"),
 ])
 def test_classify(rc: int | None, timed_out: bool, result: dict | None, tail: str, outcome: str) -> None:
-    got, why = classify(rc, timed_out, result, tail)
+    got, why = classify(rc, timed_out, ChildRecord.from_dict(result) if result else None, tail)
     assert got == outcome
     if outcome != "ok":
         assert why

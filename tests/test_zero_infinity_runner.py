@@ -16,7 +16,7 @@ from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.measure.zero_infinity.runner import ZeroInfinityRunner, training_missing_reason
 from pytest_nvme_ai.measure.zero_infinity.spec import TrainingSpec
 
-from tests.test_zero_inference_runner import FakeRecorder
+from tests.test_zero_inference_runner import rec_of, recorder, set_options
 
 
 @pytest.fixture
@@ -26,9 +26,8 @@ def runner(tmp_path: Path) -> ZeroInfinityRunner:
     (tmp_path / "target").mkdir()
     (tmp_path / "artifacts").mkdir()
     target = Target(path=tmp_path / "target", label="t", run_id="test")
-    rec = FakeRecorder(tmp_path / "artifacts")
-    rec.nodeid = "tests/test_x.py::test_train[opt-tiny]"
-    return ZeroInfinityRunner(target, rec)  # type: ignore[arg-type]
+    rec = recorder(tmp_path / "artifacts", nodeid="tests/test_x.py::test_train[opt-tiny]")
+    return ZeroInfinityRunner(target, rec)
 
 
 def hooked(hook: str) -> TrainingSpec:
@@ -38,14 +37,14 @@ def hooked(hook: str) -> TrainingSpec:
 
 def test_hanging_child_times_out(runner: ZeroInfinityRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "unavailable", lambda spec: None)  # no op builds for a child that only sleeps
-    runner.recorder.timeout = 2  # type: ignore[misc]
+    set_options(runner, timeout=2)
     t0 = time.monotonic()
     result = runner.run(hooked("sleep:600"))
     assert time.monotonic() - t0 < 60
     assert result.outcome == "timeout" and "killed after 2 s" in (result.error or "")
-    assert runner.recorder.extra["run_outcome"] == "timeout"  # type: ignore[attr-defined]
-    assert not runner.recorder.recorded  # type: ignore[attr-defined]
-    assert {"log", "spec", "ds_config"} <= set(runner.recorder.artifacts)  # type: ignore[attr-defined]
+    assert rec_of(runner).extra["run_outcome"] == "timeout"
+    assert not rec_of(runner).recorded
+    assert {"log", "spec", "ds_config"} <= set(rec_of(runner).artifacts)
 
 
 @pytest.mark.parametrize("hook, outcome, words", [("sigkill", "oom", "SIGKILL"), ("memory_error", "oom", "MemoryError"),
@@ -87,9 +86,9 @@ def test_real_run_trains_and_writes_every_step(runner: ZeroInfinityRunner) -> No
     assert all(s.write_bytes > 0 and s.read_bytes > 0 for s in result.steps)
     assert result.facts.get("basic_optimizer") == "DeepSpeedCPUAdam"
     assert any("optimizer" in f["path"] for f in result.swap_files)  # optimizer states were swapped to the target
-    rec = runner.recorder
-    assert rec.recorded["target_write_bytes"].value > 0  # type: ignore[attr-defined]
-    assert rec.recorded["step_time"].n == 3 and rec.extra["loss_curve"] == losses  # type: ignore[attr-defined]
+    rec = rec_of(runner)
+    assert rec.recorded["target_write_bytes"].value > 0
+    assert rec.recorded["step_time"].n == 3 and rec.extra["loss_curve"] == losses
     assert not _swap_files_left(runner)
 
 

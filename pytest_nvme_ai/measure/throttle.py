@@ -25,7 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_nvme_ai.core.lifecycle import ChildRegistry
 
 V1_MOUNT = Path("/sys/fs/cgroup/blkio")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -193,19 +196,24 @@ def remove_stale(controller: Controller) -> list[Path]:
     return removed
 
 
-atexit.register(remove_all)
+atexit.register(remove_all)  # last resort; the session's ChildRegistry calls remove_all first (Throttle's registry)
+REGISTRY_NAME = "throttle cgroups"
 
 
 class Throttle:
     """`with Throttle(device, bps) as t:` a cgroup capping reads of `device` at `bps` B/s; `t.wrap(argv)`."""
 
-    def __init__(self, device: BlockDevice, read_bps: float, controller: Controller | None = None) -> None:
+    def __init__(self, device: BlockDevice, read_bps: float, controller: Controller | None = None,
+                 registry: ChildRegistry | None = None) -> None:
+        """registry: the session's ChildRegistry, which removes whatever cgroup is left at the session's end
+        (a test that died inside the `with`); the atexit hook stays for a dying interpreter."""
         if read_bps < 1:
             raise ValueError(f"read cap {read_bps} B/s must be at least 1")
         self.device, self.read_bps = device, int(read_bps)
         self.controller = controller or find_controller()
         self.path = self.controller.parent / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self._old_term: Any = None
+        self.registry = registry
 
     @property
     def procs(self) -> Path:
@@ -219,6 +227,8 @@ class Throttle:
         remove_stale(self.controller)
         self.path.mkdir()
         _live.add(self.path)
+        if self.registry is not None:
+            self.registry.register(REGISTRY_NAME, remove_all)
         try:
             (self.path / self.controller.limit_file).write_text(self.controller.limit_line(self.device, self.read_bps))
         except OSError as exc:

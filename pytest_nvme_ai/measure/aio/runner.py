@@ -36,6 +36,7 @@ from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.measure.fio.runner import FIO_DATA, DirectIOUnsupported, FioJob, check_direct_io, format_size, parse_size
 
 if TYPE_CHECKING:
+    from pytest_nvme_ai.core.lifecycle import ChildRegistry
     from pytest_nvme_ai.core.recorder import Recorder
     from pytest_nvme_ai.core.targets import Target
 
@@ -222,10 +223,19 @@ def shared_worker(progress: Progress | None = None) -> AioWorker:
     return w
 
 
+REGISTRY_NAME = "deepspeed aio worker"
+
+
+def register_shared_worker(registry: ChildRegistry) -> None:
+    """Let the session stop the shared worker at its end (idempotent; harmless when none runs)."""
+    registry.register(REGISTRY_NAME, release_shared_worker)
+
+
 @atexit.register
 def release_shared_worker() -> None:
     """Stop the shared worker: it holds a page-locked buffer as large as the data file (GiBs on
-    standard/full), which later ZeRO-Inference runs need back. The next read starts a fresh one."""
+    standard/full), which later ZeRO-Inference runs need back. The next read starts a fresh one.
+    Idempotent: the session's ChildRegistry calls it at the end, this atexit hook only for a dying interpreter."""
     w = _SHARED.pop("worker", None)
     if w is not None:
         w.close()
@@ -317,6 +327,7 @@ class AioRunner:
     def __init__(self, target: "Target", recorder: "Recorder") -> None:
         self.target = target
         self.recorder = recorder
+        register_shared_worker(recorder.children)
 
     def data_file(self, size: int) -> Path:
         """The session's data file of `size` bytes on the target (written once, O_DIRECT).

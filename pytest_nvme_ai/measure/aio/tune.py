@@ -339,8 +339,9 @@ def tuned_aio_block(target: "Target", recorder: "Recorder", measure: Measure | N
     max(1 MiB, block_size) bytes, so a larger block "wins" by offloading less. ZeRO-Inference passes the
     largest block that offloads the same tensors as DeepSpeed's default (equal offloaded bytes).
     """
-    from pytest_nvme_ai.measure.aio.runner import ensure_data_file
+    from pytest_nvme_ai.measure.aio.runner import ensure_data_file, register_shared_worker
 
+    register_shared_worker(recorder.children)  # the tuner reads through the shared worker
     parts = (target.label,) if max_block_size is None else (target.label, max_block_size)
     res = recorder.session_cache.get(TUNED_AIO, *parts)
     if res is None:

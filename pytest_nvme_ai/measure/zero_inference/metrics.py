@@ -86,8 +86,3 @@ def loop_metrics(loops: Iterable[LoopMeasurement], *, batch_size: int, prompt_le
     metrics.update(energy_metrics((lp.gpu_energy, lp.cpu_energy, lp.total_latency, bs * lp.new_tokens)
                                   for lp in loops))
     return metrics
-
-
-def prefixed(metric: Metric, prefix: str) -> Metric:
-    """The same metric under `<prefix>_<name>` (pairing tests record two runs in one test)."""
-    return Metric(f"{prefix}_{metric.name}", metric.unit, metric.better, metric.samples, metric.gated)

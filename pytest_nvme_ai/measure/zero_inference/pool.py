@@ -1,176 +1,51 @@
-"""The inference workers, parent side: one persistent child per engine, at most `max_alive` at once.
+"""The inference workers, pytest side: one persistent child per engine, at most `max_alive` at once.
 
 `EnginePool.run(job, ...)` sends a case to the worker that holds its engine (starting one when
 none does, closing the least recently used one when the pool is full) and waits for the result
 under the case's timeout. A worker that crashes, is OOM-killed, times out or reports a failed case
-is gone afterwards: the case's outcome is classified exactly as for a one-shot child (runner.classify)
+is gone afterwards: the case's outcome is classified exactly as for a one-shot child (deepspeed.launch.finish_run)
 and the next case starts a fresh worker. Each engine's swap files live in their own folder
 (`<workdir>/zero_inference/engine-<hash>/`), laid out once when the engine is built and removed when
-its worker closes: at eviction, at the end of the session (atexit) and on Ctrl-C.
+its worker closes: at eviction, at the end of the session and on Ctrl-C.
 
 Memory: a second worker is kept alive only when the two engines' estimated host memory fits in half
 of what the machine has available (`fits_alongside`); otherwise one at a time.
 
-Start: on the CPU accelerator a worker is forked from the session's fork server (zygote.py), which
-has imported torch, DeepSpeed and transformers once; elsewhere, and where zygote.py says why not,
-it is exec'd (`python -m pytest_nvme_ai.measure.zero_inference.worker`). Both speak the same protocol.
+Start: on the CPU accelerator a worker is forked from the session's fork server
+(measure/deepspeed/forkserver.py), which has imported torch, DeepSpeed and transformers once;
+elsewhere, and where forkserver.py says why not, it is exec'd
+(`python -m pytest_nvme_ai.measure.zero_inference.remote_worker`). Both speak the same protocol, and
+the generic handle of one worker is measure/deepspeed/worker_handle.py.
+
+Closing: the pool registers `close_all` with the session's ChildRegistry at every case, so it is
+closed at the session's end (before the fork server, which registered earlier); the atexit hook is
+only the last resort for a dying interpreter.
 """
 from __future__ import annotations
 
 import atexit
 import hashlib
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pytest_nvme_ai.core import procutil
-from pytest_nvme_ai.core.jsonlines import ChildClosed, ChildSilent, LineReader, end_input, write_line
-from pytest_nvme_ai.measure.zero_inference.zygote import ForkedProcess, fork_server
+from pytest_nvme_ai.measure.deepspeed.forkserver import fork_server
+from pytest_nvme_ai.measure.deepspeed.worker_handle import CaseProgress, ForkEntry, WorkerGone, WorkerHandle
 
-WORKER_ARGV = [sys.executable, "-m", "pytest_nvme_ai.measure.zero_inference.worker"]
+if TYPE_CHECKING:
+    from pytest_nvme_ai.core.lifecycle import ChildRegistry
+
+WORKER_MODULE = "pytest_nvme_ai.measure.zero_inference.remote_worker"
+WORKER_ARGV = [sys.executable, "-m", WORKER_MODULE]
 PROCESS_BYTES = 3 << 30      # torch + DeepSpeed + transformers in one process, before any model (RSS, measured ~2 GiB)
-START_TIMEOUT_S = 300.0      # the imports; op builds happen before any run (deepspeed_ops fixture)
+REGISTRY_NAME = "zero_inference engine pool"
 
-CaseProgress = Callable[[str, int, int, float], None]  # (stage, done, total, seconds of the last step)
-
-
-class WorkerGone(RuntimeError):
-    """The worker died or was killed before it answered: `returncode` and `timed_out` say how."""
-
-    def __init__(self, message: str, returncode: int | None, timed_out: bool) -> None:
-        super().__init__(message)
-        self.returncode, self.timed_out = returncode, timed_out
+__all__ = ["CaseProgress", "EnginePool", "PoolStats", "WorkerGone", "shared_pool", "start_fork_server"]
 
 
 def engine_dir_name(key: str) -> str:
     return "engine-" + hashlib.sha1(key.encode()).hexdigest()[:12]
-
-
-class InferenceWorker:
-    """One child holding (after its first case) one engine."""
-
-    def __init__(self, key: str, swap_dir: Path | None, argv: list[str] | None = None,
-                 env: Mapping[str, str] | None = None, fork: bool = False) -> None:
-        """fork: from the session's fork server (the caller checked zygote.ForkServer.can_fork)."""
-        self.key, self.swap_dir = key, swap_dir
-        fd, name = tempfile.mkstemp(prefix="nvme-ai-zi-worker-", suffix=".log")
-        os.close(fd)
-        self.log_path = Path(name)
-        self._log: IO[bytes] = open(self.log_path, "ab")
-        self.started = time.monotonic()
-        self.proc: subprocess.Popen[bytes] | ForkedProcess
-        try:
-            if fork:
-                self.proc = fork_server().fork(self.log_path, env)
-            else:
-                self.proc = procutil.start(argv or WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=self._log, env=dict(env) if env is not None else None)
-        except BaseException:
-            self._log.close()
-            self.log_path.unlink(missing_ok=True)
-            raise
-        self.forked = fork
-        self.fork_server_s: float | None = None
-        self._reader = LineReader(self.proc.stdout)  # type: ignore[arg-type]  # a pipe in both cases
-        self.cases = 0
-        self.ready: dict[str, Any] = {}
-        try:
-            self.ready = self._expect("ready", START_TIMEOUT_S, None)
-        except BaseException:
-            self.kill()
-            raise
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def run(self, job: Mapping[str, Any], timeout: float, progress: CaseProgress | None,
-            case_log: Path | None) -> dict[str, Any]:
-        """The worker's result event for one case; WorkerGone when it died or ran out of time.
-        The worker log written during the case is copied to `case_log`."""
-        start = self.log_path.stat().st_size
-        try:
-            self._send({"op": "run", "job": dict(job)})
-            msg = self._expect("result", timeout, progress)
-        except BaseException:
-            self._copy_log(start, case_log)
-            self.kill()  # a timeout, a death or Ctrl-C: never leave a half-run engine behind
-            raise
-        self._copy_log(start, case_log)
-        self.cases += 1
-        return msg
-
-    def close(self) -> None:
-        if self.alive and not end_input(self.proc, timeout=30):  # type: ignore[arg-type]  # Popen-like
-            self.kill()
-        self._cleanup()
-
-    def kill(self) -> None:
-        if self.alive:
-            procutil.stop(self.proc, grace_s=2.0)  # type: ignore[arg-type]  # Popen-like
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if isinstance(self.proc, ForkedProcess):
-            self.proc.close_pipes()  # also if it lives on (stuck in the kernel): EOF on stdin ends it later
-        if not self._log.closed:
-            self._log.close()
-        if self.swap_dir is not None:
-            shutil.rmtree(self.swap_dir, ignore_errors=True)  # as large as the model
-        self.log_path.unlink(missing_ok=True)
-
-    def _copy_log(self, start: int, dest: Path | None) -> None:
-        if dest is None or self._log.closed:
-            return
-        self._log.flush()
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(start)
-                dest.write_bytes(fh.read())
-        except OSError:
-            pass
-
-    def _send(self, req: Mapping[str, Any]) -> None:
-        if not write_line(self.proc.stdin, req):
-            raise self._gone("before the request", timed_out=False)
-
-    def _expect(self, event: str, timeout: float, progress: CaseProgress | None) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = self._next_message(deadline)
-            if msg.get("event") == "progress" and progress is not None:
-                progress(str(msg.get("stage")), int(msg.get("done", 0)), int(msg.get("total", 0)),
-                         float(msg.get("seconds", 0.0)))
-            elif msg.get("event") == event:
-                return msg
-
-    def _next_message(self, deadline: float) -> dict[str, Any]:
-        try:
-            return self._reader.next(deadline)
-        except ChildSilent:
-            procutil.stop(self.proc, grace_s=2.0)  # type: ignore[arg-type]  # Popen-like
-            raise self._gone("in time", timed_out=True) from None
-        except ChildClosed:
-            raise self._gone("mid-request", timed_out=False) from None
-
-    def _gone(self, when: str, timed_out: bool) -> WorkerGone:
-        try:
-            code: int | None = self.proc.wait(timeout=procutil.DRAIN_S)
-        except subprocess.TimeoutExpired:
-            code = None
-        how = "did not answer" if timed_out else (f"was killed by signal {-code}" if code is not None and code < 0
-                                                  else f"exited with status {code}")
-        return WorkerGone(f"the inference worker {how} {when}", code, timed_out)
 
 
 @dataclass(frozen=True)
@@ -196,7 +71,7 @@ class EnginePool:
     def __init__(self, max_alive: int = 2, argv: list[str] | None = None) -> None:
         self.max_alive = max_alive
         self.argv = argv  # a stand-in worker (tests): always exec'd
-        self.workers: dict[str, InferenceWorker] = {}  # in least- to most-recently used order
+        self.workers: dict[str, WorkerHandle] = {}  # in least- to most-recently used order
         self.estimates: dict[str, int] = {}
         self.started = self.cases = self.reused = 0
 
@@ -205,7 +80,7 @@ class EnginePool:
 
     def worker_for(self, key: str, swap_dir: Path | None, estimate: int,
                    env: Mapping[str, str] | None = None, wrap: Sequence[str] = (),
-                   fork_for: str | None = None) -> InferenceWorker:
+                   fork_for: str | None = None) -> WorkerHandle:
         """fork_for: the accelerator, when the caller allows a forked worker (None: exec'd)."""
         w = self.workers.pop(key, None)
         if w is not None and w.alive:
@@ -222,14 +97,14 @@ class EnginePool:
         first_fork = fork and fork_server().first_fork_s is None
         argv = [*wrap, *(self.argv or WORKER_ARGV)]
         try:
-            w = InferenceWorker(key, swap_dir, argv, env, fork=fork)
+            w = WorkerHandle(key, swap_dir, argv, env, fork=_fork_entry() if fork else None, what=WHAT)
         except (OSError, EOFError, WorkerGone) as exc:
             if not fork:
                 raise
             # The fork server failed to start or to fork: this worker (and the next ones) are exec'd.
             fork_server().broken = f"{type(exc).__name__}: {exc}"
             first_fork = False
-            w = InferenceWorker(key, swap_dir, argv, env, fork=False)
+            w = WorkerHandle(key, swap_dir, argv, env, fork=None, what=WHAT)
         if first_fork:  # this worker waited for the fork server's imports: a once-per-session cost
             w.fork_server_s = fork_server().first_fork_s
         self.started += 1
@@ -248,7 +123,7 @@ class EnginePool:
             progress: CaseProgress | None = None, case_log: Path | None = None,
             env: Mapping[str, str] | None = None, wrap: Sequence[str] = (),
             fork_for: str | None = None) -> dict[str, Any]:
-        """The case's result dict (as child.py writes it); WorkerGone when the worker died or timed out.
+        """The case's result event (an InferenceRecord's dict, as remote_worker emits it); WorkerGone when the worker died or timed out.
         A result that is not ok also ends the worker (it exits by itself). A `wrap`ped worker (started
         inside a cgroup) is closed after its case: the cgroup is removed right after."""
         w = self.worker_for(key, swap_dir, estimate, env, wrap, fork_for)
@@ -272,23 +147,46 @@ class EnginePool:
             w.close()
 
     def close_all(self) -> None:
+        """End every worker and remove its swap files. Idempotent: the session's registry and the
+        atexit hook may both call it."""
         for key in list(self.workers):
             self.close(key)
 
 
+WHAT = "inference worker"
 _POOL: dict[str, EnginePool] = {}
 
 
-def shared_pool() -> EnginePool:
+def _fork_entry() -> ForkEntry:
+    from pytest_nvme_ai.measure.zero_inference.remote_worker import forked_main
+
+    return ForkEntry(forked_main, (WORKER_MODULE,))
+
+
+def shared_pool(registry: ChildRegistry | None = None) -> EnginePool:
+    """The session's pool; `registry` (the session's ChildRegistry) closes it at the session's end."""
     pool = _POOL.get("pool")
     if pool is None:
         pool = _POOL["pool"] = EnginePool()
+    if registry is not None:
+        registry.register(REGISTRY_NAME, pool.close_all)  # re-registered per case: closes before the fork server
     return pool
+
+
+def start_fork_server(accelerator: str, registry: ChildRegistry | None = None) -> str | None:
+    """Start the fork server now (its imports overlap the op checks); None when started, else why
+    workers will be exec'd. The session's registry stops it at the end."""
+    server = fork_server()
+    why = server.start(accelerator, preload=(WORKER_MODULE,))
+    if why is None and registry is not None:
+        server.register(registry)
+    return why
 
 
 @atexit.register
 def close_shared_pool() -> None:
-    """End every worker and remove its swap files (also reached after a Ctrl-C ends pytest)."""
+    """Last resort for a dying interpreter (the session's registry closes the pool first): end every
+    worker and remove its swap files."""
     pool = _POOL.get("pool")
     if pool is not None:
         pool.close_all()

@@ -1,9 +1,8 @@
 """Run a ZeRO-Inference spec in a child process and record what it measured.
 
-Outcomes are data, never a dead pytest: `ok`, `oom` (torch.OutOfMemoryError,
-MemoryError, or the child killed by SIGKILL — the kernel OOM killer's signal),
-`timeout` (the child's process group is killed after `recorder.timeout` s) and
-`error`. The runner records the outcome and the log tail into the test; the
+Pytest side. Outcomes are data, never a dead pytest (measure/deepspeed/outcome.py: `ok`, `oom`,
+`timeout`, `error`); launching, classifying and keeping artifacts are the toolkit's
+(measure/deepspeed/launch.py), shared with ZeRO-Infinity. The runner records the outcome and the log tail into the test; the
 suite decides what an outcome means for the test (see suites/test_zero_inference.py).
 
 Offload files live in `<target.workdir>/zero_inference/<test-slug>/` and are
@@ -12,101 +11,42 @@ child's log are kept as artifacts.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import pytest
 
-from pytest_nvme_ai.core.extras import InferenceExtra
-from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.core.cache import CacheKey, SessionCache
+from pytest_nvme_ai.core.extras import InferenceExtra
+from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.text import median
+from pytest_nvme_ai.measure.deepspeed.config_blocks import AioSettingError, normalize_aio, parse_aio_json
+from pytest_nvme_ai.measure.deepspeed.job import Job
+from pytest_nvme_ai.measure.deepspeed.launch import (ChildRun, keep_run_artifacts, missing_reason, offload_dir,
+                                                     run_one_shot, run_stem, tail_of)
+from pytest_nvme_ai.measure.deepspeed.models import equal_offload_max_block, resolve_model
 from pytest_nvme_ai.measure.deepspeed.ops import (Progress, default_progress, detect_accelerator, ensure_comm_op,
                                                   ensure_offload_ops)
-from pytest_nvme_ai.core.metrics import Metric
-from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, build_ds_config, normalize_aio, parse_aio_json
-from pytest_nvme_ai.core.text import file_tail, median, safe_name
-from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics, prefixed
-from pytest_nvme_ai.measure.zero_inference.models import equal_offload_max_block, resolve_model
-from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.deepspeed.options import RunnerOptions
+from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
+from pytest_nvme_ai.measure.deepspeed.recording import (not_applicable, prefixed, record_extras, record_metrics,
+                                                        record_params, validate_or_skip)
+from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement, loop_metrics
+from pytest_nvme_ai.measure.zero_inference.record import InferenceRecord
+from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
     from pytest_nvme_ai.core.targets import Target
 
-OUTCOMES = ("ok", "oom", "timeout", "error")
-REQUIRED = ("torch", "deepspeed", "transformers")
-LOG_TAIL_LINES = 40
+CHILD_MODULE = "pytest_nvme_ai.measure.zero_inference"
 
 
 def inference_missing_reason() -> str | None:
     """None when torch, DeepSpeed and transformers are importable (checked without importing them)."""
-    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
-    if missing:
-        return (f"needs {', '.join(REQUIRED)} (missing: {', '.join(missing)}): run scripts/setup.sh "
-                "or pip install 'pytest-nvme-ai[inference]'")
-    return None
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    return env
-
-
-def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    return file_tail(path, lines, chars=6000)
-
-
-def classify(returncode: int | None, timed_out: bool, result: Mapping[str, Any] | None,
-             log_tail: str) -> tuple[str, str | None]:
-    """(outcome, why) from how the child ended."""
-    if timed_out:
-        return "timeout", "the run did not finish in time; its process group was killed"
-    if result is not None and result.get("outcome") in OUTCOMES:
-        return str(result["outcome"]), result.get("error")
-    if returncode == -signal.SIGKILL:
-        return "oom", "the child was killed by SIGKILL (most likely the kernel OOM killer)"
-    if re.search(r"out of memory|MemoryError|OutOfMemoryError", log_tail):
-        return "oom", "the log reports an out-of-memory error"
-    if returncode is not None and returncode < 0:
-        return "error", f"the child died of signal {signal.Signals(-returncode).name}"
-    return "error", f"the child exited with status {returncode} without writing a result"
-
-
-@dataclass(frozen=True)
-class ChildExit:
-    returncode: int | None
-    timed_out: bool
-    seconds: float
-
-
-def run_child(job: Path, result: Path, log: Path, timeout: float, wrap: Sequence[str] = (),
-              module: str = "pytest_nvme_ai.measure.zero_inference") -> ChildExit:
-    """`python -m MODULE JOB RESULT` (the inference child, or the training one) under `timeout` s.
-    `wrap` prefixes the command: measure.throttle's wrapper joins a cgroup before it execs the child,
-    so every byte the child reads is throttled from its first instruction."""
-    t0 = time.monotonic()
-    with open(log, "w", encoding="utf-8") as fh:
-        # Its own session, so a stop reaches DeepSpeed's helpers too. A Ctrl-C in pytest, which the child
-        # would not see, takes it down with us (a shorter grace) instead of leaving it running.
-        proc = procutil.start([*wrap, sys.executable, "-m", module, str(job), str(result)],
-                              stdout=fh, stderr=subprocess.STDOUT, env=child_env())
-        try:
-            procutil.finish(proc, timeout, grace_s=10.0, interrupt_grace_s=2.0)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-    return ChildExit(proc.returncode, timed_out, time.monotonic() - t0)
+    return missing_reason()
 
 
 @dataclass(frozen=True)
@@ -183,21 +123,19 @@ def streaming_layers(residency: Sequence[Mapping[str, Any]]) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 
-def result_from_child(spec: InferenceSpec, accelerator: str, data: Mapping[str, Any] | None, outcome: str,
-                      error: str | None, ds_config: Mapping[str, Any], log: Path, exit_: ChildExit) -> InferenceResult:
-    data = data or {}
-    loops = tuple(LoopMeasurement.from_dict(d) for d in data.get("loops", []))
-    metrics = loop_metrics(loops, batch_size=spec.batch_size, prompt_len=spec.prompt_len,
-                           gen_len=spec.gen_len) if outcome == "ok" else {}
+def result_of(spec: InferenceSpec, accelerator: str, run: ChildRun[InferenceRecord],
+              ds_config: Mapping[str, Any]) -> InferenceResult:
+    """The runner's result from a classified child run (one-shot or a worker's case alike)."""
+    r = run.record or InferenceRecord(outcome=run.outcome)
+    metrics = loop_metrics(r.loops, batch_size=spec.batch_size, prompt_len=spec.prompt_len,
+                           gen_len=spec.gen_len) if run.outcome == "ok" else {}
     return InferenceResult(
-        spec=spec, outcome=outcome, error=error, accelerator=str(data.get("accelerator") or accelerator),
-        dtype=data.get("dtype"), loops=loops, warmup=tuple(LoopMeasurement.from_dict(d) for d in data.get("warmup", [])),
-        metrics=metrics, ds_config=data.get("ds_config") or ds_config, versions=data.get("versions") or {},
-        swap_files=tuple(data.get("swap_files") or ()), residency=tuple(data.get("param_residency") or ()),
-        log_path=log, log_tail=tail_of(log),
-        returncode=exit_.returncode, wall_seconds=exit_.seconds, init_seconds=data.get("init_seconds"),
-        swap_sync_seconds=data.get("swap_sync_seconds"),
-        energy=data.get("energy") or {},
+        spec=spec, outcome=run.outcome, error=run.error, accelerator=r.accelerator or accelerator, dtype=r.dtype,
+        loops=r.loops, warmup=r.warmup, metrics=metrics, ds_config=r.ds_config or ds_config,
+        versions=r.versions, swap_files=r.swap_files, residency=r.param_residency,
+        log_path=run.log, log_tail=tail_of(run.log), returncode=run.exit.returncode,
+        wall_seconds=run.exit.seconds, init_seconds=r.init_seconds, swap_sync_seconds=r.swap_sync_seconds,
+        energy=r.energy,
     )
 
 
@@ -218,9 +156,11 @@ class ZeroInferenceRunner:
     """The `zero_inference` fixture: `run(spec)` -> InferenceResult, recorded into the test."""
 
     def __init__(self, target: "Target", recorder: "Recorder", progress: Progress | None = None,
-                 loop_progress: Progress | None = None, position: str | None = None) -> None:
+                 loop_progress: Progress | None = None, position: str | None = None,
+                 options: RunnerOptions | None = None) -> None:
         self.target = target
         self.recorder = recorder
+        self.options = options or RunnerOptions()
         self.progress = progress or default_progress
         self.loop_progress = loop_progress  # per-loop lines (the plugin passes one at -v and above)
         self.position = position            # "3/12": this case among the session's inference tests
@@ -237,17 +177,13 @@ class ZeroInferenceRunner:
         resident-weights run the roofline takes t_compute from). `wrap` prefixes the child's command
         (a cgroup-joining wrapper, measure.throttle); a wrapped run is never reused nor cached."""
         accelerator = detect_accelerator()
-        try:
-            spec.validate(accelerator)
-        except SpecNotApplicable as exc:
-            self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
-            pytest.skip(str(exc))
+        validate_or_skip(spec, accelerator, self.recorder, prefix)
         if spec.offload == "nvme":
-            reason = ensure_offload_ops(self.progress) or self.space_shortfall(spec)
+            reason = self.prepare() or self.space_shortfall(spec)
             if reason:
-                self._extra(prefix, InferenceExtra.RUN_OUTCOME, "not_applicable")
-                pytest.skip(reason)
+                not_applicable(self.recorder, prefix, reason)
         spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
+        self.start_fork_server()
         ensure_comm_op(self.progress)
         cache = self._cache()
         key = (self.target.label, accelerator, spec.to_json())
@@ -262,10 +198,24 @@ class ZeroInferenceRunner:
             self.record(result, prefix)
         return result
 
+    def prepare(self) -> str | None:
+        """Start the fork server (its imports overlap the op checks), then build or load DeepSpeed's ops
+        (minutes the first time, visibly, before any run's clock starts); why NVMe offload cannot run
+        here, or None. Cached per process: every call after the first is free."""
+        self.start_fork_server()
+        return ensure_offload_ops(self.progress)
+
+    def start_fork_server(self) -> None:
+        """When workers are forked (--nvme-ai-engine-reuse and --nvme-ai-fork-workers, the defaults), start
+        the session's fork server now; the session's ChildRegistry stops it at the end."""
+        if self.options.engine_reuse and self.options.fork_workers:
+            from pytest_nvme_ai.measure.zero_inference.pool import start_fork_server
+
+            start_fork_server(detect_accelerator(), self.recorder.children)
+
     def space_shortfall(self, spec: InferenceSpec) -> str | None:
         """Why the target cannot hold this run's swap files, or None. DeepSpeed does not notice a full
         disk (its swap writes fail silently), so check first; 16-bit size bounds the quantized one."""
-        import shutil
 
         weights = resolve_model(spec.model).param_count * 2
         need = int(weights * 1.1) + (64 << 20)
@@ -280,7 +230,7 @@ class ZeroInferenceRunner:
         """Fill the spec's aio block from --nvme-ai-aio (default | auto | JSON) for NVMe runs."""
         if spec.offload != "nvme" or spec.aio is not None:
             return spec
-        setting = str(getattr(self.recorder, "aio_setting", "default") or "default").strip()
+        setting = (self.options.aio or "default").strip()
         if setting == "default":
             return spec
         if setting == "auto":
@@ -307,75 +257,55 @@ class ZeroInferenceRunner:
         return normalize_aio(tuned_aio_block(self.target, self.recorder, max_block_size=max_block))
 
     def _cache(self) -> SessionCache:
-        session_cache: SessionCache | None = getattr(self.recorder, "session_cache", None)
-        if session_cache is None:
-            session_cache = self.__dict__.setdefault("_local_cache", SessionCache())
-        return session_cache
+        return self.recorder.session_cache
+
+    @property
+    def timeout(self) -> float:
+        return float(self.options.timeout if self.options.timeout is not None else self.recorder.timeout)
 
     def offload_dir(self, prefix: str | None) -> Path:
         """<workdir>/zero_inference/<test-slug>[-prefix]/: removed after each run."""
-        slug = safe_name(self.recorder.nodeid.rsplit("::", 1)[-1], 80)
-        name = f"{slug}-{prefix}" if prefix else slug
-        d = self.target.inside("zero_inference", name or "run")
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return offload_dir(self.target, "zero_inference", self.recorder.nodeid, prefix)
 
     def _run_fresh(self, spec: InferenceSpec, accelerator: str, prefix: str | None,
                    wrap: Sequence[str] = ()) -> InferenceResult:
-        if getattr(self.recorder, "engine_reuse", True):
+        if self.options.engine_reuse:
             return self._run_in_worker(spec, accelerator, prefix, wrap)
-        info = resolve_model(spec.model)
-        offload_dir = self.offload_dir(prefix)
-        nvme_path = offload_dir / spec.id if spec.offload == "nvme" else None
+        swap_dir = self.offload_dir(prefix)
+        nvme_path = swap_dir / spec.id if spec.offload == "nvme" else None
         try:
-            ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=nvme_path)
+            ds = build_ds_config(spec, resolve_model(spec.model), accelerator=accelerator, nvme_path=nvme_path)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
-        stem = f"{prefix}-{spec.id}" if prefix else spec.id
-        art = Path(self.recorder.artifact_dir)
-        job, result_path, log = art / f"{stem}.job.json", art / f"{stem}.result.json", art / f"{stem}.log"
-        result_path.unlink(missing_ok=True)
-        job.write_text(json.dumps({"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
-                                   "nvme_path": str(nvme_path) if nvme_path else None}, indent=2), encoding="utf-8")
-        try:
-            exit_ = run_child(job, result_path, log, float(self.recorder.timeout), wrap)
-        finally:
-            shutil.rmtree(offload_dir, ignore_errors=True)  # swap files can be as large as the model
-        data = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
-        outcome, error = classify(exit_.returncode, exit_.timed_out, data, tail_of(log))
-        if exit_.timed_out:
-            error = f"killed after {self.recorder.timeout} s ({error})"
-        return result_from_child(spec, accelerator, data, outcome, error, ds, log, exit_)
+        job = Job(spec=spec.to_dict(), ds_config=ds, accelerator=accelerator,
+                  nvme_path=str(nvme_path) if nvme_path else None)
+        run = run_one_shot(job, InferenceRecord, artifact_dir=Path(self.recorder.artifact_dir),
+                           stem=run_stem(spec.id, prefix), timeout=self.timeout, module=CHILD_MODULE, wrap=wrap,
+                           swap_dir=swap_dir)
+        return result_of(spec, accelerator, run, ds)
 
     def _run_in_worker(self, spec: InferenceSpec, accelerator: str, prefix: str | None,
                        wrap: Sequence[str] = ()) -> InferenceResult:
-        """The case in its engine's persistent worker (engine.py), classified like a one-shot child.
+        """The case in its engine's persistent worker (dispatch.py), classified like a one-shot child.
         A wrapped (capped) case gets a fresh worker started inside the cgroup, closed after the case."""
-        from pytest_nvme_ai.measure.zero_inference.engine import run_in_worker
+        from pytest_nvme_ai.measure.zero_inference.dispatch import run_in_worker
 
-        case = run_in_worker(spec, accelerator, prefix, target=self.target, recorder=self.recorder,
-                             loop_progress=self.loop_progress, position=self.position, wrap=wrap)
-        outcome, error = classify(case.returncode, case.timed_out, case.data, tail_of(case.log))
-        if case.timed_out:
-            error = f"killed after {self.recorder.timeout} s ({error})"
-        return result_from_child(spec, accelerator, case.data, outcome, error, case.ds_config, case.log,
-                                 ChildExit(case.returncode, case.timed_out, case.seconds))
+        run, ds = run_in_worker(spec, accelerator, prefix, target=self.target, recorder=self.recorder,
+                                timeout=self.timeout, fork=self.options.fork_workers,
+                                loop_progress=self.loop_progress, position=self.position, wrap=wrap)
+        return result_of(spec, accelerator, run, ds)
 
     def record(self, result: InferenceResult, prefix: str | None = None) -> None:
         rec, spec = self.recorder, result.spec
-        if prefix:
-            rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
-        else:
-            rec.set_params(**spec.params(result.accelerator))
-        for key, value in ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+        record_params(rec, spec.params(result.accelerator), prefix)
+        record_extras(rec, ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
                            (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
                            ("decode_read_bytes_per_step", result.decode_read_bytes_per_step),
                            ("decode_steps", result.decode_steps), ("run_error", result.error),
                            ("swap_files", len(result.swap_files)),
                            ("streaming_layers", {str(k): v for k, v in result.streaming_layers().items()}),
                            ("init_seconds", result.init_seconds), ("swap_sync_seconds", result.swap_sync_seconds),
-                           ("versions", dict(result.versions))):
-            self._extra(prefix, key, value)
+                           ("versions", dict(result.versions))), prefix)
         if spec.offload == "nvme" and result.ok:
             # What streams depends on the aio block (DeepSpeed swaps a tensor only if it has at least
             # max(1 MiB, block_size) bytes): a param, so a baseline with another fraction is incomparable.
@@ -395,28 +325,6 @@ class ZeroInferenceRunner:
             if amp:
                 m = Metric.of("read_amplification", amp)
                 rec.record(prefixed(m, prefix) if prefix else m)
-        for metric in result.metrics.values():
-            rec.record(prefixed(metric, prefix) if prefix else metric)
+        record_metrics(rec, result.metrics.values(), prefix)
         record_energy_note(rec, result.energy, prefix)
-        self._artifacts(result, prefix)
-
-    def _artifacts(self, result: InferenceResult, prefix: str | None) -> None:
-        keep_run_artifacts(self.recorder, result.spec.id, result.spec.to_json(), result.ds_config,
-                           result.log_path, prefix)
-
-    def _extra(self, prefix: str | None, key: str, value: Any) -> None:
-        self.recorder.set_extra(InferenceExtra.key(prefix, key), value)
-
-
-def keep_run_artifacts(recorder: Recorder, spec_id: str, spec_json: str, ds_config: Any,
-                       log_path: Path | str | None, prefix: str | None) -> None:
-    """Keep a child run's spec, exact DeepSpeed config and log with the test (inference and training alike)."""
-    stem = f"{prefix}-{spec_id}" if prefix else spec_id
-    art = Path(recorder.artifact_dir)
-    spec_file, ds_file = art / f"{stem}.spec.json", art / f"{stem}.ds_config.json"
-    spec_file.write_text(spec_json + "\n", encoding="utf-8")
-    ds_file.write_text(json.dumps(ds_config, indent=2) + "\n", encoding="utf-8")
-    label = f"{prefix}_" if prefix else ""
-    for name, path in (("spec", spec_file), ("ds_config", ds_file), ("log", log_path)):
-        if path is not None and Path(path).exists():
-            recorder.add_artifact(f"{label}{name}", path)
+        keep_run_artifacts(rec, spec.id, spec.to_json(), result.ds_config, result.log_path, prefix)

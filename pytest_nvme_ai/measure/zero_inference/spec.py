@@ -11,13 +11,12 @@ artifact next to the result. `validate()` separates two kinds of refusal:
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
-from pytest_nvme_ai.core.text import safe_name
-from pytest_nvme_ai.measure.zero_inference.errors import SpecError, SpecNotApplicable
-from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+from pytest_nvme_ai.measure.deepspeed.spec_base import SpecJson, check_choice, check_positive, safe_label
+from pytest_nvme_ai.measure.deepspeed.errors import FP16_CPU_REASON, SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.deepspeed.models import resolve_model
 
 Dtype = Literal["auto", "fp16", "bf16"]
 Offload = Literal["none", "cpu", "nvme"]
@@ -30,12 +29,10 @@ TEST_HOOKS = ("sleep", "memory_error", "sigkill", "crash")
 
 KV_OFFLOAD_CPU_REASON = ("KV-cache offload needs CUDA (transformers' offloaded cache asserts CUDA); "
                          "not applicable on the CPU accelerator")
-FP16_CPU_REASON = ("fp16 is not supported by DeepSpeed on the CPU accelerator; use dtype 'bf16' "
-                   "(or 'auto', which picks bf16 on CPU and fp16 on CUDA)")
 
 
 @dataclass(frozen=True)
-class InferenceSpec:
+class InferenceSpec(SpecJson):
     model: str = "opt-tiny"                  # a shipped config name (models.shipped_models()) or a local directory
     dtype: Dtype = "auto"
     batch_size: int = 1
@@ -66,7 +63,7 @@ class InferenceSpec:
     @property
     def id(self) -> str:
         """Short, path- and id-safe name: opt-tiny-bs1-p32-g8-nvme-q4-kv."""
-        parts = [_safe(self.model_label), f"bs{self.batch_size}", f"p{self.prompt_len}", f"g{self.gen_len}",
+        parts = [safe_label(self.model_label), f"bs{self.batch_size}", f"p{self.prompt_len}", f"g{self.gen_len}",
                  self.offload, f"q{self.quant_bits}" if self.quant_bits else "q16"]
         if self.kv_offload:
             parts.append("kv")
@@ -95,19 +92,19 @@ class InferenceSpec:
     # ---- validation --------------------------------------------------------------------------
     def validate(self, accelerator: str = "cpu") -> None:
         """Raise SpecError naming the bad field and what is accepted; SpecNotApplicable for a skip."""
-        _check_positive("batch_size", self.batch_size)
-        _check_positive("prompt_len", self.prompt_len)
-        _check_positive("gen_len", self.gen_len)
-        _check_positive("loops", self.loops)
-        _check_positive("buffer_count", self.buffer_count)
-        _check_positive("quant_group_size", self.quant_group_size)
+        check_positive("batch_size", self.batch_size)
+        check_positive("prompt_len", self.prompt_len)
+        check_positive("gen_len", self.gen_len)
+        check_positive("loops", self.loops)
+        check_positive("buffer_count", self.buffer_count)
+        check_positive("quant_group_size", self.quant_group_size)
         if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
             raise SpecError(f"warmup must be an integer >= 0, not {self.warmup!r}")
         if self.buffer_size is not None:
-            _check_positive("buffer_size", self.buffer_size)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("offload", self.offload, OFFLOADS)
-        _check_choice("quant_bits", self.quant_bits, QUANT_BITS)
+            check_positive("buffer_size", self.buffer_size)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("offload", self.offload, OFFLOADS)
+        check_choice("quant_bits", self.quant_bits, QUANT_BITS)
         if self.aio is not None and not isinstance(self.aio, Mapping):
             raise SpecError(f"aio must be a mapping (a DeepSpeed aio block) or None, not {type(self.aio).__name__}")
         if self.test_hook is not None and self.test_hook.split(":", 1)[0] not in TEST_HOOKS:
@@ -120,39 +117,3 @@ class InferenceSpec:
             raise SpecError(FP16_CPU_REASON)
         if accelerator != "cuda" and self.kv_offload:
             raise SpecNotApplicable(KV_OFFLOAD_CPU_REASON)
-
-    # ---- JSON --------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["aio"] = dict(self.aio) if self.aio is not None else None
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "InferenceSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SpecError(f"unknown spec key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        return cls(**dict(d))
-
-    @classmethod
-    def from_json(cls, text: str) -> "InferenceSpec":
-        return cls.from_dict(json.loads(text))
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError(f"{name} must be a positive integer, not {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices:
-        shown = ", ".join("None" if c is None else repr(c) for c in choices)
-        raise SpecError(f"{name} {value!r} is not one of {shown}")
-
-
-def _safe(text: str) -> str:
-    return safe_name(text, None, default="model", keep="_.-")

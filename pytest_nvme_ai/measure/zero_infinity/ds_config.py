@@ -1,6 +1,6 @@
 """The DeepSpeed config of a ZeRO-Infinity training run (stage 3, parameters and optimizer offloaded).
 
-Built on the inference config's pieces (`stage3_block` for the bucket sizes derived from the hidden
+Built on the toolkit's shared blocks (measure/deepspeed/config_blocks.py: `stage3_block` for the bucket sizes derived from the hidden
 size, `buffer_elements` for the parameter swap buffers, `normalize_aio`/`default_aio_block` for
 the aio block in the installed version's key names), plus what training adds:
 
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import Version
 
 from pytest_nvme_ai.measure.deepspeed.version import default_aio_block
-from pytest_nvme_ai.measure.zero_inference.ds_config import buffer_elements, normalize_aio, stage3_block
-from pytest_nvme_ai.measure.zero_inference.models import ModelInfo
+from pytest_nvme_ai.measure.deepspeed.config_blocks import buffer_elements, normalize_aio, stage3_block
+from pytest_nvme_ai.measure.deepspeed.models import ModelInfo
 from pytest_nvme_ai.measure.zero_infinity.spec import TrainingSpec, model_info
 
 __all__ = ["build_ds_config", "model_info", "optimizer_buffer_count", "swap_bytes_estimate"]

@@ -1,34 +1,37 @@
-"""Run a ZeRO-Infinity training spec in a child process and record what it measured.
+"""Pytest side: run a ZeRO-Infinity training spec in a child process and record what it measured.
 
-The inference runner's structure, reused: the same child start/timeout/stop (`run_child`, on top of
-procutil), the same outcome classification (`ok`, `oom` incl. SIGKILL, `timeout`, `error`), the
-same op builds before the clock starts (aio for NVMe, the CPU comm op, and here DeepSpeed's CPU
-Adam op), the same artifacts (spec, DeepSpeed config, log).
+The toolkit's (measure/deepspeed/) child start/timeout/stop (`launch.run_one_shot`, on top of
+procutil), outcome classification (`ok`, `oom` incl. SIGKILL, `timeout`, `error`), op builds before
+the clock starts (aio for NVMe, the CPU comm op, and here DeepSpeed's CPU Adam op) and artifacts
+(spec, DeepSpeed config, log), as ZeRO-Inference uses them.
 
 Swap files live in `<target.workdir>/zero_infinity/<test-slug>[-prefix]/` and are removed after each
 run, also when the child was killed or timed out.
 """
 from __future__ import annotations
 
-import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import pytest
 
+from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core.metrics import Metric
+from pytest_nvme_ai.core.text import median
+from pytest_nvme_ai.measure.deepspeed.config_blocks import AioSettingError, normalize_aio, parse_aio_json
+from pytest_nvme_ai.measure.deepspeed.job import Job
+from pytest_nvme_ai.measure.deepspeed.recording import (not_applicable, record_extras, record_metrics, record_params,
+                                                        validate_or_skip)
+from pytest_nvme_ai.measure.deepspeed.launch import (ChildRun, keep_run_artifacts, missing_reason, offload_dir,
+                                                     run_one_shot, run_stem, tail_of)
 from pytest_nvme_ai.measure.deepspeed.ops import (Progress, default_progress, detect_accelerator, ensure_adam_op,
                                                   ensure_aio_op, ensure_comm_op)
-from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, normalize_aio, parse_aio_json
-from pytest_nvme_ai.core.text import median
-from pytest_nvme_ai.measure.zero_inference.metrics import prefixed
-from pytest_nvme_ai.measure.zero_inference.runner import ChildExit, classify, keep_run_artifacts, run_child, tail_of
+from pytest_nvme_ai.measure.deepspeed.options import RunnerOptions
 from pytest_nvme_ai.measure.zero_infinity.ds_config import build_ds_config, model_info, swap_bytes_estimate
 from pytest_nvme_ai.measure.zero_infinity.metrics import StepMeasurement, step_metrics
-from pytest_nvme_ai.measure.zero_infinity.spec import SpecError, SpecNotApplicable, TrainingSpec
+from pytest_nvme_ai.measure.zero_infinity.record import TrainingRecord
+from pytest_nvme_ai.measure.zero_infinity.spec import SpecError, TrainingSpec
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
@@ -84,41 +87,40 @@ class TrainingResult:
         return median(s.step_time for s in self.steps)
 
 
-def result_from_child(spec: TrainingSpec, accelerator: str, data: Mapping[str, Any] | None, outcome: str,
-                      error: str | None, ds_config: Mapping[str, Any], log: Path, exit_: ChildExit,
-                      offload_dir: Path) -> TrainingResult:
-    data = data or {}
-    steps = tuple(StepMeasurement.from_dict(d) for d in data.get("steps", []))
-    metrics = step_metrics(steps, tokens_per_step=spec.tokens_per_step) if outcome == "ok" else {}
-    facts = {k: data[k] for k in ("init_seconds", "init_read_bytes", "init_write_bytes", "swap_files",
-                                  "model_params", "optimizer", "basic_optimizer", "versions", "dtype") if k in data}
+FACTS = ("init_seconds", "init_read_bytes", "init_write_bytes", "swap_files", "model_params", "optimizer",
+         "basic_optimizer", "versions", "dtype")
+
+
+def result_of(spec: TrainingSpec, accelerator: str, run: ChildRun[TrainingRecord], ds_config: Mapping[str, Any],
+              offload_dir: Path) -> TrainingResult:
+    """The runner's result from a classified child run."""
+    r = run.record or TrainingRecord(outcome=run.outcome)
+    metrics = step_metrics(r.steps, tokens_per_step=spec.tokens_per_step) if run.outcome == "ok" else {}
+    facts = {k: v for k, v in r.to_dict().items() if k in FACTS} if run.record is not None else {}
     return TrainingResult(
-        spec=spec, outcome=outcome, error=error, accelerator=str(data.get("accelerator") or accelerator),
-        steps=steps, warmup=tuple(StepMeasurement.from_dict(d) for d in data.get("warmup", [])),
-        metrics=metrics, ds_config=data.get("ds_config") or ds_config, facts=facts, log_path=log,
-        log_tail=tail_of(log), returncode=exit_.returncode, wall_seconds=exit_.seconds, offload_dir=offload_dir)
+        spec=spec, outcome=run.outcome, error=run.error, accelerator=r.accelerator or accelerator,
+        steps=r.steps, warmup=r.warmup, metrics=metrics, ds_config=r.ds_config or ds_config, facts=facts,
+        log_path=run.log, log_tail=tail_of(run.log), returncode=run.exit.returncode,
+        wall_seconds=run.exit.seconds, offload_dir=offload_dir)
 
 
 class ZeroInfinityRunner:
     """The `zero_infinity` fixture: `run(spec)` -> TrainingResult, recorded into the test."""
 
-    def __init__(self, target: "Target", recorder: "Recorder", progress: Progress | None = None) -> None:
+    def __init__(self, target: "Target", recorder: "Recorder", progress: Progress | None = None,
+                 options: RunnerOptions | None = None) -> None:
         self.target = target
         self.recorder = recorder
+        self.options = options or RunnerOptions()
         self.progress = progress or default_progress
 
     def run(self, spec: TrainingSpec, *, prefix: str | None = None) -> TrainingResult:
         """Run `spec` (skips when it cannot run here) and record it; `prefix` names a run among several."""
         accelerator = detect_accelerator()
-        try:
-            spec.validate(accelerator)
-        except SpecNotApplicable as exc:
-            self._extra(prefix, "run_outcome", "not_applicable")
-            pytest.skip(str(exc))
+        validate_or_skip(spec, accelerator, self.recorder, prefix)
         reason = self.unavailable(spec)
         if reason:
-            self._extra(prefix, "run_outcome", "not_applicable")
-            pytest.skip(reason)
+            not_applicable(self.recorder, prefix, reason)
         spec = self.with_aio(spec)
         ensure_comm_op(self.progress)
         result = self._run_fresh(spec, accelerator, prefix)
@@ -149,7 +151,7 @@ class ZeroInfinityRunner:
         """The spec's aio block from --nvme-ai-aio (default | auto | JSON) for runs that swap to the target."""
         if not spec.offloads_to_target or spec.aio is not None:
             return spec
-        setting = str(getattr(self.recorder, "aio_setting", "default") or "default").strip()
+        setting = (self.options.aio or "default").strip()
         if setting == "default":
             return spec
         if setting == "auto":
@@ -162,68 +164,45 @@ class ZeroInfinityRunner:
         except AioSettingError as exc:
             raise SpecError(f"--nvme-ai-aio: {exc}") from None
 
+    @property
+    def timeout(self) -> float:
+        return float(self.options.timeout if self.options.timeout is not None else self.recorder.timeout)
+
     def offload_dir(self, prefix: str | None) -> Path:
         """<workdir>/zero_infinity/<test-slug>[-prefix]/: removed after each run."""
-        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.recorder.nodeid.rsplit("::", 1)[-1]).strip("_")[:80]
-        name = f"{slug}-{prefix}" if prefix else slug
-        d = self.target.inside("zero_infinity", name or "run")
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return offload_dir(self.target, "zero_infinity", self.recorder.nodeid, prefix)
 
     def _run_fresh(self, spec: TrainingSpec, accelerator: str, prefix: str | None) -> TrainingResult:
-        offload_dir = self.offload_dir(prefix)
-        nvme_path = offload_dir / spec.id if spec.offloads_to_target else None
+        swap_dir = self.offload_dir(prefix)
+        nvme_path = swap_dir / spec.id if spec.offloads_to_target else None
         try:
             ds = build_ds_config(spec, model_info(spec), accelerator=accelerator, nvme_path=nvme_path)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
-        stem = f"{prefix}-{spec.id}" if prefix else spec.id
-        art = Path(self.recorder.artifact_dir)
-        job, result_path, log = art / f"{stem}.job.json", art / f"{stem}.result.json", art / f"{stem}.log"
-        result_path.unlink(missing_ok=True)
-        job.write_text(json.dumps({"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
-                                   "nvme_path": str(nvme_path) if nvme_path else None}, indent=2), encoding="utf-8")
-        try:
-            exit_ = run_child(job, result_path, log, float(self.recorder.timeout), module=CHILD_MODULE)
-        finally:
-            shutil.rmtree(offload_dir, ignore_errors=True)  # optimizer states: 12 bytes per parameter
-        data = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
-        outcome, error = classify(exit_.returncode, exit_.timed_out, data, tail_of(log))
-        if exit_.timed_out:
-            error = f"killed after {self.recorder.timeout} s ({error})"
-        return result_from_child(spec, accelerator, data, outcome, error, ds, log, exit_, offload_dir)
+        job = Job(spec=spec.to_dict(), ds_config=ds, accelerator=accelerator,
+                  nvme_path=str(nvme_path) if nvme_path else None)
+        run = run_one_shot(job, TrainingRecord, artifact_dir=Path(self.recorder.artifact_dir),
+                           stem=run_stem(spec.id, prefix), timeout=self.timeout, module=CHILD_MODULE,
+                           swap_dir=swap_dir)  # optimizer states: 12 bytes per parameter
+        return result_of(spec, accelerator, run, ds, swap_dir)
 
     def record(self, result: TrainingResult, prefix: str | None = None) -> None:
         rec, spec = self.recorder, result.spec
-        if prefix:
-            rec.set_extra(f"{prefix}_params", spec.params(result.accelerator))
-        else:
-            rec.set_params(**spec.params(result.accelerator))
+        record_params(rec, spec.params(result.accelerator), prefix)
         swap = result.swap_files
-        for key, value in (("run_outcome", result.outcome), ("accelerator", result.accelerator),
-                           ("log_tail", result.log_tail if not result.ok else result.log_tail[-1500:]),
+        record_extras(rec, ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+                           (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
                            ("run_error", result.error), ("loss_curve", result.losses),
                            ("warmup_step_time", [s.step_time for s in result.warmup]),
                            ("swap_files", len(swap)), ("swap_bytes", sum(int(f.get("bytes", 0)) for f in swap)),
                            ("init_seconds", result.facts.get("init_seconds")),
                            ("init_write_bytes", result.facts.get("init_write_bytes")),
                            ("optimizer", result.facts.get("basic_optimizer")),
-                           ("versions", dict(result.facts.get("versions") or {}))):
-            self._extra(prefix, key, value)
-        for metric in result.metrics.values():
-            rec.record(prefixed(metric, prefix) if prefix else metric)
-        self._artifacts(result, prefix)
-
-    def _artifacts(self, result: TrainingResult, prefix: str | None) -> None:
-        keep_run_artifacts(self.recorder, result.spec.id, result.spec.to_json(), result.ds_config,
-                           result.log_path, prefix)
-
-    def _extra(self, prefix: str | None, key: str, value: Any) -> None:
-        self.recorder.set_extra(f"{prefix}_{key}" if prefix else key, value)
+                           ("versions", dict(result.facts.get("versions") or {}))), prefix)
+        record_metrics(rec, result.metrics.values(), prefix)
+        keep_run_artifacts(rec, spec.id, spec.to_json(), result.ds_config, result.log_path, prefix)
 
 
 def training_missing_reason() -> str | None:
-    """None when torch, DeepSpeed and transformers are importable (the inference runner's check)."""
-    from pytest_nvme_ai.measure.zero_inference.runner import inference_missing_reason
-
-    return inference_missing_reason()
+    """None when torch, DeepSpeed and transformers are importable (checked without importing them)."""
+    return missing_reason()

@@ -10,14 +10,12 @@ step after step: a run whose loss does not fall did not train, whatever its step
 """
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
-from pytest_nvme_ai.measure.zero_inference.errors import SpecError, SpecNotApplicable
-from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
-from pytest_nvme_ai.measure.zero_inference.spec import FP16_CPU_REASON
+from pytest_nvme_ai.measure.deepspeed.spec_base import SpecJson, check_choice, check_positive, safe_label
+from pytest_nvme_ai.measure.deepspeed.errors import FP16_CPU_REASON, SpecError, SpecNotApplicable
+from pytest_nvme_ai.measure.deepspeed.models import ModelInfo, resolve_model
 
 Dtype = Literal["auto", "fp16", "bf16"]
 Offload = Literal["none", "cpu", "nvme"]
@@ -32,8 +30,8 @@ __all__ = ["SpecError", "SpecNotApplicable", "TrainingSpec", "model_info"]
 
 
 @dataclass(frozen=True)
-class TrainingSpec:
-    model: str = "opt-125m"                # a shipped OPT config name (zero_inference.models) or a local directory
+class TrainingSpec(SpecJson):
+    model: str = "opt-125m"                # a shipped OPT config name (deepspeed.models) or a local directory
     num_layers: int | None = None          # override the config's layer count (a CI-sized slice of a real shape)
     dtype: Dtype = "auto"
     batch_size: int = 2
@@ -82,7 +80,7 @@ class TrainingSpec:
     @property
     def id(self) -> str:
         """Short, path- and id-safe name: opt-125m-l4-bs2-s64-nvme-pr-pw."""
-        parts = [_safe(self.model_label), f"bs{self.batch_size}", f"s{self.seq_len}", _safe(self.offload_label)]
+        parts = [safe_label(self.model_label), f"bs{self.batch_size}", f"s{self.seq_len}", safe_label(self.offload_label)]
         if self.pipeline_read:
             parts.append("pr")
         if self.pipeline_write:
@@ -109,18 +107,18 @@ class TrainingSpec:
     def validate(self, accelerator: str = "cpu") -> None:
         """Raise SpecError naming the bad field and what is accepted; SpecNotApplicable for a skip."""
         for name in ("batch_size", "seq_len", "steps", "sub_group_size"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if self.num_layers is not None:
-            _check_positive("num_layers", self.num_layers)
+            check_positive("num_layers", self.num_layers)
         if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
             raise SpecError(f"warmup must be an integer >= 0, not {self.warmup!r}")
         if self.steps + self.warmup < 2:
             raise SpecError("steps + warmup must be at least 2: a falling loss needs two steps to compare")
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
             raise SpecError(f"lr must be a positive number, not {self.lr!r}")
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("offload_param", self.offload_param, OFFLOADS)
-        _check_choice("offload_optimizer", self.offload_optimizer, OFFLOADS)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("offload_param", self.offload_param, OFFLOADS)
+        check_choice("offload_optimizer", self.offload_optimizer, OFFLOADS)
         if self.offload_optimizer == "none" and self.offload_param != "none":
             raise SpecError("offload_param without offload_optimizer: DeepSpeed's ZeRO-Infinity offloads the "
                             "optimizer states too (set offload_optimizer to 'cpu' or 'nvme')")
@@ -137,23 +135,6 @@ class TrainingSpec:
         if accelerator != "cuda" and self.dtype == "fp16":
             raise SpecError(FP16_CPU_REASON)
 
-    # ---- JSON --------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["aio"] = dict(self.aio) if self.aio is not None else None
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainingSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SpecError(f"unknown spec key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        return cls(**dict(d))
-
 
 def model_info(spec: TrainingSpec) -> ModelInfo:
     """The spec's model with its layer override applied (the config arithmetic then sizes the slice)."""
@@ -163,17 +144,3 @@ def model_info(spec: TrainingSpec) -> ModelInfo:
     cfg = dict(info.hf_config)
     cfg["num_hidden_layers"] = int(spec.num_layers)
     return replace(info, hf_config=cfg)
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError(f"{name} must be a positive integer, not {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices:
-        raise SpecError(f"{name} {value!r} is not one of {', '.join(repr(c) for c in choices)}")
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"

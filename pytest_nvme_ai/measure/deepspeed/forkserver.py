@@ -1,14 +1,16 @@
-"""Forked inference workers: the heavy imports once per session, not once per engine.
+"""The fork server (pytest side: its handle; the server itself runs forkserver_preload.py): heavy imports
+once per session, not once per persistent worker.
 
 A worker's start-up was mostly imports. torch, DeepSpeed and transformers' modeling code take 7-8 s
 on the build VM, and the engine build itself (random weights, ZeRO-3 partitioning, swap files)
 takes 1-2 s for opt-125m. With one worker per engine, the quick grid (5 engines) paid the imports
 five times.
 
-Here, multiprocessing's fork server (a process pytest starts once per session: at the suite's op
-checks, so that its imports overlap them, or else at the first forked worker) imports them
-(preload.py). Each worker is then forked from it, with the modules already in memory.
-The worker runs the same loop as an exec'd one (worker.forked_main). The pool drives it through
+Here, multiprocessing's fork server (a process pytest starts once per session: by the runner before
+its op checks, so that its imports overlap them, or else at the first forked worker) imports them
+(forkserver_preload.py, plus the workload's worker module the caller names). Each worker is then
+forked from it, with the modules already in memory, and runs the same loop as an exec'd one (the
+`target` the caller passes, e.g. zero_inference.remote_worker.forked_main). The pool drives it through
 `ForkedProcess`, which behaves like the Popen of an exec'd worker: pid, poll, wait, stdin and
 stdout pipes. So deaths, timeouts and kills are classified exactly as before: the fork server
 reports the exit status, a SIGKILL reads -9.
@@ -22,6 +24,9 @@ When a worker is exec'd instead, as before:
   is read at import (DS_ACCELERATOR, thread counts). A worker whose environment differs (tests
   monkeypatch it) is exec'd, so it sees its own from the start;
 - **`--nvme-ai-fork-workers 0`**, for comparison (benchmarks/zi_suite_share.py) and for bisecting.
+
+The server registers with the session's ChildRegistry when it starts (`register`), and is stopped
+there at the end of the session (`close`); it also exits by itself when pytest's end of its pipe closes.
 """
 from __future__ import annotations
 
@@ -30,11 +35,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pytest_nvme_ai.core import procutil
 
-PRELOAD = "pytest_nvme_ai.measure.zero_inference.preload"
+if TYPE_CHECKING:
+    from pytest_nvme_ai.core.lifecycle import ChildRegistry
+
+PRELOAD = "pytest_nvme_ai.measure.deepspeed.forkserver_preload"
+REGISTRY_NAME = "deepspeed fork server"
 _VOLATILE_PREFIXES = ("PYTEST_",)  # pytest sets PYTEST_CURRENT_TEST per test: not the server's business
 
 
@@ -47,7 +56,7 @@ _SERVER_GONE = 255
 
 
 class ForkedProcess:
-    """What InferenceWorker and core.procutil use of a Popen, for a worker forked from the server."""
+    """What a worker handle and core.procutil use of a Popen, for a worker forked from the server."""
 
     def __init__(self, process: Any, stdin: IO[bytes], stdout: IO[bytes]) -> None:
         self._process = process
@@ -95,7 +104,7 @@ class ForkServer:
     """The session's fork server, with the environment it was started in."""
 
     def __init__(self) -> None:
-        self._env: tuple[tuple[str, str], ...] | None = None
+        self._env: tuple[tuple[str, str], ...] | None = None   # set when started: the server's environment
         self.first_fork_s: float | None = None  # the server's imports, paid by the first forked worker
         self.broken: str | None = None          # why a fork failed: later workers are exec'd
 
@@ -116,41 +125,57 @@ class ForkServer:
             return "the environment changed since the fork server started"
         return None
 
-    def start(self, accelerator: str | None) -> str | None:
+    def start(self, accelerator: str | None, preload: Sequence[str] = ()) -> str | None:
         """Start the server now, without waiting for its imports (they run in the background while
-        the caller does other things: the op checks); None when started, else why workers are exec'd."""
+        the caller does other things: the op checks); None when started, else why workers are exec'd.
+        `preload`: the workload's worker module(s), imported by the server after the heavy libraries."""
         why = self.can_fork(accelerator, None, wrapped=False)
         if why is None:
-            self._ensure_running(dict(os.environ))
+            self._ensure_running(dict(os.environ), preload)
         return why
 
-    def _ensure_running(self, env: Mapping[str, str]) -> Any:
+    def register(self, registry: ChildRegistry) -> None:
+        """Let the session stop the server at its end (idempotent; harmless before it starts)."""
+        registry.register(REGISTRY_NAME, self.close)
+
+    def close(self) -> None:
+        """Stop the server if this process started it; a later session starts a fresh one. Idempotent."""
+        if self._env is None:
+            return
+        from multiprocessing import forkserver
+
+        stop = getattr(forkserver._forkserver, "_stop", None)  # private, but the only stop there is
+        if stop is not None:
+            stop()
+        self._env, self.first_fork_s, self.broken = None, None, None
+
+    def _ensure_running(self, env: Mapping[str, str], preload: Sequence[str]) -> Any:
         import multiprocessing
         from multiprocessing import forkserver
 
         ctx = multiprocessing.get_context("forkserver")
         if self._env is None:
-            ctx.set_forkserver_preload([PRELOAD])
+            ctx.set_forkserver_preload([PRELOAD, *preload])
             self._env = _fingerprint(env)
         forkserver.ensure_running()  # returns at once; the server imports PRELOAD before its first fork
         return ctx
 
-    def fork(self, log_path: Path, env: Mapping[str, str] | None) -> ForkedProcess:
-        """A worker forked from the server (started now if not yet; the first fork waits for its imports)."""
+    def fork(self, target: Callable[..., None], log_path: Path, env: Mapping[str, str] | None,
+             preload: Sequence[str] = ()) -> ForkedProcess:
+        """A worker forked from the server (started now if not yet; the first fork waits for its imports).
+        `target(requests_in, events_out, log_path, env)` is the worker's forked entry point."""
         from multiprocessing.connection import Connection
-
-        from pytest_nvme_ai.measure.zero_inference.worker import forked_main
 
         env_now = dict(env if env is not None else os.environ)
         first = self.first_fork_s is None
-        ctx = self._ensure_running(env_now)
+        ctx = self._ensure_running(env_now, preload)
         r_in, w_in = os.pipe()
         r_out, w_out = os.pipe()
         child_in, child_out = Connection(r_in, writable=False), Connection(w_out, readable=False)
         t0 = time.monotonic()
         try:
-            process = ctx.Process(target=forked_main, args=(child_in, child_out, str(log_path), env_now),
-                                  name="nvme-ai-zi-worker", daemon=True)
+            process = ctx.Process(target=target, args=(child_in, child_out, str(log_path), env_now),
+                                  name="nvme-ai-worker", daemon=True)
             process.start()
         except BaseException:
             os.close(w_in)

@@ -1,57 +1,30 @@
-"""The child process: `python -m pytest_nvme_ai.measure.zero_infinity JOB.json RESULT.json`.
+"""Child side: `python -m pytest_nvme_ai.measure.zero_infinity JOB.json RESULT.json`. Nothing here runs in pytest.
 
-One training run per process, for the reasons the inference child gives (DeepSpeed's global
+One training run per process, for the reasons measure/deepspeed/remote.py gives (DeepSpeed's global
 state, memory, hangs: the OOM killer must hit this process, not pytest); its helpers (process
-env, test hooks, versions, atomic result) are reused from there.
+env, test hooks, versions, swap files, atomic result) are the toolkit's.
 
 Each step is timed from the forward to the end of `engine.step()`, and the bytes this process
 made the block layer read and write over it are read from /proc/self/io (DeepSpeed's aio
 threads are threads of this process, and its swap I/O is O_DIRECT, so it is counted).
 
-JOB.json is {"spec": {...}, "ds_config": {...}, "accelerator": ..., "nvme_path": ...}.
-RESULT.json is {"outcome": "ok" | "oom" | "error", "steps": [...], "warmup": [...], ...}.
+JOB.json is a deepspeed.job.Job; RESULT.json is a TrainingRecord (record.py).
 """
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
-import traceback
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from pytest_nvme_ai.measure.zero_inference.child import (EXIT_ERROR, EXIT_OK, EXIT_OOM, EXIT_USAGE, is_oom,
-                                                         obey_test_hook, peak_rss_bytes, say,
-                                                         setup_single_process_env, versions, write_result)
+from pytest_nvme_ai.measure.deepspeed.job import Job
+from pytest_nvme_ai.measure.deepspeed.remote import (io_bytes, list_swap_files, obey_test_hook, one_shot_main,
+                                                     peak_rss_bytes, say, setup_single_process_env, torch_dtype_of,
+                                                     versions)
 from pytest_nvme_ai.measure.zero_infinity.metrics import StepMeasurement
+from pytest_nvme_ai.measure.zero_infinity.record import TrainingRecord
 from pytest_nvme_ai.measure.zero_infinity.spec import TrainingSpec
 
 HANG_S = 3600.0
-
-
-def io_bytes() -> tuple[int, int]:
-    """(read_bytes, write_bytes) this process (all its threads) made the block layer move."""
-    out = {"read_bytes": 0, "write_bytes": 0}
-    with open("/proc/self/io", encoding="ascii") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in out:
-                out[key] = int(value)
-    return out["read_bytes"], out["write_bytes"]
-
-
-def list_swap_files(nvme_path: str | None) -> list[dict[str, Any]]:
-    """DeepSpeed's swap files under the run's nvme_path: parameters (zero_stage_3/<dtype>params/rank0/)
-    and optimizer states (zero_stage_3/optimizer/rank0/)."""
-    if not nvme_path:
-        return []
-    root = Path(nvme_path)
-    out = []
-    for p in sorted(root.rglob("*.swp")):
-        st = p.stat()
-        out.append({"path": str(p.relative_to(root)), "bytes": st.st_size, "allocated": st.st_blocks * 512})
-    return out
 
 
 def synthetic_batch(spec: TrainingSpec, vocab_size: int, device: str) -> Any:
@@ -71,13 +44,11 @@ def build_model(info: Any, dtype: str) -> Any:
     gets transformers' own init (std 0.02) and `deepspeed.initialize` partitions and offloads it;
     the cost is one full bf16 copy in host memory while it starts (26 GB for OPT-13b).
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
-    from pytest_nvme_ai.measure.zero_inference.models import hf_config_object
+    from pytest_nvme_ai.measure.deepspeed.models import hf_config_object
 
-    torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    model = AutoModelForCausalLM.from_config(hf_config_object(info), dtype=torch_dtype)
+    model = AutoModelForCausalLM.from_config(hf_config_object(info), dtype=torch_dtype_of(dtype))
     model.train()
     return model
 
@@ -98,7 +69,7 @@ def measure_step(engine: Any, input_ids: Any, sync: Any) -> StepMeasurement:
                            peak_rss=peak_rss_bytes())
 
 
-def run(spec: TrainingSpec, job: Mapping[str, Any]) -> dict[str, Any]:
+def run(spec: TrainingSpec, job: Job) -> TrainingRecord:
     setup_single_process_env()
     import deepspeed
     import torch
@@ -110,8 +81,8 @@ def run(spec: TrainingSpec, job: Mapping[str, Any]) -> dict[str, Any]:
     accelerator = acc.device_name()
     spec.validate(accelerator)
     info = model_info(spec)
-    ds_config = job.get("ds_config") if job.get("accelerator") == accelerator else None
-    ds_config = ds_config or build_ds_config(spec, info, accelerator=accelerator, nvme_path=job.get("nvme_path"))
+    ds_config = job.config_for(accelerator, lambda nvme_path: build_ds_config(spec, info, accelerator=accelerator,
+                                                                               nvme_path=nvme_path))
     dtype = spec.resolved_dtype(accelerator)
     say(f"accelerator {accelerator}, dtype {dtype}, spec {spec.id}")
     torch.manual_seed(spec.seed)
@@ -122,11 +93,11 @@ def run(spec: TrainingSpec, job: Mapping[str, Any]) -> dict[str, Any]:
     engine = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters()],
                                   config=dict(ds_config))[0]
     del model
-    nvme_path = job.get("nvme_path") if spec.offloads_to_target else None
+    nvme_path = job.nvme_path if spec.offloads_to_target else None
     swap_files = list_swap_files(nvme_path)
     r1, w1 = io_bytes()
-    facts = {"init_seconds": time.perf_counter() - t0, "init_read_bytes": r1 - r0, "init_write_bytes": w1 - w0,
-             "swap_files": swap_files, "model_params": info.param_count,
+    facts: dict[str, Any] = {"init_seconds": time.perf_counter() - t0, "init_read_bytes": r1 - r0, "init_write_bytes": w1 - w0,
+             "swap_files": tuple(swap_files), "model_params": info.param_count,
              "optimizer": type(engine.optimizer).__name__,
              "basic_optimizer": type(getattr(engine, "basic_optimizer", None)).__name__}
     say(f"engine ready in {facts['init_seconds']:.1f} s; {len(swap_files)} swap files, "
@@ -148,32 +119,19 @@ def run(spec: TrainingSpec, job: Mapping[str, Any]) -> dict[str, Any]:
     bad = [s.loss for s in warmup + steps if not math.isfinite(s.loss)]
     if bad:
         raise FloatingPointError(f"non-finite loss {bad[0]!r}: the run diverged (dtype {dtype}, lr {spec.lr})")
-    return {
-        "outcome": "ok", "accelerator": accelerator, "dtype": dtype, "ds_config": ds_config,
-        "versions": versions(), "device_name": torch.cuda.get_device_name() if accelerator == "cuda" else None,
-        **facts, "warmup": [s.to_dict() for s in warmup], "steps": [s.to_dict() for s in steps],
-    }
+    return TrainingRecord(
+        outcome="ok", accelerator=accelerator, dtype=dtype, ds_config=ds_config, versions=versions(),
+        device_name=torch.cuda.get_device_name() if accelerator == "cuda" else None,
+        **facts, warmup=tuple(warmup), steps=tuple(steps))
+
+
+def _one_run(job: Job) -> TrainingRecord:
+    spec = TrainingSpec.from_dict(job.spec)
+    if spec.test_hook != "hang_after_init":
+        obey_test_hook(spec.test_hook)
+    return run(spec, job)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m pytest_nvme_ai.measure.zero_infinity JOB.json RESULT.json", file=sys.stderr)
-        return EXIT_USAGE
-    job_path, result_path = Path(argv[0]), Path(argv[1])
-    job = json.loads(job_path.read_text(encoding="utf-8"))
-    spec = TrainingSpec.from_dict(job["spec"])
-    try:
-        if spec.test_hook != "hang_after_init":
-            obey_test_hook(spec.test_hook)
-        result = run(spec, job)
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        traceback.print_exc()
-        outcome = "oom" if is_oom(exc) else "error"
-        write_result(result_path, {"outcome": outcome, "error": f"{type(exc).__name__}: {exc}"})
-        sys.stdout.flush()
-        return EXIT_OOM if outcome == "oom" else EXIT_ERROR
-    write_result(result_path, result)
-    say("done")
-    return EXIT_OK
+    return one_shot_main(argv, module="pytest_nvme_ai.measure.zero_infinity", run=_one_run,
+                         failed=TrainingRecord.failed)

@@ -1,4 +1,4 @@
-"""The inference worker, child side: `python -m pytest_nvme_ai.measure.zero_inference.worker`.
+"""The inference worker, child side: `python -m pytest_nvme_ai.measure.zero_inference.remote_worker`.
 
 One worker holds one engine: a model built under ZeRO-3 for one engine key (model, dtype,
 quantization, offload device, aio settings, pinning, buffers, seed: `engine_key`). It stays alive
@@ -9,8 +9,9 @@ loops before its measured loops, on its own input shape.
 
 The protocol copies the aio worker's (measure/aio/worker.py): JSON lines. On stdout, one object per
 line with an "event": "ready" (pid; the heavy imports wait for the first request), "progress" (stage: build | warmup | loop, done, total,
-seconds), "result" (the same dict the one-shot child, `one_shot_main` below, writes as RESULT.json, plus import_s and
-case_s). On stdin, one request per line: {"op": "run", "job": {...the one-shot child's JOB.json...}}. Everything else
+seconds), "result" (an InferenceRecord's dict, record.py: what the one-shot child, `one_shot_main` below, writes as
+RESULT.json, with import_s and case_s). On stdin, one request per line: {"op": "run", "job": {...a
+deepspeed.job.Job, the one-shot child's JOB.json...}}. Everything else
 goes to stderr, which the parent keeps as the worker's log. A request whose outcome is not ok ends
 the worker (its DeepSpeed state may be half torn down); the parent starts a fresh one next time.
 """
@@ -21,10 +22,14 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pytest_nvme_ai.measure.zero_inference import child
+from dataclasses import replace
+
+from pytest_nvme_ai.measure.deepspeed import remote as common
+from pytest_nvme_ai.measure.deepspeed.job import Job
+from pytest_nvme_ai.measure.zero_inference import remote as child
+from pytest_nvme_ai.measure.zero_inference.record import InferenceRecord
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
 # What builds the engine: cases that agree on these share one worker. Everything else in a spec
@@ -50,20 +55,22 @@ Emit = Callable[..., None]
 class Engine:
     """The built model plus what every case reuses: forward hooks, the energy meter, the config."""
 
-    def __init__(self, job: Mapping[str, Any], emit: Emit) -> None:
+    def __init__(self, job: Job, emit: Emit) -> None:
         import deepspeed
         import torch
         from deepspeed.accelerator import get_accelerator
 
-        from pytest_nvme_ai.measure.zero_inference.models import resolve_model
+        from pytest_nvme_ai.measure.deepspeed.models import resolve_model
+        from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
 
-        spec = InferenceSpec.from_dict(job["spec"])
+        spec = InferenceSpec.from_dict(job.spec)
         self.acc = get_accelerator()
         self.accelerator = self.acc.device_name()
         spec.validate(self.accelerator)
         self.key = engine_key(spec)
         self.info = resolve_model(spec.model)
-        self.ds_config = child.config_for(spec, job, self.accelerator, self.info)
+        self.ds_config = job.config_for(self.accelerator, lambda nvme_path: build_ds_config(
+            spec, self.info, accelerator=self.accelerator, nvme_path=nvme_path))
         self.dtype = spec.resolved_dtype(self.accelerator)
         self.cuda = self.accelerator == "cuda"
         child.say(f"engine: accelerator {self.accelerator}, dtype {self.dtype}, key {self.key}")
@@ -72,7 +79,7 @@ class Engine:
         if not deepspeed.comm.is_initialized():
             deepspeed.init_distributed(dist_backend="nccl" if self.cuda else "gloo")
         self.model, self._keepalive, self.facts = child.init_engine(self.info, self.ds_config, self.dtype,
-                                                                    job.get("dummy_fill") or "tile")
+                                                                    job.dummy_fill or "tile")
         emit(event="progress", stage="build", done=1, total=1, seconds=self.facts["init_seconds"])
         self.hooks = child.FirstForward(self.acc.synchronize)
         self.model.register_forward_pre_hook(self.hooks.pre)
@@ -80,10 +87,10 @@ class Engine:
         self.meter = child.open_energy_meter(self.model, self.cuda)
         self.cases = 0
 
-    def run_case(self, job: Mapping[str, Any], emit: Emit) -> dict[str, Any]:
+    def run_case(self, job: Job, emit: Emit) -> InferenceRecord:
         import torch
 
-        spec = InferenceSpec.from_dict(job["spec"])
+        spec = InferenceSpec.from_dict(job.spec)
         spec.validate(self.accelerator)
         if engine_key(spec) != self.key:
             raise RuntimeError(f"worker protocol: case {spec.id} needs engine {engine_key(spec)}, "
@@ -105,13 +112,12 @@ class Engine:
                       f"{lp.prefill_latency:.3f} s, read {lp.read_bytes} B, {lp.new_tokens} new tokens")
         reused = self.cases > 0
         self.cases += 1
-        return {
-            "outcome": "ok", "accelerator": self.accelerator, "dtype": self.dtype, "ds_config": self.ds_config,
-            "versions": child.versions(), "device_name": torch.cuda.get_device_name() if self.cuda else None,
-            **self.facts, "engine_reused": reused, "engine_cases": self.cases,
-            "warmup": [lp.to_dict() for lp in warmup], "loops": [lp.to_dict() for lp in loops],
-            "energy": {"meter": self.meter.description, "reasons": self.meter.reasons},
-        }
+        return InferenceRecord(
+            outcome="ok", accelerator=self.accelerator, dtype=self.dtype, ds_config=self.ds_config,
+            versions=common.versions(), device_name=torch.cuda.get_device_name() if self.cuda else None,
+            **self.facts, engine_reused=reused, engine_cases=self.cases, warmup=tuple(warmup), loops=tuple(loops),
+            energy={"meter": self.meter.description, "reasons": self.meter.reasons},
+        )
 
 
 _IMPORTED: list[float] = []
@@ -124,7 +130,7 @@ def heavy_imports() -> float:
         return 0.0
 
     t0 = time.monotonic()
-    child.setup_single_process_env()
+    common.setup_single_process_env()
     import deepspeed  # noqa: F401 - the start-up cost every case used to pay
     import torch  # noqa: F401
     import transformers  # noqa: F401
@@ -133,24 +139,20 @@ def heavy_imports() -> float:
     return _IMPORTED[0]
 
 
-def serve(job: Mapping[str, Any], engine: Engine | None, emit: Emit) -> tuple[dict[str, Any], Engine | None]:
-    """One request: (the result, the engine to keep; None after a failure, which ends the worker)."""
+def serve(job: Job, engine: Engine | None, emit: Emit) -> tuple[InferenceRecord, Engine | None]:
+    """One request: (the record, the engine to keep; None after a failure, which ends the worker)."""
 
     t0 = time.monotonic()
     try:
-        child.obey_test_hook(job["spec"].get("test_hook"))
+        common.obey_test_hook(job.test_hook)
         import_s = heavy_imports()
         if engine is None:
             engine = Engine(job, emit)
-        result = engine.run_case(job, emit)
-        result["import_s"] = import_s
+        record = replace(engine.run_case(job, emit), import_s=import_s)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
         traceback.print_exc()
-        outcome = "oom" if child.is_oom(exc) else "error"
-        return {"outcome": outcome, "error": f"{type(exc).__name__}: {exc}",
-                "case_s": time.monotonic() - t0}, None
-    result["case_s"] = time.monotonic() - t0
-    return result, engine
+        return replace(InferenceRecord.failed(exc), case_s=time.monotonic() - t0), None
+    return replace(record, case_s=time.monotonic() - t0), engine
 
 
 def _serve_requests(proto_fd: int, requests: Any, forked: bool) -> None:
@@ -170,8 +172,8 @@ def _serve_requests(proto_fd: int, requests: Any, forked: bool) -> None:
         if not line.strip():
             continue
         req = json.loads(line)
-        result, engine = serve(req["job"], engine, emit)
-        emit(event="result", **result)
+        record, engine = serve(Job.from_dict(req["job"]), engine, emit)
+        emit(event="result", **record.to_dict())
         if engine is None:  # a failed case: exit, the next case gets a fresh worker
             break
     sys.stderr.flush()
@@ -185,7 +187,7 @@ def _worker_main() -> int:
 
 
 def forked_main(requests_in: Any, events_out: Any, log_path: str, env: Mapping[str, str]) -> None:
-    """A worker forked from the fork server (zygote.py), which has already imported torch, DeepSpeed
+    """A worker forked from the fork server (measure/deepspeed/forkserver.py), which has already imported torch, DeepSpeed
     and transformers: the same loop as `_worker_main`, on pipes the parent passed as Connections.
     Its own session first, as procutil.start gives an exec'd worker: a stop signals its whole group,
     and a Ctrl-C on the terminal reaches pytest only."""
@@ -209,30 +211,18 @@ def _quiet(**_: Any) -> None:
     """The one-shot child has no protocol: its parent reads RESULT.json."""
 
 
+def _one_case(job: Job) -> InferenceRecord:
+    common.obey_test_hook(job.test_hook)
+    common.setup_single_process_env()
+    return Engine(job, _quiet).run_case(job, _quiet)
+
+
 def one_shot_main(argv: list[str]) -> int:
     """`python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json` (`--nvme-ai-engine-reuse 0`):
     one engine built for one case in this process, with the worker's own Engine, so that both paths
     measure with the same code."""
-    if len(argv) != 2:
-        print("usage: python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json", file=sys.stderr)
-        return child.EXIT_USAGE
-    job_path, result_path = Path(argv[0]), Path(argv[1])
-    job = json.loads(job_path.read_text(encoding="utf-8"))
-    try:
-        child.obey_test_hook(job["spec"].get("test_hook"))
-        child.setup_single_process_env()
-        result = Engine(job, _quiet).run_case(job, _quiet)
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        traceback.print_exc()
-        outcome = "oom" if child.is_oom(exc) else "error"
-        child.write_result(result_path, {"outcome": outcome, "error": f"{type(exc).__name__}: {exc}"})
-        sys.stdout.flush()
-        return child.EXIT_OOM if outcome == "oom" else child.EXIT_ERROR
-    child.write_result(result_path, result)
-    child.say("done")
-    return child.EXIT_OK
+    return common.one_shot_main(argv, module="pytest_nvme_ai.measure.zero_inference", run=_one_case,
+                                failed=InferenceRecord.failed)
 
 
 if __name__ == "__main__":

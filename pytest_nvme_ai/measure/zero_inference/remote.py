@@ -1,84 +1,26 @@
-"""What a ZeRO-Inference child does, shared by the one-shot child and the persistent worker (worker.py).
+"""Child side: how a ZeRO-Inference child measures, shared by the one-shot child and the persistent
+worker (remote_worker.py). Nothing here runs in pytest.
 
 The one-shot child, `python -m pytest_nvme_ai.measure.zero_inference JOB.json RESULT.json`
-(`--nvme-ai-engine-reuse 0`), is one ZeRO-Inference run per process: DeepSpeed keeps global state (the process
-group, patched torch functions, pinned buffers), a run can exhaust memory or
-hang, and the kernel's OOM killer must hit this process, not pytest. The parent
-reads RESULT.json; when the child dies before writing it, the parent decides
-the outcome from the exit status and the log.
-
-JOB.json is {"spec": {...}, "ds_config": {...} | null, "accelerator": "cpu" | "cuda" | null}.
-RESULT.json is {"outcome": "ok" | "oom" | "error", "loops": [...], "warmup": [...], ...}.
+(`--nvme-ai-engine-reuse 0`), is one ZeRO-Inference run per process (measure/deepspeed/remote.py says
+why). JOB.json is a deepspeed.job.Job; RESULT.json is an InferenceRecord (record.py).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import resource
-import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pytest_nvme_ai.measure.deepspeed import remote
+from pytest_nvme_ai.measure.deepspeed.remote import peak_rss_bytes, read_bytes, say, torch_dtype_of
 from pytest_nvme_ai.measure.energy import EnergyMeter, LoopEnergy
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
 
-EXIT_OK, EXIT_ERROR, EXIT_OOM, EXIT_USAGE = 0, 1, 3, 2
-_OOM_NAMES = ("OutOfMemoryError", "MemoryError")
-
-
-def say(message: str) -> None:
-    print(f"[nvme-ai] {message}", flush=True)
-
-
-def read_bytes() -> int:
-    """Bytes this process (all its threads: DeepSpeed's aio threads too) made the block layer read."""
-    with open("/proc/self/io", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("read_bytes:"):
-                return int(line.split()[1])
-    return 0
-
-
-def peak_rss_bytes() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def setup_single_process_env() -> None:
-    """What a launcher would set for one rank; a free port so parallel sessions don't collide.
-    Set, not defaulted: values inherited from a launcher around pytest would make this single-rank
-    child wait for ranks that never come."""
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(free_port())
-    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
-        os.environ[key] = value
-    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ.setdefault(key, "1")  # never reach for a hub: the machine may have none
-
-
-def obey_test_hook(hook: str | None) -> None:
-    """Test-only misbehaviour, before any heavy import so that tests of the parent stay fast."""
-    if not hook:
-        return
-    name, _, arg = hook.partition(":")
-    say(f"test hook {hook!r}")
-    if name == "sleep":
-        time.sleep(float(arg or 3600))
-    elif name == "memory_error":
-        raise MemoryError("test hook: simulated allocation failure")
-    elif name == "sigkill":
-        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel OOM killer does
-    elif name == "crash":
-        raise RuntimeError("test hook: simulated crash")
+__all__ = ["FirstForward", "generate_kwargs", "init_engine", "list_swap_files", "measure_loop",
+           "open_energy_meter", "prompt_ids", "say"]
 
 
 class FirstForward:
@@ -106,35 +48,9 @@ class FirstForward:
             self.end_bytes = read_bytes()
 
 
-def torch_dtype_of(name: str) -> Any:
-    import torch
-
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}[name]
-
-
-def versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for pkg in ("torch", "deepspeed", "transformers", "accelerate"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def list_swap_files(ds_config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """DeepSpeed's parameter swap files (<nvme_path>/zero_stage_3/<dtype>params/rank0/*.swp)."""
-    nvme_path = ds_config.get("zero_optimization", {}).get("offload_param", {}).get("nvme_path")
-    if not nvme_path:
-        return []
-    root = Path(nvme_path) / "zero_stage_3"
-    out = []
-    for p in sorted(root.rglob("*.swp")):
-        st = p.stat()
-        out.append({"path": str(p.relative_to(nvme_path)), "bytes": st.st_size, "allocated": st.st_blocks * 512})
-    return out
+    return remote.list_swap_files(ds_config.get("zero_optimization", {}).get("offload_param", {}).get("nvme_path"))
 
 
 def check_swap_files_complete(files: list[dict[str, Any]]) -> None:
@@ -244,22 +160,12 @@ def generate_kwargs(spec: InferenceSpec, pad_token_id: int | None) -> dict[str, 
     return kw
 
 
-def config_for(spec: InferenceSpec, job: Mapping[str, Any], accelerator: str, info: Any) -> Mapping[str, Any]:
-    """The parent's config when it guessed this accelerator right; otherwise one built for this one."""
-    from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
-
-    given = job.get("ds_config")
-    if given and job.get("accelerator") == accelerator:
-        return given
-    return build_ds_config(spec, info, accelerator=accelerator, nvme_path=job.get("nvme_path"))
-
-
 def init_engine(info: Any, ds_config: Mapping[str, Any], dtype: str,
                 fill: str = "tile") -> tuple[Any, Any, dict[str, Any]]:
     """Build the model under ZeRO-3 and wrap it: (module, keepalive, facts about the initialization)."""
     import deepspeed
 
-    from pytest_nvme_ai.measure.zero_inference.models import build_model
+    from pytest_nvme_ai.measure.deepspeed.models import build_model
 
     t0, bytes0 = time.perf_counter(), read_bytes()
     model, keepalive = build_model(info, ds_config, torch_dtype_of(dtype), fill)
@@ -270,8 +176,8 @@ def init_engine(info: Any, ds_config: Mapping[str, Any], dtype: str,
     sync_s = sync_swap_files(ds_config, swap_files)
     facts = {"init_seconds": time.perf_counter() - t0, "swap_sync_seconds": sync_s,
              "init_read_bytes": read_bytes() - bytes0,
-             "swap_files": swap_files, "model_params": info.param_count,
-             "param_residency": param_residency(engine.module, swap_files)}
+             "swap_files": tuple(swap_files), "model_params": info.param_count,
+             "param_residency": tuple(param_residency(engine.module, swap_files))}
     say(f"model ready in {facts['init_seconds']:.1f} s; {len(swap_files)} swap files, "
         f"{sum(f['bytes'] for f in swap_files)} bytes")
     return engine.module, keepalive, facts
@@ -284,13 +190,3 @@ def prompt_ids(spec: InferenceSpec, vocab_size: int, device: str) -> Any:
     generator = torch.Generator().manual_seed(spec.seed)
     ids = torch.randint(4, vocab_size, (spec.batch_size, spec.prompt_len), generator=generator)  # 0-3: specials
     return ids.to(device)
-
-
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or type(exc).__name__ in _OOM_NAMES or "out of memory" in str(exc).lower()
-
-
-def write_result(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # the parent never reads half a result

@@ -1,9 +1,9 @@
-"""A case run in the persistent worker of its engine (pool.py), recorded like a one-shot child's.
+"""Pytest side: a case sent to the persistent worker of its engine (pool.py), recorded like a one-shot child's.
 
 `run_in_worker` is the runner's path when `--nvme-ai-engine-reuse` is on (the default). It builds
 the case's DeepSpeed config with the engine's swap folder as `nvme_path`, keeps the same
 artifacts a one-shot run keeps (job, result, the case's slice of the worker log), and classifies
-a dead or timed-out worker with the same rules (runner.classify). What the result adds:
+a dead or timed-out worker with the same rules (deepspeed.launch.finish_run). What the result adds:
 `engine_reused` (this case found its engine built) and `engine_key`, kept as extras, so that a
 report or a benchmark can tell build cost from measured loops.
 """
@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from pytest_nvme_ai.measure.deepspeed.forkserver import fork_server
+from pytest_nvme_ai.measure.deepspeed.job import Job, write_job
+from pytest_nvme_ai.measure.deepspeed.launch import ChildRun, finish_run, run_stem
+from pytest_nvme_ai.measure.deepspeed.models import ModelInfo, resolve_model
+from pytest_nvme_ai.measure.deepspeed.outcome import ChildExit
 from pytest_nvme_ai.measure.zero_inference.ds_config import build_ds_config
-from pytest_nvme_ai.measure.zero_inference.models import ModelInfo, resolve_model
 from pytest_nvme_ai.measure.zero_inference.pool import PROCESS_BYTES, WorkerGone, engine_dir_name, shared_pool
 from pytest_nvme_ai.measure.zero_inference.progress import CaseProgress
+from pytest_nvme_ai.measure.zero_inference.record import InferenceRecord
+from pytest_nvme_ai.measure.zero_inference.remote_worker import engine_key
 from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec, SpecError
-from pytest_nvme_ai.measure.zero_inference.worker import engine_key
 
 if TYPE_CHECKING:
     from pytest_nvme_ai.core.recorder import Recorder
@@ -50,24 +54,14 @@ def swap_dir_for(target: "Target", spec: InferenceSpec, key: str) -> Path | None
     return d
 
 
-@dataclass(frozen=True)
-class WorkerCase:
-    """How one case went in its worker; the runner classifies it like a one-shot child's exit."""
-
-    data: Mapping[str, Any] | None   # the result dict; None when the worker died or timed out first
-    returncode: int | None           # the worker's exit status when it died; None while it lives on
-    timed_out: bool
-    seconds: float
-    ds_config: Mapping[str, Any]
-    log: Path                        # the case's slice of the worker log
-
-
 def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, target: "Target",
-                  recorder: "Recorder", loop_progress: Callable[[str], None] | None = None,
-                  position: str | None = None, wrap: Sequence[str] = (), dummy_fill: str | None = None) -> WorkerCase:
-    """`wrap` (a cgroup-joining wrapper, measure.throttle): the case runs in a fresh worker started
-    through it, so the worker and all its threads are inside the cgroup from their first read; that
-    worker is closed after the case, before the caller removes the cgroup. No pid is moved."""
+                  recorder: "Recorder", timeout: float, fork: bool = True,
+                  loop_progress: Callable[[str], None] | None = None, position: str | None = None,
+                  wrap: Sequence[str] = (), dummy_fill: str | None = None) -> tuple[ChildRun[InferenceRecord], Mapping[str, Any]]:
+    """(the classified run, the DeepSpeed config sent). `wrap` (a cgroup-joining wrapper,
+    measure.throttle): the case runs in a fresh worker started through it, so the worker and all its
+    threads are inside the cgroup from their first read; that worker is closed after the case,
+    before the caller removes the cgroup. No pid is moved. `fork`: --nvme-ai-fork-workers."""
     info = resolve_model(spec.model)
     key = f"{engine_key(spec)} @ {target.label}"  # an engine's swap files are on one target
     if wrap:
@@ -79,31 +73,38 @@ def run_in_worker(spec: InferenceSpec, accelerator: str, prefix: str | None, *, 
         ds = build_ds_config(spec, info, accelerator=accelerator, nvme_path=swap_dir)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
-    stem = f"{prefix}-{spec.id}" if prefix else spec.id
+    stem = run_stem(spec.id, prefix)
     art = Path(recorder.artifact_dir)
-    job_path, result_path, log = art / f"{stem}.job.json", art / f"{stem}.result.json", art / f"{stem}.log"
+    result_path, log = art / f"{stem}.result.json", art / f"{stem}.log"
     result_path.unlink(missing_ok=True)
-    job = {"spec": spec.to_dict(), "ds_config": ds, "accelerator": accelerator,
-           "nvme_path": str(swap_dir) if swap_dir else None, "dummy_fill": dummy_fill}
-    job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
+    job = Job(spec=spec.to_dict(), ds_config=ds, accelerator=accelerator,
+              nvme_path=str(swap_dir) if swap_dir else None, dummy_fill=dummy_fill)
+    write_job(art / f"{stem}.job.json", job)
     progress = None
     if loop_progress is not None:
         progress = CaseProgress(f"{prefix + ' ' if prefix else ''}{spec.id}", spec.warmup, spec.loops,
                                 loop_progress, position)
+    if fork:
+        fork_server().register(recorder.children)  # before the pool: the pool's workers close first
     t0 = time.monotonic()
-    data: dict[str, Any] | None = None
+    record: InferenceRecord | None = None
     returncode, timed_out = None, False
     try:
-        data = shared_pool().run(key, job, timeout=float(recorder.timeout), swap_dir=swap_dir,
-                                 estimate=estimate_host_bytes(spec, info, ds), progress=progress, case_log=log,
-                                 wrap=wrap, fork_for=accelerator if getattr(recorder, "fork_workers", True) else None)
-        result_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        msg = shared_pool(recorder.children).run(
+            key, job.to_dict(), timeout=timeout, swap_dir=swap_dir, estimate=estimate_host_bytes(spec, info, ds),
+            progress=progress, case_log=log, wrap=wrap, fork_for=accelerator if fork else None)
+        result_path.write_text(json.dumps(msg, indent=2, default=str) + "\n", encoding="utf-8")
+        record = InferenceRecord.from_dict(msg)
     except WorkerGone as gone:
         returncode, timed_out = gone.returncode, gone.timed_out
-    recorder.set_extra(f"{prefix}_engine" if prefix else "engine",
-                       {"key": key, "reused": bool((data or {}).get("engine_reused")),
-                        "cases_on_engine": (data or {}).get("engine_cases"),
-                        "import_s": (data or {}).get("import_s"), "case_s": (data or {}).get("case_s"),
-                        "forked": (data or {}).get("worker_forked"),
-                        "fork_server_s": (data or {}).get("fork_server_s")})
-    return WorkerCase(data, returncode, timed_out, time.monotonic() - t0, ds, log)
+    recorder.set_extra(f"{prefix}_engine" if prefix else "engine", engine_extra(key, record))
+    exit_ = ChildExit(returncode, timed_out, time.monotonic() - t0)
+    return finish_run(record, exit_, log, timeout), ds
+
+
+def engine_extra(key: str, record: InferenceRecord | None) -> dict[str, Any]:
+    """The `engine` extra: which engine ran the case, and whether this case paid its start-up."""
+    r = record or InferenceRecord(outcome="error")  # the worker died first: nothing reused
+    return {"key": key, "reused": bool(r.engine_reused), "cases_on_engine": r.engine_cases,
+            "import_s": r.import_s, "case_s": r.case_s, "forked": r.worker_forked,
+            "fork_server_s": r.fork_server_s}

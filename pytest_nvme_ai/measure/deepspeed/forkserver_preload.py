@@ -1,11 +1,12 @@
-"""What the inference workers' fork server imports once, so that each forked worker starts with it.
+"""Runs in the fork server only: what it imports once, so that each forked worker starts with it.
 
-This module is imported only by the fork server (zygote.py, through multiprocessing's
+This module is imported only by the fork server (forkserver.py, through multiprocessing's
 `set_forkserver_preload`), never by pytest: its whole point is the heavy imports at module level,
 which the package otherwise keeps inside functions. On this machine they take 7-8 s: torch,
 DeepSpeed, and transformers' modeling code (which `import transformers` alone defers to the first
 model built: 4 of those seconds). Nothing here starts a thread pool or touches an accelerator, so a
-fork afterwards is safe (zygote.py forks only for the CPU accelerator).
+fork afterwards is safe (forkserver.py forks only for the CPU accelerator). The workload's worker
+module is preloaded after this one (the caller of ForkServer.start/fork names it).
 
 Before importing, the server:
 - leaves pytest's process group (setsid). A SIGTERM or Ctrl-C sent to that group (a cancelled CI
@@ -14,7 +15,7 @@ Before importing, the server:
   pytest's end of a pipe.
 - points its stdout and stderr at /dev/null. DeepSpeed prints an accelerator warning on import, and
   the server inherits pytest's terminal, past pytest's capture. Each forked worker points both at
-  its own log before it does anything (worker.forked_main). An import that fails here is not lost:
+  its own log before it does anything (e.g. zero_inference.remote_worker.forked_main). An import that fails here is not lost:
   the worker imports for itself, and its log shows the error.
 - sets the hub-offline defaults an exec'd worker sets before its imports (huggingface_hub reads
   them at import).
@@ -32,7 +33,7 @@ os.dup2(_devnull, 1)
 os.dup2(_devnull, 2)
 os.close(_devnull)
 for _key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.setdefault(_key, "1")  # as child.setup_single_process_env: never reach for a hub
+    os.environ.setdefault(_key, "1")  # as remote.setup_single_process_env: never reach for a hub
 
 import deepspeed  # noqa: E402,F401 - the point of this module
 import torch  # noqa: E402,F401
@@ -40,5 +41,3 @@ import transformers  # noqa: E402,F401
 import transformers.modeling_utils  # noqa: E402,F401 - the lazily imported bulk of a model build
 import transformers.models.opt.modeling_opt  # noqa: E402,F401 - the shipped configs are OPT
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402,F401
-
-from pytest_nvme_ai.measure.zero_inference import worker  # noqa: E402,F401 - the forked workers' code

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from pytest_nvme_ai.measure.zero_inference.errors import SpecError
+from pytest_nvme_ai.measure.deepspeed.errors import SpecError
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.safetensors.index.json")
 
