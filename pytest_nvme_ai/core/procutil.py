@@ -148,7 +148,7 @@ def stop(proc: subprocess.Popen[Any], grace_s: float = 5.0, reap_s: float = DRAI
 def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
     try:
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:  # no such group: a forked worker stopped before its setsid() (zygote.py)
+    except ProcessLookupError:  # no such group: a forked worker stopped before its setsid() (measure/deepspeed/forkserver.py)
         try:
             os.kill(proc.pid, sig)
         except ProcessLookupError:

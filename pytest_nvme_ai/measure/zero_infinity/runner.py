@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 
-from pytest_nvme_ai.core.extras import InferenceExtra
+from pytest_nvme_ai.core.extras import TrainingExtra
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import median
 from pytest_nvme_ai.measure.deepspeed.config_blocks import AioSettingError, normalize_aio, parse_aio_json
@@ -190,9 +190,9 @@ class ZeroInfinityRunner:
         rec, spec = self.recorder, result.spec
         record_params(rec, spec.params(result.accelerator), prefix)
         swap = result.swap_files
-        record_extras(rec, ((InferenceExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
-                           (InferenceExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
-                           ("run_error", result.error), ("loss_curve", result.losses),
+        record_extras(rec, ((TrainingExtra.RUN_OUTCOME, result.outcome), ("accelerator", result.accelerator),
+                           (TrainingExtra.LOG_TAIL, result.log_tail if not result.ok else result.log_tail[-1500:]),
+                           ("run_error", result.error), (TrainingExtra.LOSS_CURVE, result.losses),
                            ("warmup_step_time", [s.step_time for s in result.warmup]),
                            ("swap_files", len(swap)), ("swap_bytes", sum(int(f.get("bytes", 0)) for f in swap)),
                            ("init_seconds", result.facts.get("init_seconds")),

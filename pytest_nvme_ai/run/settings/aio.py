@@ -10,7 +10,7 @@ def _aio(v: str) -> str:
     """'default', 'auto' or a JSON aio block, checked now so a typo stops the run before any test."""
     s = str(v).strip()
     if s not in ("default", "auto"):
-        from pytest_nvme_ai.measure.zero_inference.ds_config import AioSettingError, parse_aio_json  # light: json + packaging
+        from pytest_nvme_ai.measure.deepspeed.config_blocks import AioSettingError, parse_aio_json  # light: json + packaging
 
         try:
             parse_aio_json(s)

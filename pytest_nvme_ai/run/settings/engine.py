@@ -12,7 +12,7 @@ SETTINGS = (
             "offload, aio, pinning) across the cases that share it; 0 runs every case in a fresh child, "
             "in file order.", boolean, True, metavar="1|0"),
     # On by default where it is safe (CPU accelerator, no cgroup wrapper): each worker is forked from a
-    # server that imported torch, DeepSpeed and transformers once (measure/zero_inference/zygote.py).
+    # server that imported torch, DeepSpeed and transformers once (measure/deepspeed/forkserver.py).
     Setting("fork_workers", "ZeRO-Inference: 1 (default) forks each CPU worker from a server that has "
             "imported torch, DeepSpeed and transformers once per session; 0 starts every worker with its "
             "own imports (7-8 s each on a small VM).", boolean, True, metavar="1|0"),
