@@ -1,10 +1,8 @@
 """The models this workload writes and loads: OPT shapes by name, sized by the profile.
 
-Interim: the OPT configurations live in measure/zero_inference/models.py (configs/*.json), which a
-sibling workload must not import, and the toolkit (measure/deepspeed/) is taking them over. Until it
-has, the few fields that fix an OPT's tensor shapes are repeated here (real Hugging Face OPTConfig
-values); once merged this module should take its configs from the toolkit and keep only the profile's
-choice of models.
+The configurations are the toolkit's shipped ones (measure/deepspeed/configs/*.json, the same files
+ZeRO-Inference builds its models from), plus `opt-micro`, a test-sized model of the same architecture
+that only this workload needs (a real run of every loader in seconds, and the untimed warm-up loads).
 
 Everything but `tensor_layout` is plain data (no torch), so the parent can size files and memory.
 """
@@ -13,32 +11,19 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from pytest_nvme_ai.core.profiles import Profile
+from pytest_nvme_ai.measure.deepspeed.models import shipped_models
 
-_OPT_COMMON: dict[str, Any] = {
-    "model_type": "opt", "architectures": ["OPTForCausalLM"], "activation_function": "relu",
-    "attention_dropout": 0.0, "dropout": 0.1, "layerdrop": 0.0, "init_std": 0.02, "enable_bias": True,
-    "layer_norm_elementwise_affine": True, "do_layer_norm_before": True, "bos_token_id": 2, "eos_token_id": 2,
-    "pad_token_id": 1, "use_cache": True, "vocab_size": 50272, "max_position_embeddings": 2048,
-}
+# opt-micro: opt-tiny's fields at toy sizes (well under 1 MB of weights).
+_MICRO_SIZES: dict[str, int] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "ffn_dim": 128,
+                                "word_embed_proj_dim": 64, "vocab_size": 512, "max_position_embeddings": 128}
 
 
-def _opt(hidden: int, layers: int, heads: int, ffn: int, embed: int | None = None, **over: Any) -> dict[str, Any]:
-    return {**_OPT_COMMON, "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-            "ffn_dim": ffn, "word_embed_proj_dim": embed or hidden, **over}
+def _configs() -> dict[str, dict[str, Any]]:
+    shipped = {name: {k: v for k, v in cfg.items() if not k.startswith("_")} for name, cfg in shipped_models().items()}
+    return {"opt-micro": {**shipped["opt-tiny"], **_MICRO_SIZES}, **shipped}
 
 
-OPT_CONFIGS: dict[str, dict[str, Any]] = {
-    # a test-sized model (well under 1 MB): a real run of every loader in seconds
-    "opt-micro": _opt(64, 2, 2, 128, vocab_size=512, max_position_embeddings=128),
-    "opt-tiny": _opt(256, 4, 4, 1024),
-    "opt-125m": _opt(768, 12, 12, 3072),
-    "opt-350m": _opt(1024, 24, 16, 4096, 512, do_layer_norm_before=False),
-    "opt-1.3b": _opt(2048, 24, 32, 8192),
-    "opt-6.7b": _opt(4096, 32, 32, 16384),
-    "opt-13b": _opt(5120, 40, 40, 20480),
-    "opt-30b": _opt(7168, 48, 56, 28672),
-    "opt-66b": _opt(9216, 64, 72, 36864),
-}
+OPT_CONFIGS: dict[str, dict[str, Any]] = _configs()
 
 # Interim per-profile choice (profiles.py is the home of every per-profile knob: the lead moves this into
 # `Profile.model_load_models`, which `models_for` already prefers when it exists).
