@@ -219,7 +219,8 @@ def test_a_killed_child_counts_as_oom(tmp_path: Path, any_python: None) -> None:
 # ---- real LMCache runs ----------------------------------------------------------------------------
 needs_kv = pytest.mark.skipif(kv_missing_reason() is not None, reason=str(kv_missing_reason()))
 SMALL_STORAGE = KvSpec(case="storage", shape="llama-3-8b", sequences=3, seq_tokens=256, cpu_tier_mib=70)
-SMALL_SERVING = KvSpec(case="serving", users=3, rounds=2, system_tokens=256, cpu_tier_mib=7)
+# system + question = one chunk, so each user's first chunk is theirs; five users overflow an 8 MiB memory tier
+SMALL_SERVING = KvSpec(case="serving", users=5, rounds=2, system_tokens=192, cpu_tier_mib=8)
 
 
 @pytest.fixture

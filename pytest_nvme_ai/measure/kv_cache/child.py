@@ -77,7 +77,7 @@ class DiskAudit:
         """Wrap this backend instance's chunk I/O and its module's opens (only that module's)."""
         import builtins
 
-        module = sys.modules[type(backend).__module__]
+        module: Any = sys.modules[type(backend).__module__]
         write_file, read_file = backend.write_file, backend.read_file
         audit = self
 
@@ -108,8 +108,8 @@ class DiskAudit:
             return fh
 
         backend.write_file, backend.read_file = audited_write, audited_read
-        setattr(module, "os", FdFlagsOs())       # module globals: only LMCache's disk backend sees these
-        setattr(module, "open", audited_open)
+        module.os = FdFlagsOs()       # module globals: only LMCache's disk backend sees these
+        module.open = audited_open
 
     def since(self, mark: int) -> list[tuple[str, float, float, int]]:
         with self.lock:

@@ -4,7 +4,7 @@ Parent side, inside pytest. The child runs `python -m pytest_nvme_ai.measure.kv_
 with the interpreter that has LMCache (`kv_python`: $NVME_AI_KV_PYTHON, else the project's
 `.venv-kv/`, else this interpreter if LMCache is importable here), under the test's timeout, in its
 own session (core.procutil). Outcomes are ok / oom / timeout / error with the log tail. LMCache's
-chunk files live in `<target.workdir>/kv_cache/<test-slug>-<spec.id>/` and are removed after each run,
+chunk files live in `<target.workdir>/kv_cache/<test function>-<spec.id>/` and are removed after each run,
 also when the child was killed.
 """
 from __future__ import annotations
@@ -137,8 +137,9 @@ class KvCacheRunner:
         self.recorder = recorder
 
     def run_dir(self, spec: KvSpec, root: Path | None) -> Path:
-        """<root or workdir/kv_cache>/<test-slug>-<spec.id>/, fresh."""
-        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.recorder.nodeid.rsplit("::", 1)[-1]).strip("_")[:60]
+        """<root or workdir/kv_cache>/<test function>-<spec.id>/, fresh."""
+        test = self.recorder.nodeid.rsplit("::", 1)[-1].split("[", 1)[0]
+        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", test).strip("_")[:60]
         name = f"{slug}-{spec.id}" if slug else spec.id
         d = (root / name) if root is not None else self.target.inside("kv_cache", name)
         shutil.rmtree(d, ignore_errors=True)
