@@ -13,7 +13,7 @@ import pytest
 from pytest_nvme_ai.core.catalog import CATALOG
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.targets import Target
-from pytest_nvme_ai.measure.kv_cache.child import busy_seconds, fs_type
+from pytest_nvme_ai.measure.kv_cache.child_engine import busy_seconds, fs_type
 from pytest_nvme_ai.measure.kv_cache.metrics import kv_metrics
 from pytest_nvme_ai.measure.kv_cache.result import KvResult, ServingRequest, StorageSequence, TierStats
 from pytest_nvme_ai.measure.kv_cache.runner import ChildExit, KvCacheRunner, classify, kv_missing_reason

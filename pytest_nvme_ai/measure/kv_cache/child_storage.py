@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_nvme_ai.measure.kv_cache.child import Engine, busy_seconds, proc_io, tier_stats, wait_for_puts
+from pytest_nvme_ai.measure.kv_cache.child_engine import Engine, busy_seconds, proc_io, tier_stats, wait_for_puts
 from pytest_nvme_ai.measure.kv_cache.result import KvResult, StorageSequence
 from pytest_nvme_ai.measure.kv_cache.spec import KvSpec
 
