@@ -36,7 +36,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from pytest_nvme_ai.measure.kv_cache.spec import specs_for
 
     case = "serving" if "serving" in metafunc.function.__name__ else "storage"
-    specs = [s for s in specs_for(profile_of(metafunc.config).name) if s.case == case]
+    specs = [s for s in specs_for(profile_of(metafunc.config)) if s.case == case]
     metafunc.parametrize("kv_spec", [pytest.param(s, id=s.id.removeprefix(f"{case}-")) for s in specs])
 
 
