@@ -285,3 +285,16 @@ def test_serving_case_restores_prefixes_from_the_drive(tmp_path: Path) -> None:
     assert run.result.tier.tokens_hit_disk > 0 and run.result.tier.odirect_verified
     assert set(run.metrics) >= {"kv_ttft_cold", "kv_ttft_warm", "kv_ttft_warm_vs_cold", "kv_hit_rate"}
     assert os.path.isfile(run.log_path)
+
+
+SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_kv_cache.py"
+
+
+@needs_kv
+def test_the_suite_fails_when_the_tier_never_reaches_the_drive(pytester: pytest.Pytester, shm_dir: Path) -> None:
+    """The whole suite pointed at tmpfs: LMCache stores and hits as usual, and the test fails saying why."""
+    pytester.makepyfile(test_kv_cache=SUITE.read_text())
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "storage", "--nvme-ai-target", str(shm_dir))
+    r.assert_outcomes(failed=1, deselected=2)
+    r.stdout.fnmatch_lines(["*the KV tier never reaches the drive*tmpfs (memory)*"])
+    assert not any(shm_dir.rglob("*.pt")), "the chunk files were left on the target"
