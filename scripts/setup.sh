@@ -56,6 +56,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- the KV-cache suite's own environment (.venv-kv: LMCache pins an older numpy than .venv's) ---------
+if [ "${NVME_AI_SKIP_KV:-0}" != 1 ]; then
+  bash scripts/setup_kv.sh || log "WARNING: .venv-kv (LMCache) not ready; the KV-cache suite will skip with the reason"
+fi
+
 # --- DeepSpeed ops (AsyncIO, CPU comm): JIT-compiled on first use (minutes); here, visibly, once ---
 if [ "${NVME_AI_SKIP_AIO_BUILD:-0}" != 1 ]; then
   "$VPY" -m pytest_nvme_ai.measure.deepspeed.ops || log "WARNING: a DeepSpeed op (AsyncIO, CPU comm) did not build; aio and NVMe-offload tests will skip or fail with the reason"
