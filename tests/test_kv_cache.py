@@ -18,7 +18,7 @@ from pytest_nvme_ai.measure.kv_cache.metrics import kv_metrics
 from pytest_nvme_ai.measure.kv_cache.result import KvResult, ServingRequest, StorageSequence, TierStats
 from pytest_nvme_ai.measure.kv_cache.runner import ChildExit, KvCacheRunner, classify, kv_missing_reason
 from pytest_nvme_ai.core.profiles import PROFILES
-from pytest_nvme_ai.measure.kv_cache.spec import KV_SHAPES, KvSpec, SpecError, specs_for, specs_from
+from pytest_nvme_ai.measure.kv_cache.spec import KV_SHAPES, KvSpec, SpecError, specs_for
 from pytest_nvme_ai.measure.kv_cache.tier import judge_tier
 
 
@@ -66,14 +66,9 @@ def test_kv_shapes_have_the_models_per_token_sizes() -> None:
     assert KV_SHAPES["tiny-llama"].bytes_per_token == 8 << 10
 
 
-# What standard/full would set as Profile.kv_serving / kv_storage (the lead's merge adds the knobs).
-LARGER = [((12, 4, 1984), (("llama-3-8b", 16, 2048), ("llama-3-70b", 8, 2048))),
-          ((24, 6, 1984), (("llama-3-8b", 64, 4096), ("llama-3-70b", 32, 4096)))]
-
-
-@pytest.mark.parametrize("specs", [specs_for(PROFILES[p]) for p in sorted(PROFILES)] +
-                         [specs_from(*sizes) for sizes in LARGER])
-def test_every_profile_spec_is_valid_and_needs_the_drive(specs: tuple[KvSpec, ...]) -> None:
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_profile_spec_is_valid_and_needs_the_drive(name: str) -> None:
+    specs = specs_for(PROFILES[name])
     assert {s.case for s in specs} == {"serving", "storage"}
     assert len({s.id for s in specs}) == len(specs)
     for s in specs:

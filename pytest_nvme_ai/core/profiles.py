@@ -85,6 +85,12 @@ class Profile:
     ss_ramp_s: float
     precondition_bytes: int       # --nvme-ai-precondition fills this much of the target (capped by free space)
     health_interval_s: float      # SMART sampling period during measurements long enough to heat a drive
+    # cold model loads (suites/test_model_load.py): the OPT models written and loaded per target
+    model_load_models: tuple[str, ...]
+    # KV cache on the drive (suites/test_kv_cache.py): serving (users, rounds, system-prompt tokens) and
+    # storage-shaped cases (KV shape, sequences, tokens per sequence)
+    kv_serving: tuple[int, int, int]
+    kv_storage: tuple[tuple[str, int, int], ...]
 
 
 def _quick_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
@@ -148,7 +154,9 @@ PROFILES: dict[str, Profile] = {
         zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False,
         drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),), drive_speed_loops=2,
         ss_budget_s=0, ss_window_s=3, ss_ramp_s=1, precondition_bytes=512 * MiB, health_interval_s=1,
-        zinf_steps=3, zinf_warmup=1, zinf_single=_TQS, zinf_pair=_TQP, ckpt_files=4, ckpt_file_bytes=64 * MiB),
+        zinf_steps=3, zinf_warmup=1, zinf_single=_TQS, zinf_pair=_TQP, ckpt_files=4, ckpt_file_bytes=64 * MiB,
+        model_load_models=("opt-350m",),                    # one 662 MB file: a few hundred MB, as CI affords
+        kv_serving=(3, 3, 448), kv_storage=(("llama-3-8b", 4, 1024),)),
     "standard": Profile(
         "standard", repeat=3, child_timeout_s=3600,
         fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 * GiB,
@@ -159,7 +167,9 @@ PROFILES: dict[str, Profile] = {
         zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False,
         drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8)), drive_speed_loops=5,
         ss_budget_s=120, ss_window_s=10, ss_ramp_s=5, precondition_bytes=64 * GiB, health_interval_s=5,
-        zinf_steps=5, zinf_warmup=1, zinf_single=_TSS, zinf_pair=_TSP, ckpt_files=8, ckpt_file_bytes=1 * GiB),
+        zinf_steps=5, zinf_warmup=1, zinf_single=_TSS, zinf_pair=_TSP, ckpt_files=8, ckpt_file_bytes=1 * GiB,
+        model_load_models=("opt-1.3b", "opt-6.7b"),         # 2.6 and 13 GB
+        kv_serving=(12, 4, 1984), kv_storage=(("llama-3-8b", 16, 2048), ("llama-3-70b", 8, 2048))),
     "full": Profile(
         "full", repeat=5, child_timeout_s=4 * 3600,
         fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 * GiB,
@@ -170,5 +180,7 @@ PROFILES: dict[str, Profile] = {
         zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True,
         drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32)), drive_speed_loops=5,
         ss_budget_s=600, ss_window_s=30, ss_ramp_s=10, precondition_bytes=256 * GiB, health_interval_s=5,
-        zinf_steps=10, zinf_warmup=2, zinf_single=_TFS, zinf_pair=_TFP, ckpt_files=16, ckpt_file_bytes=4 * GiB),
+        zinf_steps=10, zinf_warmup=2, zinf_single=_TFS, zinf_pair=_TFP, ckpt_files=16, ckpt_file_bytes=4 * GiB,
+        model_load_models=("opt-13b", "opt-30b", "opt-66b"),  # the seed study's models: 26, 60 and 132 GB
+        kv_serving=(24, 6, 1984), kv_storage=(("llama-3-8b", 64, 4096), ("llama-3-70b", 32, 4096))),
 }

@@ -195,10 +195,7 @@ def _storage(shape: str, sequences: int, seq_tokens: int) -> KvSpec:
 
 
 # Sizes per profile are Profile knobs (core/profiles.py owns every per-profile value): `kv_serving`
-# (users, rounds, system_tokens) and `kv_storage` ((shape, sequences, seq_tokens), ...). Until Profile has
-# them, every profile runs these defaults: each case within about a minute on a quiet 2-core CI machine.
-DEFAULT_SERVING: tuple[int, int, int] = (4, 3, 448)
-DEFAULT_STORAGE: tuple[tuple[str, int, int], ...] = (("llama-3-8b", 4, 1024),)
+# (users, rounds, system_tokens) and `kv_storage` ((shape, sequences, seq_tokens), ...).
 
 
 def specs_from(serving: tuple[int, int, int], storage: tuple[tuple[str, int, int], ...]) -> tuple[KvSpec, ...]:
@@ -207,6 +204,5 @@ def specs_from(serving: tuple[int, int, int], storage: tuple[tuple[str, int, int
 
 
 def specs_for(profile: Any) -> tuple[KvSpec, ...]:
-    """The KV-cache specs of a `core.profiles.Profile` (its kv_serving/kv_storage knobs, else the defaults)."""
-    return specs_from(tuple(getattr(profile, "kv_serving", DEFAULT_SERVING)),
-                      tuple(tuple(s) for s in getattr(profile, "kv_storage", DEFAULT_STORAGE)))
+    """The KV-cache specs of a `core.profiles.Profile` (its kv_serving/kv_storage knobs)."""
+    return specs_from(tuple(profile.kv_serving), tuple(tuple(s) for s in profile.kv_storage))

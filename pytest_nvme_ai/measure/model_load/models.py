@@ -25,15 +25,6 @@ def _configs() -> dict[str, dict[str, Any]]:
 
 OPT_CONFIGS: dict[str, dict[str, Any]] = _configs()
 
-# Interim per-profile choice (profiles.py is the home of every per-profile knob: the lead moves this into
-# `Profile.model_load_models`, which `models_for` already prefers when it exists).
-_PROFILE_MODELS: dict[str, tuple[str, ...]] = {
-    "quick": ("opt-350m",),                       # one 662 MB file: a few hundred MB, as CI affords
-    "standard": ("opt-1.3b", "opt-6.7b"),         # 2.6 and 13 GB
-    "full": ("opt-13b", "opt-30b", "opt-66b"),    # the seed study's models: 26, 60 and 132 GB
-}
-
-
 def micro_variant(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """`cfg`'s architecture at opt-micro's sizes: a model of the same kind, under 1 MB, for warm-up loads."""
     sizes = ("hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim", "word_embed_proj_dim",
@@ -42,10 +33,7 @@ def micro_variant(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def models_for(profile: Profile) -> tuple[str, ...]:
-    chosen = getattr(profile, "model_load_models", None)
-    if chosen:
-        return tuple(chosen)
-    return _PROFILE_MODELS.get(profile.name, _PROFILE_MODELS["quick"])
+    return tuple(profile.model_load_models)
 
 
 def opt_config(name: str) -> dict[str, Any]:
