@@ -149,3 +149,35 @@ def test_a_worker_killed_by_sigkill_mid_case_is_not_called_oom(inference_runner:
     assert result.outcome == "error" and result.returncode == -signal.SIGKILL, (result.outcome, result.error)
     assert "killed by a signal (SIGKILL), not by the OOM killer" in (result.error or ""), result.error
     assert inference_runner.recorder.extra["run_outcome"] == "error"  # type: ignore[attr-defined]
+
+
+# ---- a stopped worker fails one case, not two -----------------------------------------------------------
+def test_a_timed_out_reference_is_measured_afresh_by_the_next_case(inference_runner: object) -> None:
+    """The roofline's resident-weights reference is run with reuse=True: a timed-out run of it (its worker
+    stopped) must not stand in for the next case's reference."""
+    from dataclasses import replace
+
+    from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
+    from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
+    from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
+
+    runner = inference_runner
+    assert isinstance(runner, ZeroInferenceRunner)
+    # The hook sleeps before the engine is built: 4 s over a 2 s limit, well within the second one.
+    spec = InferenceSpec(model="opt-tiny", offload="none", prompt_len=16, gen_len=4, loops=1, warmup=0,
+                         test_hook="sleep:4")
+    try:
+        runner.options = replace(runner.options, timeout=2)
+        stopped = runner.run(spec, prefix="compute_none", reuse=True, record=False)
+        assert stopped.outcome == "timeout", (stopped.outcome, stopped.error)
+        assert not shared_pool().workers                                   # the stopped worker is gone
+        runner.options = replace(runner.options, timeout=300)
+        again = runner.run(spec, prefix="compute_none", reuse=True, record=False)
+    finally:
+        shared_pool().close_all()
+    assert again is not stopped and again.ok, (again.outcome, again.error, again.log_tail)
+    assert again.loops and again.loops[0].new_tokens == 4                  # measured, here
+    notes = getattr(runner.recorder, "notes", [])
+    assert not any("reused this session's earlier run" in n for n in notes), notes
+    # a run that measured is kept for the next case as before
+    assert runner.run(spec, prefix="compute_none", reuse=True, record=False) is again
