@@ -58,28 +58,6 @@ def small_memcg() -> Iterator[Path]:
                 time.sleep(0.1)
 
 
-def test_a_real_oom_kill_is_told_from_a_kill_minus_9(small_memcg: Path) -> None:
-    if (why := _kmsg_reason()) is not None:
-        pytest.skip(why)
-    procs = str(small_memcg / "cgroup.procs")
-    t0 = time.monotonic()
-    hog = subprocess.run([sys.executable, "-c", HOG], capture_output=True, text=True, timeout=120,
-                         preexec_fn=lambda: Path(procs).write_text(str(os.getpid())))
-    assert hog.returncode == -signal.SIGKILL, hog
-    oom = sigkill_cause(time.monotonic() - t0)
-    assert oom.oom is True and "OOM killer" in oom.why and "Killed process" in oom.why, oom
-
-    t0 = time.monotonic()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    time.sleep(0.5)
-    os.kill(sleeper.pid, signal.SIGKILL)
-    assert sleeper.wait(10) == -signal.SIGKILL
-    other = sigkill_cause(time.monotonic() - t0, sleeper.pid)
-    # The hog's OOM kill is still inside the window: matched by pid, it is not this child's.
-    assert other.oom is False, other
-    assert other.why.startswith("killed by a signal (SIGKILL), not by the OOM killer"), other.why
-
-
 def test_without_the_kernel_log_the_kernel_counter_decides_or_it_says_it_cannot_tell(tmp_path: Path) -> None:
     vmstat = tmp_path / "vmstat"
     vmstat.write_text("nr_free_pages 1\noom_kill 0\n")
@@ -181,3 +159,26 @@ def test_a_timed_out_reference_is_measured_afresh_by_the_next_case(inference_run
     assert not any("reused this session's earlier run" in n for n in notes), notes
     # a run that measured is kept for the next case as before
     assert runner.run(spec, prefix="compute_none", reuse=True, record=False) is again
+
+
+# ---- last in the file: its OOM kill stays in the kernel log, and the tests above match kills by time ----
+def test_a_real_oom_kill_is_told_from_a_kill_minus_9(small_memcg: Path) -> None:
+    if (why := _kmsg_reason()) is not None:
+        pytest.skip(why)
+    procs = str(small_memcg / "cgroup.procs")
+    t0 = time.monotonic()
+    hog = subprocess.run([sys.executable, "-c", HOG], capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: Path(procs).write_text(str(os.getpid())))
+    assert hog.returncode == -signal.SIGKILL, hog
+    oom = sigkill_cause(time.monotonic() - t0)
+    assert oom.oom is True and "OOM killer" in oom.why and "Killed process" in oom.why, oom
+
+    t0 = time.monotonic()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.5)
+    os.kill(sleeper.pid, signal.SIGKILL)
+    assert sleeper.wait(10) == -signal.SIGKILL
+    other = sigkill_cause(time.monotonic() - t0, sleeper.pid)
+    # The hog's OOM kill is still inside the window: matched by pid, it is not this child's.
+    assert other.oom is False, other
+    assert other.why.startswith("killed by a signal (SIGKILL), not by the OOM killer"), other.why
