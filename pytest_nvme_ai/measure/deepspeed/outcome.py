@@ -131,6 +131,8 @@ def sigkill_cause(run_seconds: float, pid: int | None = None, *, now: float | No
         kills = [k for k in oom_kills(kmsg) if start <= k.at <= end + CLOCK_SLACK_S]
     except OSError as exc:
         return _without_log(f"the kernel log {kmsg} cannot be read: {exc.strerror or exc}", vmstat)
+    if pid is not None and not _pids_are_the_kernels():
+        pid = None  # in a nested pid namespace the log's pids are not ours: match by time alone
     ours = [k for k in kills if pid is None or k.pid == pid]
     if ours:
         k = ours[-1]
@@ -140,6 +142,18 @@ def sigkill_cause(run_seconds: float, pid: int | None = None, *, now: float | No
     return KillCause(False, "killed by a signal (SIGKILL), not by the OOM killer: the kernel log records no OOM "
                             f"kill of it during its {run_seconds:.0f} s run{others}; someone or something sent "
                             "kill -9")
+
+
+def _pids_are_the_kernels(status: Path = Path("/proc/self/status")) -> bool:
+    """True in the initial pid namespace, where the kernel log's pids are the ones we see (`NSpid` lists
+    one pid per namespace level; one entry: not nested)."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return len(line.split()) == 2
+    except OSError:
+        return False
+    return True  # a kernel without NSpid (before 4.1): no nesting to tell
 
 
 def _without_log(reason: str, vmstat: Path) -> KillCause:
