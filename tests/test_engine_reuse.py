@@ -207,14 +207,14 @@ def test_e2e_cases_sharing_an_engine_share_one_worker(tmp_path: Path, e2e_ready:
     assert not list((tmp_path / "target").rglob("*.swp"))                # removed with the worker
 
 
-def test_e2e_a_killed_worker_is_oom_and_the_next_case_builds_afresh(tmp_path: Path, e2e_ready: None) -> None:
+def test_e2e_a_killed_worker_is_not_oom_and_the_next_case_builds_afresh(tmp_path: Path, e2e_ready: None) -> None:
     from pytest_nvme_ai.measure.zero_inference.pool import shared_pool
 
     pool = shared_pool()
     spec = InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=16, gen_len=4, offload="cpu", loops=1, warmup=0)
     assert _runner(tmp_path, "a").run(spec).ok
-    killed = _runner(tmp_path, "b").run(spec.with_(test_hook="sigkill"))  # what the OOM killer does, mid-engine
-    assert killed.outcome == "oom" and not pool.workers
+    killed = _runner(tmp_path, "b").run(spec.with_(test_hook="sigkill"))  # a kill -9 mid-engine, not the OOM killer
+    assert killed.outcome == ("oom" if "cannot tell" in (killed.error or "") else "error") and not pool.workers
     again_runner = _runner(tmp_path, "c")
     assert again_runner.run(spec).ok and again_runner.recorder.extra["engine"]["reused"] is False
     pool.close_all()
@@ -258,7 +258,7 @@ def _hook_job(hook: str | None) -> dict[str, Any]:
 
 
 def test_forked_worker_dies_and_times_out_like_an_execd_one(tmp_path: Path) -> None:
-    """The fork server reports the exit status, so a SIGKILL reads -9 (the runner's oom), a crash ends the
+    """The fork server reports the exit status, so a SIGKILL reads -9 (oom or a kill, from the kernel log), a crash ends the
     worker with its error, and a hang is killed at the timeout with its whole session."""
     from pytest_nvme_ai.measure.zero_inference.pool import EnginePool
 

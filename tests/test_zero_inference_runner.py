@@ -70,9 +70,11 @@ def test_hanging_child_times_out_and_is_killed(either_runner: ZeroInferenceRunne
     assert {"log", "spec", "ds_config"} <= set(rec.artifacts)
 
 
-def test_sigkilled_child_is_oom(either_runner: ZeroInferenceRunner) -> None:
-    result = either_runner.run(hooked("sigkill"))
-    assert result.outcome == "oom" and "SIGKILL" in (result.error or "")
+def test_sigkilled_child_is_killed_by_a_signal_not_oom(either_runner: ZeroInferenceRunner) -> None:
+    result = either_runner.run(hooked("sigkill"))  # the child's own kill -9: no OOM kill in the kernel log
+    # oom only where the machine cannot tell who sent it (no kernel log, OOM kills counted), and says so
+    assert result.outcome == ("oom" if "cannot tell" in (result.error or "") else "error")
+    assert "SIGKILL" in (result.error or "")
     assert result.returncode == -9
 
 

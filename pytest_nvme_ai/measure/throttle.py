@@ -13,7 +13,8 @@ pid has to be moved after the start, and a long-lived worker is never moved.
 What is changed on the machine: one cgroup directory created under this process's own cgroup
 (`nvme-ai-<pid>-<token>`), removed on exit, on an exception, on Ctrl-C and on SIGTERM (the context
 manager turns SIGTERM into SystemExit while it is open, and an atexit hook removes what is left).
-Nothing outside the project's own cgroup is written.
+Nothing outside the project's own cgroup is written. A `kill -9` leaves the cgroup behind:
+`clear_leftovers()`, called at session start, names and removes it.
 """
 from __future__ import annotations
 
@@ -194,6 +195,41 @@ def remove_stale(controller: Controller) -> list[Path]:
             except (ThrottleError, OSError):
                 pass
     return removed
+
+
+def clear_leftovers(hierarchy: Any = None) -> list[str]:
+    """At session start: name every `nvme-ai-<pid>-<token>` cgroup a killed run left under our own
+    cgroup (a capped drive-speed run's throttle, or a measure.io_cgroup accounting: the same naming) and
+    remove those whose creator is dead. The lines to print, one per leftover; [] when there is none or
+    no cgroup can be looked at here (not root, no blkio or io controller: then none was made either).
+    `hierarchy`: a measure.io_cgroup.Hierarchy (tests); found from /proc/self/cgroup by default."""
+    from pytest_nvme_ai.measure.io_cgroup import IoCgroupError, find_hierarchy, leftovers
+
+    if hierarchy is None and os.geteuid() != 0:
+        return []
+    try:
+        found = leftovers(hierarchy or find_hierarchy())
+    except (IoCgroupError, OSError):
+        return []
+    lines = []
+    for lo in found:
+        if lo.owner_alive:
+            continue  # a live session's (or our own): in use, never touched
+        what = (f"leftover cgroup {lo.path} of a run that died (pid {lo.owner_pid} is gone; a capped drive-speed "
+                "run's read cap or a block-accounting cgroup)")
+        inside = f", after moving the {len(lo.pids)} process(es) still in it ({_pid_list(lo.pids)}) out" if lo.pids else ""
+        try:
+            _remove(lo.path, attempts=3)
+        except (ThrottleError, OSError) as exc:
+            lines.append(f"{what}: could not be removed ({exc}); remove it as root: rmdir {lo.path}")
+            continue
+        lines.append(f"{what}: removed{inside}")
+    return lines
+
+
+def _pid_list(pids: tuple[int, ...]) -> str:
+    shown = ", ".join(str(p) for p in pids[:5])
+    return shown + (f" and {len(pids) - 5} more" if len(pids) > 5 else "")
 
 
 atexit.register(remove_all)  # last resort; the session's ChildRegistry calls remove_all first (Throttle's registry)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, Sequence, TypeVar
 from pytest_nvme_ai.core import procutil
 from pytest_nvme_ai.core.text import file_tail, safe_name
 from pytest_nvme_ai.measure.deepspeed.job import Job, write_job
-from pytest_nvme_ai.measure.deepspeed.outcome import OUTCOMES, ChildExit
+from pytest_nvme_ai.measure.deepspeed.outcome import OUTCOMES, ChildExit, KillCause, sigkill_cause
 from pytest_nvme_ai.measure.deepspeed.record import ChildRecord
 
 if TYPE_CHECKING:
@@ -108,14 +108,17 @@ class ChildRun(Generic[R]):
 
 
 def classify(returncode: int | None, timed_out: bool, record: ChildRecord | None,
-             log_tail: str) -> tuple[str, str | None]:
-    """(outcome, why) from how the child ended and what it reported (None: it wrote nothing)."""
+             log_tail: str, kill_cause: KillCause | None = None) -> tuple[str, str | None]:
+    """(outcome, why) from how the child ended and what it reported (None: it wrote nothing).
+    `kill_cause`: who sent a SIGKILL (outcome.sigkill_cause); `oom` only when the OOM killer did or when
+    this machine cannot tell (as before), `error` when someone else did."""
     if timed_out:
         return "timeout", "the run did not finish in time; its process group was killed"
     if record is not None and record.outcome in OUTCOMES:
         return record.outcome, record.error
     if returncode == -signal.SIGKILL:
-        return "oom", "the child was killed by SIGKILL (most likely the kernel OOM killer)"
+        cause = kill_cause or KillCause(None, "killed by SIGKILL (most likely the kernel OOM killer; not looked up)")
+        return ("error" if cause.oom is False else "oom"), f"the child was {cause.why}"
     if re.search(r"out of memory|MemoryError|OutOfMemoryError", log_tail):
         return "oom", "the log reports an out-of-memory error"
     if returncode is not None and returncode < 0:
@@ -125,7 +128,9 @@ def classify(returncode: int | None, timed_out: bool, record: ChildRecord | None
 
 def finish_run(record: R | None, exit_: ChildExit, log: Path, timeout: float) -> ChildRun[R]:
     """Classify a run (one-shot child or a worker's case alike)."""
-    outcome, error = classify(exit_.returncode, exit_.timed_out, record, tail_of(log))
+    cause = (sigkill_cause(exit_.seconds, exit_.pid)
+             if exit_.returncode == -signal.SIGKILL and not exit_.timed_out and record is None else None)
+    outcome, error = classify(exit_.returncode, exit_.timed_out, record, tail_of(log), cause)
     if exit_.timed_out:
         error = f"killed after {timeout:g} s ({error})"
     return ChildRun(record, exit_, log, outcome, error)

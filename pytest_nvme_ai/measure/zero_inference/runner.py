@@ -150,6 +150,11 @@ def record_energy_note(rec: "Recorder", energy: Mapping[str, Any], prefix: str |
 
 # (target label, accelerator, spec JSON) -> an earlier run of the same spec this session (reuse=True).
 INFERENCE_RUNS = CacheKey[InferenceResult]("zero_inference", "runs kept for reuse within the session")
+# What a later case may reuse: a run that measured, or one that did not fit in memory (the OOM killer or
+# an allocation failure: it would again; the suite then falls back to CPU offload). A timed-out, killed or
+# crashed run says nothing about the next case, which measures the spec afresh (sweep 3: one stopped
+# worker failed two cases).
+CACHED_OUTCOMES = ("ok", "oom")
 
 
 class ZeroInferenceRunner:
@@ -190,7 +195,7 @@ class ZeroInferenceRunner:
         result = cache.get(INFERENCE_RUNS, *key) if reuse and not wrap else None
         if result is None:
             result = self._run_fresh(spec, accelerator, prefix, wrap)
-            if not wrap:
+            if not wrap and result.outcome in CACHED_OUTCOMES:
                 cache.put(INFERENCE_RUNS, result, *key)
         else:
             self.recorder.note(f"{prefix or 'run'} {spec.id}: reused this session's earlier run of the same spec")

@@ -1,17 +1,20 @@
 """Pytest side: run a ZeRO-Infinity training spec in a child process and record what it measured.
 
 The toolkit's (measure/deepspeed/) child start/timeout/stop (`launch.run_one_shot`, on top of
-procutil), outcome classification (`ok`, `oom` incl. SIGKILL, `timeout`, `error`), op builds before
+procutil), outcome classification (`ok`, `oom` incl. the OOM killer's SIGKILL, `timeout`, `error`), op builds before
 the clock starts (aio for NVMe, the CPU comm op, and here DeepSpeed's CPU Adam op) and artifacts
 (spec, DeepSpeed config, log), as ZeRO-Inference uses them.
 
 Swap files live in `<target.workdir>/zero_infinity/<test-slug>[-prefix]/` and are removed after each
-run, also when the child was killed or timed out.
+run, also when the child was killed or timed out. A target too small for them is refused before the
+run (`space_shortfall`); one that fills up during it (another writer, a low estimate) is named as
+"target full" with the case's need (`explain_full_target`), not left as DeepSpeed's SIGABRT.
 """
 from __future__ import annotations
 
+import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -39,6 +42,9 @@ if TYPE_CHECKING:
 
 CHILD_MODULE = "pytest_nvme_ai.measure.zero_infinity"
 SPACE_MARGIN = 64 << 20   # leave room so a run never fills the target to the last block
+# A full target in a child's log: Python's ENOSPC, or DeepSpeed's aio reader finding a swap file shorter
+# than it wrote (its writes fail silently when the disk is full; the read then asserts and aborts).
+_FULL = re.compile(r"No space left on device|ENOSPC|\[Errno 28\]|file_offset \+ buffer nbytes > file bytes")
 
 
 @dataclass(frozen=True)
@@ -139,13 +145,34 @@ class ZeroInfinityRunner:
 
     def space_shortfall(self, spec: TrainingSpec) -> str | None:
         """DeepSpeed does not notice a full disk (its swap writes fail silently): check first."""
-        need = swap_bytes_estimate(model_info(spec), spec) + SPACE_MARGIN
         free = shutil.disk_usage(self.target.workdir).free
-        if free < need:
-            return (f"target {self.target.path} has {free / 2**30:.2f} GiB free; training {spec.model_label} with "
-                    f"{spec.offload_label} offload needs about {need / 2**30:.2f} GiB of swap files: "
+        if free < swap_bytes_estimate(model_info(spec), spec) + SPACE_MARGIN:
+            return (f"target {self.target.path} has {_size(free)} free; {self.space_need(spec)}: "
                     "free space or use a larger target")
         return None
+
+    def space_need(self, spec: TrainingSpec) -> str:
+        """What the case needs on the target, in words and figures."""
+        swap = swap_bytes_estimate(model_info(spec), spec)
+        return (f"training {spec.model_label} with {spec.offload_label} offload needs about "
+                f"{_size(swap + SPACE_MARGIN)}: {_size(swap)} of swap files (16-bit parameters and/or fp32 master "
+                f"weights with two Adam moments) plus a margin of {_size(SPACE_MARGIN)}")
+
+    def explain_full_target(self, spec: TrainingSpec, run: ChildRun[TrainingRecord]) -> ChildRun[TrainingRecord]:
+        """A run that failed because the target filled up says so, and how much the case needs, instead of
+        DeepSpeed's SIGABRT and assertion (its swap writes fail silently; a later read aborts)."""
+        if run.outcome == "ok" or not spec.offloads_to_target:
+            return run
+        seen = next((line.strip()[:200] for line in (tail_of(run.log, 200) + "\n" + (run.error or "")).splitlines()
+                     if _FULL.search(line)), None)
+        if seen is None:
+            return run
+        usage = shutil.disk_usage(self.target.workdir)
+        how = run.error or f"exit status {run.exit.returncode}"
+        return replace(run, outcome="error", error=(
+            f"target full: {self.target.path} filled up during the run (the log: {seen!r}; the child "
+            f"ended: {how}); {self.space_need(spec)}, and the target has {_size(usage.free)} free now, "
+            f"of {_size(usage.total)}, with this run's swap files removed: free space on it or use a larger target"))
 
     def with_aio(self, spec: TrainingSpec) -> TrainingSpec:
         """The spec's aio block from --nvme-ai-aio (default | auto | JSON) for runs that swap to the target."""
@@ -184,7 +211,7 @@ class ZeroInfinityRunner:
         run = run_one_shot(job, TrainingRecord, artifact_dir=Path(self.recorder.artifact_dir),
                            stem=run_stem(spec.id, prefix), timeout=self.timeout, module=CHILD_MODULE,
                            swap_dir=swap_dir)  # optimizer states: 12 bytes per parameter
-        return result_of(spec, accelerator, run, ds, swap_dir)
+        return result_of(spec, accelerator, self.explain_full_target(spec, run), ds, swap_dir)
 
     def record(self, result: TrainingResult, prefix: str | None = None) -> None:
         rec, spec = self.recorder, result.spec
@@ -201,6 +228,10 @@ class ZeroInfinityRunner:
                            ("versions", dict(result.facts.get("versions") or {}))), prefix)
         record_metrics(rec, result.metrics.values(), prefix)
         keep_run_artifacts(rec, spec.id, spec.to_json(), result.ds_config, result.log_path, prefix)
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 1 << 30 else f"{n / 2**20:.1f} MiB"
 
 
 def training_missing_reason() -> str | None:
