@@ -188,3 +188,26 @@ def test_columns_are_typed_and_a_version_1_store_migrates(pg_url: str, cluster: 
     assert types["nvme_ai_runs.finished"] == types["nvme_ai_runs.recorded_at"] == "timestamp with time zone"
     assert types["nvme_ai_runs.argv_json"] == types["nvme_ai_targets.device_json"] == "jsonb"
     assert _psql_queries(v1) == (1, "1M", 6)
+
+
+def test_the_documented_psql_queries_run_without_casts(pg_url: str) -> None:
+    from datetime import datetime, timezone
+
+    from test_history_store import doc_sql
+
+    store = open_store(pg_url)
+    for i in range(3):
+        doc = run_doc(f"run-{i}", i)
+        if i == 2:
+            doc["run"]["started"] = doc["run"]["finished"] = datetime.now(timezone.utc).isoformat()
+        assert store.append(doc)
+    results = []
+    with store.engine.connect() as c:
+        for st in doc_sql("PostgreSQL"):
+            results.append(c.exec_driver_sql(st).all())
+    store.close()
+    recent, bw, versions, samples = results
+    assert [r[0] for r in recent] == ["run-2"] and recent[0][4] == 0
+    assert [r[1] for r in bw] == ["run-0", "run-1", "run-2"] and all(0.9 < float(r[3]) < 1.1 for r in bw)
+    assert {r[2] for r in versions} == {"0.19.8"}
+    assert [r[0] for r in samples] == ["run-2"] * 3

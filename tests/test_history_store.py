@@ -244,3 +244,43 @@ def test_report_command_adds_trends_from_the_store(tmp_path: Path, capsys: pytes
     assert 'id="trends"' in (tmp_path / "run-1" / "index.html").read_text()
     assert main(["report", files[2], "--history", db]) == 2   # not imported yet: says so
     assert "run run-2 is not in" in capsys.readouterr().err
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "history.md"
+
+
+def doc_sql(kind: str) -> list[str]:
+    """The statements of docs/history.md's SQL block for `kind` ('PostgreSQL' or 'SQLite'), as a user pastes them."""
+    blocks = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    [block] = [b for b in blocks if b.startswith(f"-- {kind}:")]
+    body = "\n".join(line for line in block.splitlines() if not line.startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def test_the_documented_sqlite_queries_run_in_sqlite3(tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+    from datetime import datetime, timezone
+
+    db = tmp_path / "h.sqlite"
+    store = open_store(str(db))
+    for i in range(3):
+        doc = run_doc(f"run-{i}", i)
+        if i == 2:   # a run of today, so "the last 7 days" holds one
+            doc["run"]["started"] = doc["run"]["finished"] = datetime.now(timezone.utc).isoformat()
+        assert store.append(doc)
+    store.close()
+    statements = doc_sql("SQLite")
+    assert len(statements) == 4
+    results = []
+    with sqlite3.connect(db) as c:
+        for st in statements:
+            results.append(c.execute(st).fetchall())
+    recent, bw, versions, samples = results
+    assert [r[0] for r in recent] == ["run-2"] and recent[0][4] == 0
+    assert [r[1] for r in bw] == ["run-0", "run-1", "run-2"] and all(0.9 < r[3] < 1.1 for r in bw)
+    assert {r[2] for r in versions} == {"0.19.8"}
+    assert [r[0] for r in samples] == ["run-2"] * 3   # only this month's run, three samples
+    if shutil.which("sqlite3"):   # the shell itself, as the docs say
+        out = subprocess.run(["sqlite3", str(db), statements[1] + ";"], capture_output=True, text=True, check=True)
+        assert out.stdout.count("run-") == 3, out
