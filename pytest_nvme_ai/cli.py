@@ -6,6 +6,7 @@ that owns the concern (report/, gate/manage.py, history/cli.py, measure/aio/tune
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -127,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input: one line that says what is wrong, no traceback.
         print(f"nvme-ai {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`nvme-ai history | head`): stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print(f"nvme-ai {args.command}: interrupted", file=sys.stderr)
         return 130
