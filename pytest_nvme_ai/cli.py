@@ -100,6 +100,9 @@ def _dispatch(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     if args.command == "tune":
         from pytest_nvme_ai.measure.aio.tune import cli_tune
         return cli_tune
+    if not args.paths:
+        from pytest_nvme_ai.measure.host_drives import cli_list_drives
+        return cli_list_drives
     from pytest_nvme_ai.measure.device import cli_devices
     return cli_devices
 

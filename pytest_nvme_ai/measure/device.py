@@ -451,9 +451,7 @@ def read_smart(identity: DeviceIdentity, runner: SmartRunner | None = None) -> d
 
 # ---- CLI ------------------------------------------------------------------------------------
 def cli_devices(args: argparse.Namespace) -> int:
-    """`nvme-ai devices [paths] [--json]`; without a path, the host's drives (measure/host_drives.py)."""
-    if not args.paths:
-        return _cli_list_drives(args)
+    """`nvme-ai devices PATH... [--json]` (without a path, cli.py lists the drives: measure/host_drives.py)."""
     out: list[dict[str, Any]] = []
     for p in args.paths:
         ident = identify(p)   # a device node is described as itself, read-only (stat + sysfs)
@@ -468,18 +466,4 @@ def cli_devices(args: argparse.Namespace) -> int:
                                 ", ".join(f"{k}={v}" for k, v in smart.items())))
     if args.json:
         print(json.dumps(out, indent=2))
-    return 0
-
-
-def _cli_list_drives(args: argparse.Namespace) -> int:
-    from pytest_nvme_ai.measure.host_drives import LEFT_OUT, describe, list_drives
-
-    drives = list_drives()
-    if args.json:
-        print(json.dumps([d.to_dict() for d in drives], indent=2))
-        return 0
-    for line in describe(drives):
-        print(line)
-    print(f"{len(drives)} drive(s) in /sys/block ({LEFT_OUT}). SMART and the drive behind a directory: "
-          "nvme-ai devices DIR")
     return 0

@@ -8,6 +8,8 @@ nothing is opened, so it runs without root.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +97,16 @@ def describe(drives: list[HostDrive]) -> list[str]:
         lines.append(f"  {size}  slug {i.slug()}  dev {i.dev or '-'}  "
                      + (f"mounted at {where}" if where else "not mounted"))
     return lines
+
+
+def cli_list_drives(args: argparse.Namespace) -> int:
+    """`nvme-ai devices [--json]` without a path."""
+    drives = list_drives()
+    if args.json:
+        print(json.dumps([d.to_dict() for d in drives], indent=2))
+        return 0
+    for line in describe(drives):
+        print(line)
+    print(f"{len(drives)} drive(s) in /sys/block ({LEFT_OUT}). SMART and the drive behind a directory: "
+          "nvme-ai devices DIR")
+    return 0

@@ -377,10 +377,11 @@ def cli_compare(args: Any) -> int:
     fmt_ = getattr(args, "format", None) or ("html" if out is not None else "text")
     result = compare_runs(a, b, labels)
     if fmt_ == "html":
-        from pytest_nvme_ai.report import render_compare
+        from pytest_nvme_ai.report.render import render_page
 
-        out = out or Path("compare.html")
-        render_compare(a, b, out, labels=labels, run_dirs=(pa.parent, pb.parent))
+        out = out or Path("compare.html")   # what report.render_compare does (importing it would be a cycle)
+        atomic_write_text(out, render_page("compare.j2", compare_context(a, b, out, labels=labels,
+                                                                        run_dirs=(pa.parent, pb.parent))))
         print(f"compare: {out} ({len(result.worse)} gated metric(s) worse beyond ±{result.tolerance:g}%)")
     else:
         text = json.dumps(result.to_json(), indent=1) if fmt_ == "json" else compare_text(result)
