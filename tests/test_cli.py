@@ -182,7 +182,7 @@ def test_baseline_show_is_a_table_not_a_dict(bdir: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "{" not in out and "'kind'" not in out
     assert "device: nvme Micron 7450, firmware E2MU200, PCIe Gen4 x4, ext4  (slug nvme-micron_7450-e2mu200-gen4x4-ext4)" in out
-    assert "t.py::test_a  (3 sessions, profile None)" in out
+    assert "t.py::test_a  (3 sessions, profile -)" in out
     header = next(ln for ln in out.splitlines() if ln.strip().startswith("run "))
     assert header.split() == ["run", "started", "(UTC)", "commit", "source", "firmware", "link", "versions"]
     assert any(ln.split()[:3] == ["run2", "2026-12-02", "10:00:00"] for ln in out.splitlines())
@@ -211,10 +211,16 @@ def test_baseline_drop_a_session_then_an_entry(bdir: Path, capsys: pytest.Captur
     assert [s.run_id for s in bf.entries["t.py::test_b"].sessions] == ["run1", "run2", "run3"]   # untouched
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640   # the rewrite keeps the file's mode
     assert not list(bdir.glob(".ref.json.*.tmp"))         # atomic: no temp file left
+    after_first = path.read_bytes()
     assert main(["baseline", "drop", "ref", "--entry", "test_b", "--baseline-dir", str(bdir)]) == 0
-    assert "deleted entry t.py::test_b (3 session(s))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "deleted entry t.py::test_b (3 session(s))" in out
     bf = baseline.load(path)
     assert bf is not None and set(bf.entries) == {"t.py::test_a"} and bf.fingerprint == FP
+    # Nothing lost: the file as it was before this drop is kept beside it (not a *.json baseline), named.
+    kept = baseline.previous_path(path)
+    assert kept.read_bytes() == after_first and f"kept as {kept}" in out
+    assert [f.name for f in bdir.glob("*.json")] == ["ref.json"]
 
 
 def test_baseline_drop_refuses_with_what_to_do_and_writes_nothing(bdir: Path,

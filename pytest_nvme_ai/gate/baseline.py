@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from pytest_nvme_ai.core.catalog import domain_of
-from pytest_nvme_ai.core.fsutil import atomic_write_json
+from pytest_nvme_ai.core.fsutil import atomic_write_json, atomic_write_text
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.gate.window import SessionPoint
 
@@ -318,10 +318,16 @@ def save_sessions(path: Path, *, name: str, fingerprint: Mapping[str, Any], sess
     return path
 
 
+def previous_path(path: Path) -> Path:
+    """Where edit_entries keeps the file as it was before the edit (hidden, not a *.json baseline)."""
+    return path.with_name(f".{path.name}.previous")
+
+
 def edit_entries(path: Path, edit: Callable[[BaselineFile], dict[str, BaselineEntry]], *,
                  dry_run: bool = False) -> tuple[BaselineFile, dict[str, BaselineEntry]]:
     """Rewrite a baseline's entries under its lock, from the file as it is on disk at that moment (a session
-    saving meanwhile is kept). `edit` returns the new entries or raises BaselineError (nothing written).
+    saving meanwhile is kept). `edit` returns the new entries or raises BaselineError (nothing written). The
+    file as it was is kept at previous_path() first, so an edit loses nothing.
     Returns (the file as read, the entries written, or only proposed when `dry_run`)."""
     path = Path(path)
     if not path.exists():
@@ -332,5 +338,6 @@ def edit_entries(path: Path, edit: Callable[[BaselineFile], dict[str, BaselineEn
             raise BaselineError(f"baseline file {path} vanished before it could be locked; nothing was written")
         entries = edit(current)
         if not dry_run:
+            atomic_write_text(previous_path(path), path.read_text(encoding="utf-8"))
             _write(path, current, current.name, current.fingerprint, entries)
         return current, entries

@@ -95,7 +95,7 @@ def _when(t: str | None) -> str:
 
 
 def _describe_entry(e: baseline.BaselineEntry) -> list[str]:
-    lines = [f"  {e.key}  ({len(e.sessions)} session{'s' if len(e.sessions) != 1 else ''}, profile {e.profile})"]
+    lines = [f"  {e.key}  ({len(e.sessions)} session{'s' if len(e.sessions) != 1 else ''}, profile {e.profile or '-'})"]
     rows: list[tuple[str, ...]] = [("run", "started (UTC)", "commit", "source", "firmware", "link", "versions")]
     for s in e.sessions:
         rows.append((s.run_id or "?", _when(s.time), (s.commit or "?")[:10], s.source, s.firmware or "-",
@@ -216,7 +216,8 @@ def cli_drop(args: argparse.Namespace) -> int:
     verb = "would leave" if args.dry_run else "left"
     print(f"{path}: {verb} {len(after)} of {len(before.entries)} entries"
           + (" (dry run: nothing written)" if args.dry_run else
-             " (rewritten atomically; re-add a dropped session with nvme-ai baseline promote RESULTS)"))
+             f" (rewritten atomically; the file as it was is kept as {baseline.previous_path(path)}: move it back "
+             "to undo)"))
     return 0
 
 
