@@ -1,4 +1,4 @@
-"""`nvme-ai` console script: report / compare / baseline / tune / devices.
+"""`nvme-ai` console script: report / compare / baseline / history / tune / devices.
 
 Only argument parsing lives here; each subcommand is implemented by the module
 that owns the concern (report/, gate/manage.py, history/cli.py, measure/aio/tune.py, measure/device.py).
@@ -29,8 +29,8 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("b", help="second results.json (or run directory): the run judged against A")
     c.add_argument("--labels", nargs=2, metavar=("A", "B"), help="column labels (default: run ids)")
     c.add_argument("--format", choices=("text", "json", "html"),
-                   help="text (default without -o, on stdout), json, or html (default with -o; compare.html "
-                   "when no -o is given)")
+                   help="text (the default, on stdout), json, or html (the default when -o is given; without "
+                   "-o it writes compare.html)")
     c.add_argument("-o", "--output", help="write to this file (HTML unless --format says otherwise)")
     c.add_argument("--exit-code", action="store_true",
                    help="exit 1 when a gated metric got worse beyond the tolerance (as git diff --exit-code)")
