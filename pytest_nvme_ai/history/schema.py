@@ -70,7 +70,9 @@ class JsonText(sa.types.TypeDecorator[str]):
         return _no_nul(json.loads(value))
 
     def process_result_value(self, value: Any, dialect: Any) -> str | None:
-        if value is None or isinstance(value, str) and dialect.name != "postgresql":
+        # Text already (SQLite; PostgreSQL through engine.make_engine's json_deserializer) or, from an engine
+        # made elsewhere, the parsed value.
+        if value is None or isinstance(value, str):
             return value
         return json.dumps(value, sort_keys=True)
 
