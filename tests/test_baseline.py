@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import re
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,11 @@ def test_promote_adds_reviewed_sessions_and_show_lists_them(tmp_path: Path, caps
     assert main(["baseline", "show", "ref", "--baseline-dir", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "t.py::test_bw  (5 sessions, profile quick)" in out
-    assert "run run3" in out and "promote" in out and "fio fio-3.33" in out
-    assert "drift between sessions ±" in out        # 5 sessions: the drift is known
+    # one table row per session: run, start, commit, source, firmware, link, versions
+    row = next(ln.split() for ln in out.splitlines() if ln.split()[:1] == ["run3"])
+    assert row[1:5] == ["2026-12-01", "10:30:00", "abc123", "promote"] and "fio fio-3.33" in " ".join(row)
+    assert "drift between sessions" in out          # 5 sessions: the drift is known
+    assert re.search(r"^\s+bw\s+B/s\s+higher\s+.*\s±\d+\.\d%$", out, re.M), out
     assert main(["baseline", "show", "--baseline-dir", str(tmp_path / "b")]) == 0
-    assert "up to 5 sessions each, format 2" in capsys.readouterr().out
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:6] == ["ref", "1", "up", "to", "5", "2"]   # name, entries, up to 5 sessions each, format 2

@@ -86,3 +86,128 @@ def test_a_suite_run_appends_to_the_fleet_database(pytester: pytest.Pytester, pg
     assert not (pytester.path / "reports" / "history.sqlite").exists()
     assert main(["history", "--history", pg_url, "--metric", "bw"]) == 0
     assert "test_demo.py::test_m" in capsys.readouterr().out
+
+
+def _create_version_1(url: str, docs: list[dict]) -> None:
+    """A store exactly as version 1 wrote it: every time and JSON column text, schema_version 1."""
+    import sqlalchemy as sa
+
+    from pytest_nvme_ai.history import schema
+    from pytest_nvme_ai.history.engine import normalise_url
+    from pytest_nvme_ai.history.flatten import flatten
+
+    md = sa.MetaData()
+    old: dict[str, sa.Table] = {}
+    for t in schema.TABLES:
+        cols = [sa.Column(c.name, sa.Text() if isinstance(c.type, (schema.UtcTime, schema.JsonText)) else c.type,
+                          primary_key=c.primary_key, nullable=c.nullable) for c in t.columns]
+        old[t.name] = sa.Table(t.name, md, *cols)
+    sa.Index("ix_v1_runs_started", old["nvme_ai_runs"].c.started)
+    sa.Index("ix_v1_metrics_series", old["nvme_ai_metrics"].c.test_key, old["nvme_ai_metrics"].c.started)
+    eng = sa.create_engine(normalise_url(url))
+    with eng.begin() as c:
+        md.create_all(c)
+        c.execute(old["nvme_ai_meta"].insert(), [{"key": "schema_version", "value": "1"}])
+        for doc in docs:
+            r = flatten(doc)
+            c.execute(old["nvme_ai_runs"].insert(), [r.run])
+            for name, rows in (("nvme_ai_targets", r.targets), ("nvme_ai_tests", r.tests),
+                               ("nvme_ai_metrics", r.metrics)):
+                c.execute(old[name].insert(), rows)
+    eng.dispose()
+
+
+def _column_types(url: str) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    from pytest_nvme_ai.history.engine import normalise_url
+
+    eng = sa.create_engine(normalise_url(url))
+    with eng.connect() as c:
+        rows = c.execute(sa.text("SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name LIKE 'nvme_ai_%'")).all()
+    eng.dispose()
+    return dict(rows)
+
+
+def _psql_queries(url: str) -> tuple[int, str, int]:
+    """The queries docs/history.md gives for psql, as written there: no casts."""
+    import sqlalchemy as sa
+
+    from pytest_nvme_ai.history.engine import normalise_url
+
+    eng = sa.create_engine(normalise_url(url))
+    with eng.connect() as c:
+        recent = c.execute(sa.text("SELECT count(*) FROM nvme_ai_runs WHERE started > now() - interval '7 days'")).scalar()
+        bs = c.execute(sa.text("SELECT params_json->>'bs' FROM nvme_ai_tests LIMIT 1")).scalar()
+        old = c.execute(sa.text("SELECT count(*) FROM nvme_ai_runs "
+                                "WHERE started < timestamptz '2026-01-01 05:30+00'")).scalar()
+    eng.dispose()
+    return int(recent or 0), str(bs), int(old or 0)
+
+
+def test_columns_are_typed_and_a_version_1_store_migrates(pg_url: str, cluster: pg_cluster.PgCluster) -> None:
+    from datetime import datetime, timezone
+
+    from pytest_nvme_ai.history.schema import STORE_SCHEMA_VERSION
+
+    now = datetime.now(timezone.utc).isoformat()
+    docs = [run_doc(f"run-{i}", i) for i in range(8)]
+    recent = run_doc("recent", 0)
+    recent["run"]["started"] = recent["run"]["finished"] = now
+    docs.append(recent)
+    # A fresh store is typed from the start.
+    store = open_store(pg_url)
+    for d in docs:
+        assert store.append(d)
+    before = [(r.run_id, r.started, r.verdict, r.failed) for r in store.list_runs()]
+    pts = store.series(KEY)
+    store.close()
+    types = _column_types(pg_url)
+    assert types["nvme_ai_runs.started"] == types["nvme_ai_metrics.started"] == "timestamp with time zone"
+    assert types["nvme_ai_tests.params_json"] == types["nvme_ai_metrics.samples_json"] == "jsonb"
+    assert _psql_queries(pg_url) == (1, "1M", 6)
+    # The strings the store hands back keep the shape flatten wrote (ISO 8601 UTC, microseconds).
+    assert pts[0].started == "2026-01-01T00:00:00.000000+00:00" and len(pts[0].samples) == 3
+    # A version-1 store (text columns) holding the same runs: opened, it is migrated in place, nothing lost.
+    v1 = cluster.createdb("h_v1_" + secrets.token_hex(4))
+    _create_version_1(v1, docs)
+    assert _column_types(v1)["nvme_ai_runs.started"] == "text"
+    store = open_store(v1)
+    assert [(r.run_id, r.started, r.verdict, r.failed) for r in store.list_runs()] == before
+    assert [(p.run_id, p.started, p.value, p.samples) for p in store.series(KEY)] == \
+        [(p.run_id, p.started, p.value, p.samples) for p in pts]
+    assert store.append(run_doc("after-migration", 9))
+    with store.engine.connect() as c:
+        import sqlalchemy as sa
+
+        assert c.execute(sa.text("SELECT value FROM nvme_ai_meta WHERE key='schema_version'")).scalar() == \
+            str(STORE_SCHEMA_VERSION)
+    store.close()
+    types = _column_types(v1)
+    assert types["nvme_ai_runs.finished"] == types["nvme_ai_runs.recorded_at"] == "timestamp with time zone"
+    assert types["nvme_ai_runs.argv_json"] == types["nvme_ai_targets.device_json"] == "jsonb"
+    assert _psql_queries(v1) == (1, "1M", 6)
+
+
+def test_the_documented_psql_queries_run_without_casts(pg_url: str) -> None:
+    from datetime import datetime, timezone
+
+    from test_history_store import doc_sql
+
+    store = open_store(pg_url)
+    for i in range(3):
+        doc = run_doc(f"run-{i}", i)
+        if i == 2:
+            doc["run"]["started"] = doc["run"]["finished"] = datetime.now(timezone.utc).isoformat()
+        assert store.append(doc)
+    results = []
+    with store.engine.connect() as c:
+        for st in doc_sql("PostgreSQL"):
+            results.append(c.exec_driver_sql(st).all())
+    store.close()
+    recent, bw, versions, samples = results
+    assert [r[0] for r in recent] == ["run-2"] and recent[0][4] == 0
+    assert [r[1] for r in bw] == ["run-0", "run-1", "run-2"] and all(0.9 < float(r[3]) < 1.1 for r in bw)
+    assert {r[2] for r in versions} == {"0.19.8"}
+    assert [r[0] for r in samples] == ["run-2"] * 3

@@ -17,6 +17,7 @@ from pytest_nvme_ai.core.history_types import SeriesKey, SeriesPoint
 from pytest_nvme_ai.history import HistoryError, open_store
 from pytest_nvme_ai.history.changes import differences, find_changes
 from pytest_nvme_ai.history.flatten import fingerprint_text, flatten
+from pytest_nvme_ai.history.schema import STORE_SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parent / "golden" / "results_full.json"
 KEY = SeriesKey("suites/test_seq_read.py::test_seq_read[case0]", "bw", "Micron 7450", "runner-a")
@@ -135,8 +136,34 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with eng.begin() as c:
         c.execute(sa.text("UPDATE nvme_ai_meta SET value='99' WHERE key='schema_version'"))
     eng.dispose()
-    with pytest.raises(HistoryError, match=r"schema version 99, newer than this pytest-nvme-ai understands \(1\)"):
+    with pytest.raises(HistoryError, match=rf"schema version 99, newer than this pytest-nvme-ai understands "
+                       rf"\({STORE_SCHEMA_VERSION}\)"):
         open_store(str(db))
+
+
+def test_version_1_sqlite_store_migrates_and_keeps_text(tmp_path: Path) -> None:
+    """Version 2 types PostgreSQL's columns; an SQLite store keeps its text, only the version row moves."""
+    import sqlalchemy as sa
+
+    db = tmp_path / "h.sqlite"
+    store = open_store(str(db))
+    assert store.append(run_doc("run-0", 0))
+    store.close()
+    eng = sa.create_engine(f"sqlite:///{db}")
+    with eng.begin() as c:
+        c.execute(sa.text("UPDATE nvme_ai_meta SET value='1' WHERE key='schema_version'"))
+    store = open_store(str(db))
+    assert [r.run_id for r in store.list_runs(since="2025-12-31")] == ["run-0"]
+    store.close()
+    with eng.connect() as c:
+        assert c.execute(sa.text("SELECT value FROM nvme_ai_meta WHERE key='schema_version'")).scalar() == \
+            str(STORE_SCHEMA_VERSION)
+        started, params = c.execute(sa.text("SELECT r.started, t.params_json FROM nvme_ai_runs r "
+                                            "JOIN nvme_ai_tests t USING (run_id)")).one()
+        assert started == "2026-01-01T00:00:00.000000+00:00" and json.loads(params)["bs"] == "1M"
+        # The SQL docs/history.md gives for sqlite3 works as written.
+        assert c.execute(sa.text("SELECT json_extract(params_json, '$.bs') FROM nvme_ai_tests")).scalar() == "1M"
+    eng.dispose()
 
 
 def test_missing_store_is_an_error_for_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,16 +217,17 @@ def test_an_older_store_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest
     store = open_store(db)
     store.append(run_doc("old", 0))
     store.close()
-    # Pretend this plugin is one schema version ahead, with the DDL that gets a version-1 store there.
-    monkeypatch.setattr(schema, "STORE_SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1,
+    # Pretend this plugin is one schema version ahead, with the DDL that gets the current store there.
+    now = STORE_SCHEMA_VERSION
+    monkeypatch.setattr(schema, "STORE_SCHEMA_VERSION", now + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, now,
                         lambda c: c.execute(sa.text("ALTER TABLE nvme_ai_runs ADD COLUMN note TEXT")))
     store = open_store(db)
     with store.engine.connect() as c:
-        assert c.execute(sa.text("SELECT value FROM nvme_ai_meta")).scalar() == "2"
+        assert c.execute(sa.text("SELECT value FROM nvme_ai_meta")).scalar() == str(now + 1)
         assert c.execute(sa.text("SELECT run_id, note FROM nvme_ai_runs")).all() == [("old", None)]
     store.close()
-    open_store(db).close()   # already at version 2: nothing runs twice
+    open_store(db).close()   # already at the new version: nothing runs twice
 
 
 def test_report_command_adds_trends_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -216,3 +244,43 @@ def test_report_command_adds_trends_from_the_store(tmp_path: Path, capsys: pytes
     assert 'id="trends"' in (tmp_path / "run-1" / "index.html").read_text()
     assert main(["report", files[2], "--history", db]) == 2   # not imported yet: says so
     assert "run run-2 is not in" in capsys.readouterr().err
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "history.md"
+
+
+def doc_sql(kind: str) -> list[str]:
+    """The statements of docs/history.md's SQL block for `kind` ('PostgreSQL' or 'SQLite'), as a user pastes them."""
+    blocks = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    [block] = [b for b in blocks if b.startswith(f"-- {kind}:")]
+    body = "\n".join(line for line in block.splitlines() if not line.startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def test_the_documented_sqlite_queries_run_in_sqlite3(tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+    from datetime import datetime, timezone
+
+    db = tmp_path / "h.sqlite"
+    store = open_store(str(db))
+    for i in range(3):
+        doc = run_doc(f"run-{i}", i)
+        if i == 2:   # a run of today, so "the last 7 days" holds one
+            doc["run"]["started"] = doc["run"]["finished"] = datetime.now(timezone.utc).isoformat()
+        assert store.append(doc)
+    store.close()
+    statements = doc_sql("SQLite")
+    assert len(statements) == 4
+    results = []
+    with sqlite3.connect(db) as c:
+        for st in statements:
+            results.append(c.execute(st).fetchall())
+    recent, bw, versions, samples = results
+    assert [r[0] for r in recent] == ["run-2"] and recent[0][4] == 0
+    assert [r[1] for r in bw] == ["run-0", "run-1", "run-2"] and all(0.9 < r[3] < 1.1 for r in bw)
+    assert {r[2] for r in versions} == {"0.19.8"}
+    assert [r[0] for r in samples] == ["run-2"] * 3   # only this month's run, three samples
+    if shutil.which("sqlite3"):   # the shell itself, as the docs say
+        out = subprocess.run(["sqlite3", str(db), statements[1] + ";"], capture_output=True, text=True, check=True)
+        assert out.stdout.count("run-") == 3, out

@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from pytest_nvme_ai.core.catalog import domain_of
-from pytest_nvme_ai.core.fsutil import atomic_write_json
+from pytest_nvme_ai.core.fsutil import atomic_write_json, atomic_write_text
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.gate.window import SessionPoint
 
@@ -272,31 +273,71 @@ def _mode_of(path: Path) -> int | None:
         return None
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """The baseline's lock file: saves, promotes and drops of one file run one at a time."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path.parent / f".{path.name}.lock"))
+    try:
+        lock.acquire(timeout=LOCK_TIMEOUT_S)
+    except Timeout:
+        raise BaselineError(f"could not lock {path} within {LOCK_TIMEOUT_S}s: another session is saving; retry") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _write(path: Path, current: BaselineFile | None, name: str, fingerprint: Mapping[str, Any],
+           entries: Mapping[str, BaselineEntry]) -> None:
+    mode = _mode_of(path)
+    atomic_write_json(path, _file_json(current, name, fingerprint, entries))
+    if mode is not None:  # the rename made a new file: keep the mode the user gave the old one
+        os.chmod(path, mode)
+
+
 def save_sessions(path: Path, *, name: str, fingerprint: Mapping[str, Any], sessions: Sequence[NewSession],
                   run: Mapping[str, Any], environment: Mapping[str, Any] | None = None,
                   window: int = DEFAULT_WINDOW, source: str = "save") -> Path:
     """Append one session per entry to the baseline at `path` under a lock; atomic write."""
-    from filelock import FileLock, Timeout
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path.parent / f".{path.name}.lock"))
-    try:
-        with lock.acquire(timeout=LOCK_TIMEOUT_S):
-            current = load(path)   # re-read under the lock: another session may have saved meanwhile
-            if current is not None and current.fingerprint and dict(fingerprint) != current.fingerprint:
-                raise BaselineError(
-                    f"baseline {path} was recorded on device {current.fingerprint}, not {dict(fingerprint)}; "
-                    f"choose another --nvme-ai-baseline-name (or --name) or move the file away. Nothing was written."
-                )
-            entries = dict(current.entries) if current else {}
-            for new in sessions:
-                s = _session_of(new, run=run, environment=environment, fingerprint=fingerprint, source=source)
-                entries[new.key] = append_session(entries.get(new.key), new, s, window)
-            mode = _mode_of(path)
-            atomic_write_json(path, _file_json(current, name, fingerprint, entries))
-            if mode is not None:  # the rename made a new file: keep the mode the user gave the old one
-                os.chmod(path, mode)
-    except Timeout:
-        raise BaselineError(f"could not lock {path} within {LOCK_TIMEOUT_S}s: another session is saving; retry") from None
+    with _locked(path):
+        current = load(path)   # re-read under the lock: another session may have saved meanwhile
+        if current is not None and current.fingerprint and dict(fingerprint) != current.fingerprint:
+            raise BaselineError(
+                f"baseline {path} was recorded on device {current.fingerprint}, not {dict(fingerprint)}; "
+                f"choose another --nvme-ai-baseline-name (or --name) or move the file away. Nothing was written."
+            )
+        entries = dict(current.entries) if current else {}
+        for new in sessions:
+            s = _session_of(new, run=run, environment=environment, fingerprint=fingerprint, source=source)
+            entries[new.key] = append_session(entries.get(new.key), new, s, window)
+        _write(path, current, name, fingerprint, entries)
     return path
+
+
+def previous_path(path: Path) -> Path:
+    """Where edit_entries keeps the file as it was before the edit (hidden, not a *.json baseline)."""
+    return path.with_name(f".{path.name}.previous")
+
+
+def edit_entries(path: Path, edit: Callable[[BaselineFile], dict[str, BaselineEntry]], *,
+                 dry_run: bool = False) -> tuple[BaselineFile, dict[str, BaselineEntry]]:
+    """Rewrite a baseline's entries under its lock, from the file as it is on disk at that moment (a session
+    saving meanwhile is kept). `edit` returns the new entries or raises BaselineError (nothing written). The
+    file as it was is kept at previous_path() first, so an edit loses nothing.
+    Returns (the file as read, the entries written, or only proposed when `dry_run`)."""
+    path = Path(path)
+    if not path.exists():
+        raise BaselineError(f"no baseline file {path}")
+    with _locked(path):
+        current = load(path)
+        if current is None:
+            raise BaselineError(f"baseline file {path} vanished before it could be locked; nothing was written")
+        entries = edit(current)
+        if not dry_run:
+            atomic_write_text(previous_path(path), path.read_text(encoding="utf-8"))
+            _write(path, current, current.name, current.fingerprint, entries)
+        return current, entries

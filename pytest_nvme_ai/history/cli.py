@@ -121,10 +121,11 @@ def cli_list(args: argparse.Namespace) -> int:
 
 
 def _print_runs(rows: Sequence[Any]) -> None:
-    table = [("run", "started (UTC)", "status", "runner", "commit", "profile", "tests", "device fingerprint")]
+    table = [("run", "started (UTC)", "verdict", "failed", "tests", "runner", "commit", "profile",
+              "device fingerprint")]
     for r in rows:
-        table.append((r.run_id, r.started[:19].replace("T", " "), r.status, r.runner, (r.commit or "—")[:12],
-                      r.profile or "—", str(r.tests), ", ".join(r.fingerprints) or "—"))
+        table.append((r.run_id, r.started[:19].replace("T", " "), r.verdict, str(r.failed), str(r.tests), r.runner,
+                      (r.commit or "—")[:12], r.profile or "—", ", ".join(r.fingerprints) or "—"))
     _print_table(table)
 
 
@@ -180,11 +181,15 @@ def cli_changes(args: argparse.Namespace) -> int:
     settings = Settings(min_change=args.min_change / 100.0, alpha=args.alpha)
     since, until = _date(getattr(args, "since", None), "since"), _date(getattr(args, "until", None), "until")
     found: list[dict[str, Any]] = []
+    need = 2 * settings.min_size
+    short: list[int] = []     # lengths of the series too short to test
+    searched = 0
     try:
         keys = store.series_keys(test=getattr(args, "test", None), metric=getattr(args, "metric", None),
                                  drive_model=getattr(args, "model", None), runner=getattr(args, "runner", None))
         for key, n in keys:
-            if n < 2 * settings.min_size:
+            if n < need:
+                short.append(n)
                 continue
             pts = store.series(key)
             if since or until:
@@ -192,6 +197,10 @@ def cli_changes(args: argparse.Namespace) -> int:
             fp_filter = (getattr(args, "fingerprint", None) or "").lower()
             if fp_filter and not any(fp_filter in p.fingerprint for p in pts):
                 continue
+            if len(pts) < need:
+                short.append(len(pts))
+                continue
+            searched += 1
             unit, _better = store.unit_of(key)
             for c in find_changes(pts, settings):
                 before = store.run_context(c.before.run_id, key.test_key)
@@ -205,11 +214,32 @@ def cli_changes(args: argparse.Namespace) -> int:
         store.close()
     if getattr(args, "json", False):
         print(json.dumps(found, indent=1, default=str))
+        if short:
+            print(too_short(short, need, searched), file=sys.stderr)
         return 0
-    if not found:
-        print(f"no change points (at least {args.min_change:g}% and p < {args.alpha:g}) in {len(keys)} series "
+    if not keys:
+        print(f"no series match in {store.display}")
+        return 0
+    if not found and searched:
+        print(f"no change points (at least {args.min_change:g}% and p < {args.alpha:g}) in {searched} series "
               f"of {store.display}")
-        return 0
+    _print_changes(found)
+    if short:
+        print(too_short(short, need, searched))
+    return 0
+
+
+def too_short(lengths: Sequence[int], need: int, searched: int) -> str:
+    """Why some series were not searched: a change needs `need // 2` runs on each side."""
+    n = len(lengths)
+    what = (f"none of the {n} series has enough runs" if not searched
+            else f"{n} more series {'has' if n == 1 else 'have'} too few runs")
+    return (f"{what} to look for change points: a change needs {need // 2} complete runs on each side "
+            f"({need} in a series), the longest of these has {max(lengths)}; run the suite again or import "
+            f"more results.json files (nvme-ai history import)")
+
+
+def _print_changes(found: Sequence[dict[str, Any]]) -> None:
     for f in found:
         k = f["series"]
         print(f"{k['test_key']}  {k['metric']}  · drive {k['drive_model']} · runner {k['runner']} ({f['points']} runs)")
@@ -223,4 +253,3 @@ def cli_changes(args: argparse.Namespace) -> int:
                   f"torch {ctx.get('torch') or '—'}  kernel {ctx.get('kernel') or '—'}  "
                   f"firmware {ctx.get('firmware') or '—'}  link {ctx.get('pcie_link') or '—'}")
         print("    differed: " + ("; ".join(f["differed"]) or "nothing recorded (the drive or the machine itself)"))
-    return 0

@@ -78,12 +78,19 @@ def make_engine(url: str) -> tuple[Any, Busy]:
 
         return engine, busy
     try:
-        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}
-                                  if url.startswith("postgresql") else {})
+        pg = url.startswith("postgresql")
+        # jsonb columns come back as the server's text, not parsed: the store reads them as JSON text on
+        # both backends (schema.JsonText), and parsing here only to serialise again halved series reads.
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10} if pg else {},
+                                  **({"json_deserializer": _as_text} if pg else {}))
         return engine, Busy()
     except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise HistoryError(f"history store URL {redact(url)!r} cannot be used: {exc}; "
                            "use a path (SQLite) or postgresql://user@host/dbname") from None
+
+
+def _as_text(raw: str | bytes) -> str:
+    return raw if isinstance(raw, str) else bytes(raw).decode("utf-8")   # psycopg hands bytes for binary results
 
 
 def _is_locked(exc: BaseException) -> bool:

@@ -34,6 +34,24 @@ class RunSummary:
     profile: str | None
     tests: int
     fingerprints: tuple[str, ...]
+    failed: int = 0                 # tests that failed, errored or regressed (outcome or gate verdict)
+    exitstatus: int | None = None
+    verdict: str = ""               # passed | failed | interrupted ... (run_verdict)
+
+
+FAILED_OUTCOMES = ("failed", "error")
+FAILED_VERDICTS = ("regression", "error")
+
+
+def run_verdict(status: str, exitstatus: int | None, failed: int) -> str:
+    """One word per run: an interrupted run says so; a failed test or a non-zero exit is a failed run."""
+    if status != "complete":
+        return status
+    if failed:
+        return "failed"
+    if exitstatus not in (0, None):
+        return f"failed (exit {exitstatus})"
+    return "passed"
 
 
 @dataclass(frozen=True)
@@ -136,16 +154,22 @@ class Store:
             rows = c.execute(q).mappings().all()
             ids = [r["run_id"] for r in rows]
             n_tests: dict[str, int] = {}
+            n_failed: dict[str, int] = {}
             fps: dict[str, set[str]] = {}
+            t = s.tests
+            bad = sa.or_(t.c.outcome.in_(FAILED_OUTCOMES), t.c.verdict.in_(FAILED_VERDICTS))
             for chunk in _chunks(ids, 500):
-                for rid, n in c.execute(sa.select(s.tests.c.run_id, sa.func.count()).where(
-                        s.tests.c.run_id.in_(chunk)).group_by(s.tests.c.run_id)):
-                    n_tests[rid] = n
+                for rid, n, nf in c.execute(sa.select(t.c.run_id, sa.func.count(),
+                                                      sa.func.sum(sa.case((bad, 1), else_=0)))
+                                            .where(t.c.run_id.in_(chunk)).group_by(t.c.run_id)):
+                    n_tests[rid], n_failed[rid] = n, int(nf or 0)
                 for rid, fp in c.execute(sa.select(s.targets.c.run_id, s.targets.c.fingerprint).where(
                         s.targets.c.run_id.in_(chunk))):
                     fps.setdefault(rid, set()).add(fp)
         return [RunSummary(r["run_id"], r["started"], r["status"], r["runner"], r["commit_id"], r["profile"],
-                           n_tests.get(r["run_id"], 0), tuple(sorted(fps.get(r["run_id"], ())))) for r in rows]
+                           n_tests.get(r["run_id"], 0), tuple(sorted(fps.get(r["run_id"], ()))),
+                           n_failed.get(r["run_id"], 0), r["exitstatus"],
+                           run_verdict(r["status"], r["exitstatus"], n_failed.get(r["run_id"], 0))) for r in rows]
 
     def metric_rows(self, *, test: str | None = None, metric: str | None = None, fingerprint: str | None = None,
                     since: str | None = None, until: str | None = None, limit: int = 200) -> list[MetricRow]:

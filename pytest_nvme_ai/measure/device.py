@@ -451,7 +451,7 @@ def read_smart(identity: DeviceIdentity, runner: SmartRunner | None = None) -> d
 
 # ---- CLI ------------------------------------------------------------------------------------
 def cli_devices(args: argparse.Namespace) -> int:
-    """`nvme-ai devices [paths] [--json]`."""
+    """`nvme-ai devices PATH... [--json]` (without a path, cli.py lists the drives: measure/host_drives.py)."""
     out: list[dict[str, Any]] = []
     for p in args.paths:
         ident = identify(p)   # a device node is described as itself, read-only (stat + sysfs)
