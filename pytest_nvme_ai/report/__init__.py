@@ -3,7 +3,7 @@
 Public entry points:
 - `render_run(data, out, run_dir)`: called by the session at the end of a run.
 - `cli_report(args)`: `nvme-ai report RESULTS.json [-o FILE]`.
-- `cli_compare(args)`: `nvme-ai compare A B [--labels LA LB] [-o FILE]`.
+- `nvme-ai compare` lives in report/compare.py (`cli_compare`: text, json or html, `--exit-code`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from pytest_nvme_ai.core.results import load_results, results_path  # re-exported: the CLI reads them here
 from pytest_nvme_ai.core.fsutil import atomic_write_text
 
-__all__ = ["render_run", "render_compare", "cli_report", "cli_compare", "load_results", "results_path"]
+__all__ = ["render_run", "render_compare", "cli_report", "load_results", "results_path"]
 
 
 def render_run(data: Mapping[str, Any], out: Path, run_dir: Path | None = None, trends: Sequence[Any] = ()) -> None:
@@ -48,14 +48,4 @@ def cli_report(args: argparse.Namespace) -> int:
     out = Path(args.output) if getattr(args, "output", None) else src.parent / "index.html"
     render_run(data, out, run_dir=src.parent)
     print(f"report: {out}")
-    return 0
-
-
-def cli_compare(args: argparse.Namespace) -> int:
-    pa, pb = results_path(args.a), results_path(args.b)
-    a, b = load_results(pa), load_results(pb)
-    labels = tuple(args.labels) if getattr(args, "labels", None) else None
-    out = Path(getattr(args, "output", None) or "compare.html")
-    render_compare(a, b, out, labels=labels, run_dirs=(pa.parent, pb.parent))
-    print(f"compare: {out}")
     return 0
