@@ -146,14 +146,33 @@ def record_bound(result: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> N
     nvme_ai.set_extra("fio_write_bw", write_bw)
 
 
+def _with_rating(zero_infinity: Any, config: pytest.Config) -> None:
+    """Hand the runner the drive's rating (--nvme-ai-rated-tbw / -dwpd / --nvme-ai-warranty-years) when its
+    options lack it: the runner records the endurance projection from the device bytes it counted."""
+    from dataclasses import replace
+
+    from pytest_nvme_ai.run.settings import resolve
+
+    opts = zero_infinity.options
+    if opts.rated_tbw is None and opts.rated_dwpd is None:
+        zero_infinity.options = replace(opts, rated_tbw=resolve(config, "rated_tbw"),
+                                        rated_dwpd=resolve(config, "rated_dwpd"),
+                                        warranty_years=resolve(config, "warranty_years"))
+
+
 def test_zero_infinity(case: Case, zero_infinity: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("training_ops")
+    _with_rating(zero_infinity, request.config)
     result = zero_infinity.run(case.spec_for("nvme", nvme_ai.profile))
     check_outcome(result)
     check_trained(result)
     recorded = nvme_ai.metrics()
     assert recorded["step_time"].n == result.spec.steps
     assert recorded["target_write_bytes"].value > 0 and recorded["target_read_bytes"].value > 0
+    if "device_write_bytes" in recorded:  # counted in the child's own cgroup (else a note says why not)
+        nvme_ai.note(f"device bytes per step: read {recorded['device_read_bytes'].value:.4g} B, written "
+                     f"{recorded['device_write_bytes'].value:.4g} B (the child's /proc/self/io: read "
+                     f"{recorded['target_read_bytes'].value:.4g} B, written {recorded['target_write_bytes'].value:.4g} B)")
     record_bound(result, nvme_ai, request)
 
 

@@ -80,6 +80,16 @@ def test_tier_check_flags_dead_leak_and_nothing() -> None:
     assert ok.flags == () and ok.device is not None and ok.device.read_bytes == 63 * MIB
 
 
+def test_dead_tier_judged_on_the_tiers_own_bytes_when_the_app_count_is_blind() -> None:
+    """A tier served from memory leaves /proc/self/io at zero too: judged on what the offload moved."""
+    blind = tier_check("swap at /t", INFO, [0], [0], 0)
+    assert blind.flags == ()  # nothing to judge against
+    judged = tier_check("swap at /t", INFO, [0], [0], 0, tier_bytes=64 * MIB)
+    assert [f.kind for f in judged.flags] == ["dead_tier"] and tier_failure(judged) is not None
+    working = tier_check("swap at /t", INFO, [48 * MIB], [0], 48 * MIB, tier_bytes=64 * MIB)
+    assert working.flags == ()  # 75% of the swap request reached the disk: DeepSpeed kept some parameters
+
+
 def test_tier_check_without_counter_says_why_and_judges_nothing() -> None:
     check = tier_check("swap at /t", {"reason": "the child is in cgroup /, not ours"}, [None], [None], 64 * MIB)
     assert check.device is None and check.flags == () and "not ours" in (check.reason or "")

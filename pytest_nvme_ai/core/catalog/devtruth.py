@@ -12,8 +12,6 @@ METRICS = {
                                      "bytes the target's disk wrote for the child's own cgroup (per loop or step)"),
     "device_read_ratio": MetricSpec("ratio", "higher", False,
                                     "device read bytes / the child's own block-layer reads (/proc/self/io)"),
-    "device_read_request_ratio": MetricSpec("ratio", "higher", False,
-                                            "device read bytes / bytes the offload asked of its swap files"),
     "write_bytes_per_step": MetricSpec("B", "lower", False, "device bytes written per training step"),
     "endurance_life_days": MetricSpec("days", "higher", False,
                                       "days to the drive's rated TBW at this run's write rate, run continuously"),

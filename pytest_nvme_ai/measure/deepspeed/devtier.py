@@ -59,8 +59,13 @@ def device_of(info: Mapping[str, Any], read: int, write: int) -> DeviceBytes:
 
 def tier_check(configured: str, info: Mapping[str, Any], device_reads: list[int | None],
                device_writes: list[int | None], app_read_bytes: int | None,
-               app_write_bytes: int | None = None) -> TierCheck:
-    """The summed device bytes over the measured window against the application's, with the flags."""
+               app_write_bytes: int | None = None, tier_bytes: int | None = None) -> TierCheck:
+    """The summed device bytes over the measured window against the application's, with the flags.
+
+    `app_read_bytes` / `app_write_bytes`: what the process asked of the target (leak, unflushed writes).
+    `tier_bytes`: what the offload moved through the tier by its own bookkeeping, for the dead-tier rule
+    (default: the app's read + write). Pass it when the app's counts come from /proc/self/io, which a
+    tier served from memory leaves at zero too (so nothing would be judged)."""
     if not info:
         return TierCheck(configured, None, app_read_bytes, app_write_bytes, reason="the child reported no counter")
     if "reason" in info:
@@ -72,7 +77,8 @@ def tier_check(configured: str, info: Mapping[str, Any], device_reads: list[int 
         return TierCheck(configured, None, app_read_bytes, app_write_bytes,
                          reason="some loop has no device bytes")
     dev = device_of(info, sum(v or 0 for v in device_reads), sum(v or 0 for v in device_writes))
-    app_total = None if app_read_bytes is None else app_read_bytes + (app_write_bytes or 0)
+    app_total = tier_bytes if tier_bytes is not None else (
+        None if app_read_bytes is None else app_read_bytes + (app_write_bytes or 0))
     flags = [dead_tier(configured, dev, app_total)]
     if app_read_bytes is not None:
         flags.append(page_cache_leak(app_read_bytes, dev))

@@ -97,18 +97,23 @@ class InferenceResult:
 
     @property
     def swap_read_request(self) -> int:
-        """Bytes the measured loops asked of the swap files: every forward pass fetches every swapped
-        parameter once (ZeRO-3 releases a swapped parameter after its use), so offloaded bytes x forwards."""
+        """Bytes of swap files times forward passes over the measured loops: the scale of what the tier
+        moves (DeepSpeed keeps some parameters between passes: read_amplification was 0.76 for OPT-125m),
+        used only to judge a dead tier, whose threshold (1%) is far below that factor."""
         return self.offloaded_bytes * sum(lp.forward_calls for lp in self.loops)
 
     def tier_check(self) -> TierCheck | None:
-        """What reached the drive over the measured loops (None unless offloaded to NVMe and ok)."""
+        """What reached the drive over the measured loops (None unless offloaded to NVMe and ok).
+        The leak rule compares with the child's own block-layer reads (/proc/self/io read_bytes: bytes its
+        reads made the block layer fetch, on any device): it catches I/O that did not reach the target's
+        disk in the child's cgroup; the dead-tier rule compares with `swap_read_request`."""
         if self.spec.offload != "nvme" or not self.ok:
             return None
         where = self.device.get("nvme_path") or "the target"
         return tier_check(f"ZeRO-Inference offload_param nvme at {where} ({self.offloaded_bytes} B of swap files)",
                           self.device, [lp.device_read_bytes for lp in self.loops],
-                          [lp.device_write_bytes for lp in self.loops], self.swap_read_request or None)
+                          [lp.device_write_bytes for lp in self.loops], sum(lp.read_bytes for lp in self.loops),
+                          tier_bytes=self.swap_read_request or None)
 
     @property
     def offloaded_bytes(self) -> int:
@@ -351,10 +356,6 @@ class ZeroInferenceRunner:
                    if (v := lp.decode_read_bytes_per_step) is not None] if result.offloaded_bytes else []
             if amp:
                 m = Metric.of("read_amplification", amp)
-                rec.record(prefixed(m, prefix) if prefix else m)
-            asked = [(lp.device_read_bytes, result.offloaded_bytes * lp.forward_calls) for lp in result.loops]
-            if result.offloaded_bytes and all(d is not None and a for d, a in asked):
-                m = Metric.of("device_read_request_ratio", [float(d or 0) / a for d, a in asked])
                 rec.record(prefixed(m, prefix) if prefix else m)
         record_metrics(rec, result.metrics.values(), prefix)
         record_energy_note(rec, result.energy, prefix)
