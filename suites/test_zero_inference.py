@@ -214,9 +214,10 @@ def _t_io_bandwidth(result: Any, nvme_ai: Any, request: pytest.FixtureRequest) -
 
     bw, settings = _aio_read_bw(result, nvme_ai)
     if bw:
-        label = (f"DeepSpeed aio read at the run's settings ({settings}, O_DIRECT) on this target, "
-                 "measured right after the run")
-        nvme_ai.note(f"roofline: t_io uses {bw:.3g} B/s, {label}")
+        missing = fio_missing_reason()
+        label = (f"DeepSpeed's aio read bandwidth at the run's settings ({settings}, O_DIRECT) on this target, "
+                 "measured right after the run" + (f"; fio is not installed here ({missing})" if missing else ""))
+        nvme_ai.note(f"roofline: t_io uses {label}: {bw:.3g} B/s")
         return bw, "deepspeed-aio", label
     (fio_bw, origin) = fio_bw_of(nvme_ai)
     if not fio_bw and fio_missing_reason() is None:
