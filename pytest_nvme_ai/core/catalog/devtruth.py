@@ -14,6 +14,7 @@ METRICS = {
                                     "device read bytes / the child's own block-layer reads (/proc/self/io)"),
     "write_bytes_per_step": MetricSpec("B", "lower", False, "device bytes written per training step"),
     "endurance_life_days": MetricSpec("days", "higher", False,
-                                      "days to the drive's rated TBW at this run's write rate, run continuously"),
+                                      "days to the drive's rated TBW at this run's write rate, run continuously",
+                                      domain=(0.0, float("inf"))),
     "endurance_run_share": MetricSpec("ratio", "lower", False, "share of the drive's rated TBW this run wrote"),
 }
