@@ -167,3 +167,31 @@ def test_a_joined_child_counts_its_own_reads(tmp_path: Path, cached: bool) -> No
         assert got["read"] < MIB and tier_failure(check) is not None
     else:
         assert got["read"] >= 0.9 * 16 * MIB and check.flags == ()
+
+
+def test_runner_fails_an_nvme_case_whose_target_is_a_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's check before any run: a swap folder on /dev/shm can never reach a drive."""
+    import shutil
+    import tempfile
+
+    from pytest_nvme_ai.core.recorder import MemoryRecorder
+    from pytest_nvme_ai.core.targets import Target
+    from pytest_nvme_ai.measure.zero_inference.runner import ZeroInferenceRunner
+    from pytest_nvme_ai.measure.zero_inference.spec import InferenceSpec
+
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm here")
+    shm = Path(tempfile.mkdtemp(prefix="devtier-", dir="/dev/shm"))
+    try:
+        target = Target(path=shm, label="shm", run_id="devtier")
+        target.workdir.mkdir(parents=True, exist_ok=True)
+        rec = MemoryRecorder(tmp_path, nodeid="tests/test_devtier.py::tmpfs")
+        runner = ZeroInferenceRunner(target, rec)
+        monkeypatch.setattr(runner, "prepare", lambda: None)          # no ops build: the check comes first
+        monkeypatch.setattr(runner, "space_shortfall", lambda spec: None)
+        spec = InferenceSpec(model="opt-tiny", batch_size=1, prompt_len=8, gen_len=2, offload="nvme", loops=1, warmup=0)
+        with pytest.raises(pytest.fail.Exception, match="dead tier: .*no block device"):
+            runner.run(spec)
+        assert rec.extra["devtruth"]["flags"][0]["kind"] == "dead_tier"
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
