@@ -195,3 +195,38 @@ def test_runner_fails_an_nvme_case_whose_target_is_a_tmpfs(tmp_path: Path, monke
         assert rec.extra["devtruth"]["flags"][0]["kind"] == "dead_tier"
     finally:
         shutil.rmtree(shm, ignore_errors=True)
+
+
+CGROUP_STAND_IN = """
+import json, os, sys
+print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
+for line in sys.stdin:
+    text = open("/proc/self/cgroup").read()
+    print(json.dumps({"event": "result", "outcome": "ok", "cgroup": text}), flush=True)
+"""
+
+
+def test_a_pool_worker_joins_a_cgroup_of_its_own_that_goes_with_it(tmp_path: Path) -> None:
+    """One accounting cgroup per worker: joined after "ready", before the first case; removed at close."""
+    from pytest_nvme_ai.measure.io_cgroup import CGROUP_ROOT, IoCgroupError, cgroup_missing_reason, disk_of
+    from pytest_nvme_ai.measure.zero_inference.pool import EnginePool
+
+    if (reason := cgroup_missing_reason()) is not None:
+        pytest.skip(f"no accounting cgroup here: {reason}")
+    try:
+        disk_of(tmp_path)
+    except IoCgroupError as exc:
+        pytest.skip(str(exc))
+    script = tmp_path / "worker.py"
+    script.write_text(CGROUP_STAND_IN)
+    swap = tmp_path / "engine-a"
+    swap.mkdir()
+    pool = EnginePool(max_alive=1, argv=[sys.executable, str(script)])
+    try:
+        msg = pool.run("A", {}, timeout=30, swap_dir=swap, estimate=0)
+        own = own_cgroup(msg["cgroup"], CGROUP_ROOT)
+        assert own is not None and own[1].name.startswith("nvme-ai-"), msg["cgroup"]
+        assert own[1].is_dir()
+    finally:
+        pool.close_all()
+    assert not own[1].exists()  # removed with the worker
