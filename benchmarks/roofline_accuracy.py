@@ -14,6 +14,13 @@ the CPU accelerator overlap I/O with compute at all?).
 
 Run (root, cgroup v1 blkio or v2 io):
   flock-free: .venv/bin/python benchmarks/roofline_accuracy.py --lock /work/heavy.lock [--target DIR]
+
+`--unfitted N` (issue 24) instead runs the quick suite's uncapped I/O-bound case (OPT-125m, bs 1, NVMe)
+N times (5 in the issue) and prints, per run, the prediction with NOTHING fitted, batch / max(t_io,
+t_compute), against the measured decode throughput: t_io from DeepSpeed's aio read at the run's own
+settings on the same target right after the run (the figure the suite now uses), and, for comparison,
+from fio at 1M/qd16 measured next to it (the figure the suite used before). Goal on a quiet machine:
+median |error| <= 15% with the aio figure.
 """
 from __future__ import annotations
 
@@ -73,10 +80,12 @@ def main() -> int:
     ap.add_argument("--lock", default=None, help="flock this file around each heavy step")
     ap.add_argument("--loops", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--unfitted", type=int, default=0, metavar="N",
+                    help="instead of the sweep: N uncapped runs, each with its unfitted prediction's error")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="roofline-", dir=args.target))
     try:
-        return sweep(base, args)
+        return unfitted(base, args) if args.unfitted else sweep(base, args)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -126,6 +135,55 @@ def sweep(base: Path, args: argparse.Namespace) -> int:
     t_compute = (t1 + t2) / 2
     result = predict(points, t_compute, spec.batch_size)
     report(result, t1, t2, args)
+    return 0
+
+
+def unfitted(base: Path, args: argparse.Namespace) -> int:
+    """Per uncapped run: batch / max(t_io, t_compute) with t_io from the run's own aio pattern, and from fio."""
+    from pytest_nvme_ai.measure.aio.runner import measure_read, release_shared_worker
+    from pytest_nvme_ai.measure.zero_inference.pairing import aio_settings_of
+
+    (base / "art").mkdir()
+    target = Target(path=base, label="bench", run_id="roofline")
+    runner = ZeroInferenceRunner(target, MemoryRecorder(base / "art", nodeid="benchmarks/roofline_accuracy.py::unfitted",
+                                                         timeout=900))
+    spec = InferenceSpec(model="opt-125m", batch_size=1, prompt_len=32, gen_len=8, offload="nvme",
+                         loops=args.loops, warmup=1)
+    data = target.workdir / "fio.bin"
+    job = FioJob(name="ra", bs="1M", iodepth=16, runtime=2, time_based=True, size=256 << 20, filename=str(data))
+    with heavy(args.lock, "layout"):
+        run_fio(FioJob(name="layout", rw="write", bs="1M", iodepth=16, size=256 << 20, filename=str(data)),
+                target.workdir, target.workdir, timeout=300, stem="layout")
+    with heavy(args.lock, "resident run"):
+        t_compute = compute_times(ok(runner.run(spec.with_(offload="none"), prefix="ref", record=False)))[0]
+    assert t_compute
+    rows = []
+    for i in range(args.unfitted):
+        with heavy(args.lock, f"run {i + 1}"):
+            res = ok(runner.run(spec, prefix=f"run{i}", record=False))
+            settings = aio_settings_of(res)
+            try:
+                aio = measure_read(data, settings, repeat=3, timeout=300).bw   # right after the run
+            finally:
+                release_shared_worker()
+            fio = fio_bw(job, target.workdir)
+        per_step = statistics.median(v for lp in res.loops if (v := lp.decode_read_bytes_per_step) is not None)
+        measured = statistics.median(spec.batch_size * lp.decode_steps / lp.decode_latency for lp in res.loops)
+        row = {"run": i + 1, "aio_bw": aio, "fio_bw": fio, "bytes_per_step": per_step, "measured": measured}
+        for name, bw in (("aio", aio), ("fio", fio)):
+            predicted = spec.batch_size / max(io_time(per_step, bw), t_compute)
+            row[f"predicted_{name}"], row[f"error_{name}"] = predicted, (predicted - measured) / measured
+        rows.append(row)
+        print(f"run {i + 1}: aio ({settings.label}) {aio / 1e9:.3f} GB/s, fio 1M {fio / 1e9:.3f} GB/s; measured "
+              f"{measured:.2f} tok/s; unfitted prediction {row['predicted_aio']:.2f} ({row['error_aio']:+.0%}) "
+              f"with aio, {row['predicted_fio']:.2f} ({row['error_fio']:+.0%}) with fio", flush=True)
+    for name in ("aio", "fio"):
+        errs = [abs(r[f"error_{name}"]) for r in rows]
+        print(f"unfitted, t_io from {name}: median |error| {statistics.median(errs):.1%}, worst {max(errs):.1%} "
+              f"over {len(errs)} runs (goal with aio: median <= 15% on a quiet machine)")
+    print(f"t_compute (offload none): {t_compute * 1e3:.1f} ms per decode step")
+    if args.json:
+        args.json.write_text(json.dumps({"t_compute": t_compute, "runs": rows}, indent=2))
     return 0
 
 

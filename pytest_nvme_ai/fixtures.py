@@ -109,7 +109,9 @@ def runner_options(nvme_ai: SessionRecorder) -> RunnerOptions:
 
     return RunnerOptions(aio=nvme_ai.aio_setting, timeout=float(nvme_ai.timeout),
                          engine_reuse=bool(resolve(nvme_ai.config, "engine_reuse")),
-                         fork_workers=bool(resolve(nvme_ai.config, "fork_workers")))
+                         fork_workers=bool(resolve(nvme_ai.config, "fork_workers")),
+                         rated_tbw=resolve(nvme_ai.config, "rated_tbw"), rated_dwpd=resolve(nvme_ai.config, "rated_dwpd"),
+                         warranty_years=resolve(nvme_ai.config, "warranty_years"))
 
 
 def _position(request: pytest.FixtureRequest) -> str | None:

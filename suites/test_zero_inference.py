@@ -140,6 +140,9 @@ def test_zero_inference(case: Case, zero_inference: Any, nvme_ai: Any, request: 
     if spec.offload == "nvme":
         assert recorded["target_read_bytes"].value > 0
         assert recorded["offloaded_bytes"].value > 0
+        if "device_read_bytes" in recorded:  # counted in the worker's own cgroup (else a note says why not)
+            nvme_ai.note(f"device read per loop {recorded['device_read_bytes'].value:.4g} B against the worker's "
+                         f"own block-layer reads {recorded['target_read_bytes'].value:.4g} B (/proc/self/io)")
         _check_streaming(result, nvme_ai)
         _record_bounds(result, zero_inference, nvme_ai, request)
 
@@ -175,24 +178,13 @@ def _reference(spec: Any, zero_inference: Any) -> Any:
 
 
 def _record_bounds(result: Any, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:
-    """The two-bound model (docs/roofline.md): t_io from fio on this target this session, t_compute from
-    a resident-weights run of the same spec. fio: the seq-read suite's figure when it ran first (it sorts
-    first), else one fio measurement made here; where fio is not installed (a GPU machine may lack it),
-    DeepSpeed's own aio read path at the run's aio settings, and the report says so."""
-    from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
-    from pytest_nvme_ai.measure.zero_inference.pairing import T_IO_FIO_BW, fio_bw_of, record_bounds, run_bounds
+    """The two-bound model (docs/roofline.md): t_io from ONE bandwidth, measured with the offload's own access
+    pattern (DeepSpeed's aio read at the run's block size, queue depth and threads, O_DIRECT) on the same
+    target right after the run it explains; t_compute from a resident-weights run of the same spec. Where
+    the aio read fails, fio (the seq-read suite's figure, else one measured here), named as such."""
+    from pytest_nvme_ai.measure.zero_inference.pairing import record_bounds, run_bounds
 
-    (fio_bw, origin), source = fio_bw_of(nvme_ai), "fio"
-    missing = fio_missing_reason()
-    if fio_bw:
-        nvme_ai.note(f"fio bandwidth for t_io: {fio_bw:.3g} B/s, {origin}")
-    elif missing is None:
-        fio = request.getfixturevalue("fio")
-        fio_bw = fio.run(FioJob(name="roofline", bs="1M", iodepth=16), record=False).bw_bytes
-        nvme_ai.session_cache.put(T_IO_FIO_BW, fio_bw, nvme_ai.target.label)
-        nvme_ai.note(f"fio bandwidth for t_io measured in this test (bs 1M, qd 16): {fio_bw:.3g} B/s")
-    if not fio_bw:
-        fio_bw, source = _aio_read_bw(result, nvme_ai, missing), "deepspeed-aio"
+    fio_bw, source, label = _t_io_bandwidth(result, nvme_ai, request)
     if not fio_bw:
         return
     ref = _reference(result.spec, zero_inference)
@@ -209,15 +201,41 @@ def _record_bounds(result: Any, zero_inference: Any, nvme_ai: Any, request: pyte
         return
     if source != "fio":  # another source of t_io: not comparable with a baseline whose t_io came from fio
         nvme_ai.set_params(t_io_bw_source=source)
-    bounds = run_bounds(result, ref, fio_bw, bw_source=source)
+    bounds = run_bounds(result, ref, fio_bw, bw_source=source, bw_label=label)
     record_bounds(nvme_ai, bounds)
     assert bounds.decode or result.spec.gen_len < 2, bounds.reason
     assert all(0.0 <= b.overlap <= 1.0 for b in bounds.decode + bounds.prefill)
 
 
-def _aio_read_bw(result: Any, nvme_ai: Any, fio_missing: str | None) -> float | None:
-    """t_io's bandwidth where fio is absent: DeepSpeed's aio read of the aio suite's data file on this target,
-    with the offloaded run's own aio settings (block, queue depth, threads), median of the profile's repeats."""
+def _t_io_bandwidth(result: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> tuple[float | None, str, str]:
+    """(B/s, source, the figure named in words): DeepSpeed's aio read first, else fio."""
+    from pytest_nvme_ai.measure.fio.runner import FioJob, fio_missing_reason
+    from pytest_nvme_ai.measure.zero_inference.pairing import T_IO_FIO_BW, fio_bw_of
+
+    bw, settings = _aio_read_bw(result, nvme_ai)
+    if bw:
+        missing = fio_missing_reason()
+        label = (f"DeepSpeed's aio read bandwidth at the run's settings ({settings}, O_DIRECT) on this target, "
+                 "measured right after the run" + (f"; fio is not installed here ({missing})" if missing else ""))
+        nvme_ai.note(f"roofline: t_io uses {label}: {bw:.3g} B/s")
+        return bw, "deepspeed-aio", label
+    (fio_bw, origin) = fio_bw_of(nvme_ai)
+    if not fio_bw and fio_missing_reason() is None:
+        fio = request.getfixturevalue("fio")
+        fio_bw = fio.run(FioJob(name="roofline", bs="1M", iodepth=16), record=False).bw_bytes
+        nvme_ai.session_cache.put(T_IO_FIO_BW, fio_bw, nvme_ai.target.label)
+        origin = "measured in this test (bs 1M, qd 16)"
+    if not fio_bw:
+        nvme_ai.note("roofline not recorded: neither DeepSpeed's aio read nor fio gave a bandwidth on this target")
+        return None, "fio", ""
+    label = f"fio read on this target, {origin} (DeepSpeed's aio read failed)"
+    nvme_ai.note(f"roofline: t_io uses {fio_bw:.3g} B/s, {label}")
+    return fio_bw, "fio", label
+
+
+def _aio_read_bw(result: Any, nvme_ai: Any) -> tuple[float | None, str]:
+    """DeepSpeed's aio read of the aio suite's data file on this target, with the offloaded run's own aio
+    settings (block, queue depth, threads), median of the profile's repeats; (None, why) when it fails."""
     from pytest_nvme_ai.measure.aio.runner import (AioError, ensure_data_file, file_bytes, measure_read,
                                                    release_shared_worker)
     from pytest_nvme_ai.measure.fio.runner import DirectIOUnsupported
@@ -228,15 +246,11 @@ def _aio_read_bw(result: Any, nvme_ai: Any, fio_missing: str | None) -> float | 
         data = ensure_data_file(nvme_ai.target, file_bytes(nvme_ai.profile), nvme_ai.session_cache)
         bw = measure_read(data, settings, repeat=max(1, nvme_ai.repeat), timeout=float(nvme_ai.timeout)).bw
     except (AioError, DirectIOUnsupported, OSError) as exc:
-        nvme_ai.note(f"roofline not recorded: no fio bandwidth ({fio_missing or 'fio measured none'}), and "
-                     f"DeepSpeed's aio read failed: {exc}")
-        return None
+        nvme_ai.note(f"roofline: DeepSpeed's aio read at the run's settings failed: {exc}")
+        return None, str(exc)
     finally:
         release_shared_worker()  # its page-locked buffer is as large as the file; the next runs need the memory
-    why = fio_missing or "fio measured no bandwidth on this target"
-    nvme_ai.note(f"roofline: fio is not available ({why}); t_io uses DeepSpeed's aio read bandwidth "
-                 f"on this target at the run's aio settings ({settings.label}): {bw:.3g} B/s")
-    return bw
+    return bw, settings.label
 
 
 def test_nvme_vs_cpu(case: Case, zero_inference: Any, nvme_ai: Any, request: pytest.FixtureRequest) -> None:

@@ -69,3 +69,14 @@ class TrainingExtra(InferenceExtra):
     prefixes in a pairing test), plus the loss curve."""
 
     LOSS_CURVE: Final = "loss_curve"      # the loss per step
+
+
+class DevTruthExtra:
+    """Written by measure.deepspeed.devtier for every run that offloads to the target: what reached the drive."""
+
+    DEVTRUTH: Final = "devtruth"          # {configured, device: DeviceBytes|None, app_read_bytes, flags, reason}
+    ENDURANCE: Final = "endurance"        # {rated, written_bytes, seconds, write_rate, life_days, run_share}
+
+    @staticmethod
+    def key(prefix: str | None, name: str = DEVTRUTH) -> str:
+        return f"{prefix}_{name}" if prefix else name

@@ -11,3 +11,6 @@ class RunnerOptions:
     timeout: float | None = None    # seconds a run may take; None: the test's (recorder.timeout)
     engine_reuse: bool = True       # --nvme-ai-engine-reuse (ZeRO-Inference): persistent workers per engine
     fork_workers: bool = True       # --nvme-ai-fork-workers (ZeRO-Inference): fork them from the fork server
+    rated_tbw: float | None = None      # --nvme-ai-rated-tbw: the drive's rated TBW (core.endurance)
+    rated_dwpd: float | None = None     # --nvme-ai-rated-dwpd, with warranty_years and the target's capacity
+    warranty_years: float | None = None  # --nvme-ai-warranty-years

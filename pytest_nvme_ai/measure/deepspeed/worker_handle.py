@@ -46,9 +46,12 @@ class WorkerHandle:
     """One persistent worker child (exec'd or forked), seen from pytest: JSON lines in and out."""
 
     def __init__(self, key: str, swap_dir: Path | None, argv: list[str],
-                 env: Mapping[str, str] | None = None, fork: ForkEntry | None = None, what: str = "worker") -> None:
+                 env: Mapping[str, str] | None = None, fork: ForkEntry | None = None, what: str = "worker",
+                 account: bool = False) -> None:
         """fork: from the session's fork server, with this entry point (the caller checked
-        ForkServer.can_fork); else `argv` is exec'd."""
+        ForkServer.can_fork); else `argv` is exec'd. account: the worker joins an accounting cgroup of its
+        own for `swap_dir`'s disk once ready (devcount.py says why one per worker); False for a worker
+        already started inside a cgroup (a capped one: moving it would drop its cap)."""
         self.key, self.swap_dir = key, swap_dir
         self.what = what
         fd, name = tempfile.mkstemp(prefix="nvme-ai-zi-worker-", suffix=".log")
@@ -72,11 +75,36 @@ class WorkerHandle:
         self._reader = LineReader(self.proc.stdout)  # type: ignore[arg-type]  # a pipe in both cases
         self.cases = 0
         self.ready: dict[str, Any] = {}
+        self.accounting: Any = None
+        self.accounting_error: str | None = None
         try:
             self.ready = self._expect("ready", START_TIMEOUT_S, None)
+            if account and swap_dir is not None:
+                self._join_accounting(swap_dir)
         except BaseException:
             self.kill()
             raise
+
+    def _join_accounting(self, swap_dir: Path) -> None:
+        """Move the worker (all its threads) into a cgroup of its own before its first case; the worker
+        reads that cgroup's counters around each loop. Where none can be made the worker says why."""
+        from pytest_nvme_ai.measure.io_cgroup import IoCgroup, IoCgroupError, account
+
+        try:
+            acct = account(swap_dir)
+        except (IoCgroupError, OSError) as exc:
+            self.accounting_error = str(exc)
+            return
+        if not isinstance(acct, IoCgroup):  # the /proc/diskstats fallback cannot isolate a worker
+            acct.close()
+            return
+        try:
+            acct.join(self.pid)
+        except (IoCgroupError, OSError) as exc:
+            acct.close()
+            self.accounting_error = str(exc)
+            return
+        self.accounting = acct
 
     @property
     def alive(self) -> bool:
@@ -117,6 +145,12 @@ class WorkerHandle:
             self.proc.close_pipes()  # also if it lives on (stuck in the kernel): EOF on stdin ends it later
         if not self._log.closed:
             self._log.close()
+        if self.accounting is not None:
+            try:
+                self.accounting.close()   # moves what is left to the parent, removes the cgroup
+            except OSError:
+                pass  # atexit and io_cgroup.leftovers() still find it
+            self.accounting = None
         if self.swap_dir is not None:
             shutil.rmtree(self.swap_dir, ignore_errors=True)  # as large as the model
         self.log_path.unlink(missing_ok=True)

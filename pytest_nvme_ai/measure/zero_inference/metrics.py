@@ -32,6 +32,10 @@ class LoopMeasurement:
     new_tokens: int               # tokens generated per sequence (checks min_new_tokens held)
     gpu_energy: float | None = None  # J over the call, NVML (measure/energy.py); None where not readable
     cpu_energy: float | None = None  # J over the call, RAPL package zones; None where not readable
+    # Block-layer bytes on the target's disk over the call, from the child's own accounting cgroup
+    # (measure/deepspeed/devcount.py); None where no cgroup isolates the child (the record says why).
+    device_read_bytes: int | None = None
+    device_write_bytes: int | None = None
 
     @property
     def decode_latency(self) -> float:
@@ -82,7 +86,21 @@ def loop_metrics(loops: Iterable[LoopMeasurement], *, batch_size: int, prompt_le
         del samples["decode_latency"], samples["decode_throughput"]
     if all(lp.peak_gpu_mem is not None for lp in loops):
         samples["peak_gpu_mem"] = [float(lp.peak_gpu_mem or 0) for lp in loops]
+    samples.update(device_samples(loops))
     metrics = {name: Metric.of(name, values) for name, values in samples.items()}
     metrics.update(energy_metrics((lp.gpu_energy, lp.cpu_energy, lp.total_latency, bs * lp.new_tokens)
                                   for lp in loops))
     return metrics
+
+
+def device_samples(loops: list[LoopMeasurement]) -> dict[str, list[float]]:
+    """Device bytes per loop and their ratio to the process's own block-layer reads (/proc/self/io), when
+    every loop has them. The ratio checks attribution (the cgroup holds the reader, nothing else moved
+    the disk for it); it cannot see the page cache, which both counters miss (see `swap_read_request`)."""
+    if not loops or any(lp.device_read_bytes is None or lp.device_write_bytes is None for lp in loops):
+        return {}
+    out = {"device_read_bytes": [float(lp.device_read_bytes or 0) for lp in loops],
+           "device_write_bytes": [float(lp.device_write_bytes or 0) for lp in loops]}
+    if all(lp.read_bytes > 0 for lp in loops):
+        out["device_read_ratio"] = [(lp.device_read_bytes or 0) / lp.read_bytes for lp in loops]
+    return out

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from pytest_nvme_ai.core.cache import CacheKey
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import median
-from pytest_nvme_ai.measure.bounds import Bounds, predict_step, predict_throughput, ridge_bandwidth
+from pytest_nvme_ai.measure.bounds import Bounds, predict_step, predict_throughput, relative_error, ridge_bandwidth
 from pytest_nvme_ai.measure.fio.runner import BEST_FIO_BW
 
 if TYPE_CHECKING:
@@ -43,11 +43,15 @@ class RunBounds:
     # Where t_io's bandwidth came from: "fio", or "deepspeed-aio" where fio is absent (a GPU machine
     # without fio): DeepSpeed's own read path at the run's aio settings, on the same target.
     bw_source: str = "fio"
+    # The figure named in words wherever it is used (the x2 answer, the report): what measured it, at
+    # which settings, when. Empty for callers that did not say.
+    bw_label: str = ""
 
     def summary(self) -> dict[str, Any]:
         """What the report shows (extra 'roofline'): medians, the bound, and the inputs of the chart."""
-        out: dict[str, Any] = {"fio_bw": self.fio_bw, "bw_source": self.bw_source, "reference": self.reference,
-                               "reason": self.reason, "decode_bytes_per_step": self.decode_bytes_per_step}
+        out: dict[str, Any] = {"fio_bw": self.fio_bw, "bw_source": self.bw_source, "bw_label": self.bw_label,
+                               "reference": self.reference, "reason": self.reason,
+                               "decode_bytes_per_step": self.decode_bytes_per_step}
         for phase, bounds in (("decode", self.decode), ("prefill", self.prefill)):
             if bounds:
                 out[phase] = phase_summary(bounds)
@@ -55,6 +59,7 @@ class RunBounds:
             out["ridge_bw"] = ridge_bandwidth(self.decode_bytes_per_step, self.decode[0].t_compute)
             d = out["decode"]
             out["x2_gain"] = x2_gain(d["t_io"], d["t_compute"], d["overlap"])
+            out["unfitted"] = unfitted(d)
             out["curve"] = model_curve(d["tokens_per_step"], self.decode_bytes_per_step, self.fio_bw,
                                        d["t_compute"], d["overlap"])
             out["sentence"] = sentence(out)
@@ -75,6 +80,13 @@ def phase_summary(bounds: tuple[Bounds, ...]) -> dict[str, Any]:
             "overlap": typical.overlap, "roofline_efficiency": typical.roofline_efficiency, "bound": typical.bound}
 
 
+def unfitted(decode: Mapping[str, Any]) -> dict[str, float]:
+    """The prediction with nothing fitted, batch / max(t_io, t_compute), against the measured decode
+    throughput: error = (predicted - measured) / measured."""
+    predicted, measured = float(decode["roofline_throughput"]), float(decode["achieved_throughput"])
+    return {"predicted": predicted, "measured": measured, "error": relative_error(measured, predicted)}
+
+
 def compute_times(reference: "InferenceResult") -> tuple[float | None, float | None]:
     """(decode step, prefill) seconds of the resident-weights run: medians over its measured loops."""
     steps = [lp.decode_latency / lp.decode_steps for lp in reference.loops if lp.decode_steps]
@@ -82,7 +94,7 @@ def compute_times(reference: "InferenceResult") -> tuple[float | None, float | N
 
 
 def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_bw: float,
-               bw_source: str = "fio") -> RunBounds:
+               bw_source: str = "fio", bw_label: str = "") -> RunBounds:
     """The offloaded run's loops against t_io (its bytes ÷ fio_bw) and t_compute (the reference's times)."""
     if fio_bw <= 0:
         raise ValueError(f"fio bandwidth {fio_bw} B/s must be positive")
@@ -104,7 +116,8 @@ def run_bounds(offloaded: "InferenceResult", reference: "InferenceResult", fio_b
         reasons.append("no prefill bounds: the reference run measured no prefill")
     per_step = median([v for lp in offloaded.loops if (v := lp.decode_read_bytes_per_step) is not None])
     return RunBounds(fio_bw=fio_bw, decode=tuple(decode), prefill=tuple(prefill), decode_bytes_per_step=per_step,
-                     reference=reference.spec.id, reason="; ".join(reasons) or None, bw_source=bw_source)
+                     reference=reference.spec.id, reason="; ".join(reasons) or None, bw_source=bw_source,
+                     bw_label=bw_label)
 
 
 def record_bounds(recorder: "Recorder", bounds: RunBounds) -> None:
@@ -176,11 +189,20 @@ def sentence(summary: Mapping[str, Any]) -> str | None:
     gain = x2_gain(t_io, t_c, ov)
     which = "I/O bound (the drive)" if d["bound"] == "io" else "compute bound (the accelerator)"
     shorter = "compute" if d["bound"] == "io" else "I/O"
-    source = ("" if summary.get("bw_source", "fio") == "fio" else
-              " (t_io from DeepSpeed's aio read bandwidth on this target: fio is not installed here)")
+    un = summary.get("unfitted")
+    unfit = (f" Unfitted, batch / max(t_io, t_compute) predicts {un['predicted']:.3g} tokens/s against "
+             f"{un['measured']:.3g} measured ({un['error']:+.0%})." if un else "")
+    label = summary.get("bw_label")
+    if label:  # the figure named: the same one every x2 answer for this case uses
+        named = f" (2 x {float(summary.get('fio_bw') or 0) / 1e9:.3g} GB/s, {label})"
+        source = ""
+    else:
+        named = ""
+        source = ("" if summary.get("bw_source", "fio") == "fio" else
+                  " (t_io from DeepSpeed's aio read bandwidth on this target: fio is not installed here)")
     return (f"Decode is {which}: t_io {_ms(t_io)} vs t_compute {_ms(t_c)} per step, measured "
             f"{_ms(t_step)}; {ov:.0%} of the {shorter} time ({_ms(hidden)}) is hidden. "
-            f"Twice the read bandwidth would give about {gain:+.0%} decode throughput.{source}")
+            f"Twice the read bandwidth would give about {gain:+.0%} decode throughput{named}.{unfit}{source}")
 
 
 def _ms(seconds: float) -> str:

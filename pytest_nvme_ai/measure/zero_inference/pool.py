@@ -97,14 +97,15 @@ class EnginePool:
         first_fork = fork and fork_server().first_fork_s is None
         argv = [*wrap, *(self.argv or WORKER_ARGV)]
         try:
-            w = WorkerHandle(key, swap_dir, argv, env, fork=_fork_entry() if fork else None, what=WHAT)
+            w = WorkerHandle(key, swap_dir, argv, env, fork=_fork_entry() if fork else None, what=WHAT,
+                             account=not wrap)
         except (OSError, EOFError, WorkerGone) as exc:
             if not fork:
                 raise
             # The fork server failed to start or to fork: this worker (and the next ones) are exec'd.
             fork_server().broken = f"{type(exc).__name__}: {exc}"
             first_fork = False
-            w = WorkerHandle(key, swap_dir, argv, env, fork=None, what=WHAT)
+            w = WorkerHandle(key, swap_dir, argv, env, fork=None, what=WHAT, account=not wrap)
         if first_fork:  # this worker waited for the fork server's imports: a once-per-session cost
             w.fork_server_s = fork_server().first_fork_s
         self.started += 1

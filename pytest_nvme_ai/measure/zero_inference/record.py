@@ -20,6 +20,10 @@ class InferenceRecord(ChildRecord):
     # per parameter {name, numel, swapped}: which ones DeepSpeed put in the swap files (after init)
     param_residency: tuple[Mapping[str, Any], ...] = ()
     energy: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the meter, and why a counter is missing
+    # how the loops' device bytes were counted (devcount.DeviceCounter.describe()), or {"reason": why not};
+    # empty when nothing was offloaded to NVMe
+    device: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    build_device_write_bytes: int | None = None    # device bytes written while the engine was built (swap files)
     engine_reused: bool = False                    # this case found its engine built (persistent worker)
     engine_cases: int | None = None
     import_s: float | None = None                  # the worker's heavy imports paid by this case

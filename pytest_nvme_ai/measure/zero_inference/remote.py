@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from pytest_nvme_ai.measure.deepspeed import remote
+from pytest_nvme_ai.measure.deepspeed.devcount import DeviceCounter
 from pytest_nvme_ai.measure.deepspeed.remote import peak_rss_bytes, read_bytes, say, torch_dtype_of
 from pytest_nvme_ai.measure.energy import EnergyMeter, LoopEnergy
 from pytest_nvme_ai.measure.zero_inference.metrics import LoopMeasurement
@@ -103,7 +104,8 @@ def param_residency(model: Any, swap_files: list[dict[str, Any]]) -> list[dict[s
 
 
 def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hooks: FirstForward,
-                 sync: Callable[[], None], cuda: bool, meter: EnergyMeter | None = None) -> LoopMeasurement:
+                 sync: Callable[[], None], cuda: bool, meter: EnergyMeter | None = None,
+                 device: DeviceCounter | None = None) -> LoopMeasurement:
     import torch
 
     if cuda:
@@ -111,6 +113,7 @@ def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hook
     hooks.reset()
     sync()
     bytes0 = read_bytes()
+    dev0 = device.read() if device is not None else None
     if meter is not None:
         meter.start()
     t0 = time.perf_counter()
@@ -120,13 +123,29 @@ def measure_loop(model: Any, input_ids: Any, gen_kwargs: Mapping[str, Any], hook
     t1 = time.perf_counter()
     energy = meter.stop() if meter is not None else LoopEnergy(None, None)
     bytes1 = read_bytes()
+    dev1 = device.read() if device is not None else None
+    dev_r, dev_w = (dev1[0] - dev0[0], dev1[1] - dev0[1]) if dev0 is not None and dev1 is not None else (None, None)
     return LoopMeasurement(
         total_latency=t1 - t0, prefill_latency=hooks.end - hooks.start, forward_calls=hooks.calls,
         read_bytes=bytes1 - bytes0, prefill_read_bytes=hooks.end_bytes - bytes0, peak_rss=peak_rss_bytes(),
         peak_gpu_mem=int(torch.cuda.max_memory_allocated()) if cuda else None,
         new_tokens=int(out.shape[-1] - input_ids.shape[-1]),
         gpu_energy=energy.gpu_joules, cpu_energy=energy.cpu_joules,
+        device_read_bytes=dev_r, device_write_bytes=dev_w,
     )
+
+
+def device_counter(ds_config: Mapping[str, Any]) -> tuple[DeviceCounter | None, dict[str, Any]]:
+    """The counter of the swap folder's disk in this child's own cgroup (None for no NVMe offload, or
+    where none isolates this child), and the record's `device` entry: how it counts, or why not."""
+    nvme_path = ds_config.get("zero_optimization", {}).get("offload_param", {}).get("nvme_path")
+    if not nvme_path:
+        return None, {}
+    counter, why = DeviceCounter.open(nvme_path)
+    if counter is None:
+        say(f"device bytes not counted: {why}")
+        return None, {"reason": why, "nvme_path": str(nvme_path)}
+    return counter, {**counter.describe(), "nvme_path": str(nvme_path)}
 
 
 def cuda_bus_ids(cuda: bool) -> list[str] | None:

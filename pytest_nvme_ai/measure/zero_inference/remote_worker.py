@@ -78,8 +78,12 @@ class Engine:
         torch.manual_seed(spec.seed)
         if not deepspeed.comm.is_initialized():
             deepspeed.init_distributed(dist_backend="nccl" if self.cuda else "gloo")
+        build_counter, _ = child.device_counter(self.ds_config)  # the swap files laid out: build-time writes
+        d0 = build_counter.read() if build_counter is not None else None
         self.model, self._keepalive, self.facts = child.init_engine(self.info, self.ds_config, self.dtype,
                                                                     job.dummy_fill or "tile")
+        d1 = build_counter.read() if build_counter is not None else None
+        self.facts["build_device_write_bytes"] = d1[1] - d0[1] if d0 is not None and d1 is not None else None
         emit(event="progress", stage="build", done=1, total=1, seconds=self.facts["init_seconds"])
         self.hooks = child.FirstForward(self.acc.synchronize)
         self.model.register_forward_pre_hook(self.hooks.pre)
@@ -99,14 +103,16 @@ class Engine:
         input_ids = child.prompt_ids(spec, self.info.vocab_size, self.acc.current_device_name())
         kwargs = child.generate_kwargs(spec, self.info.hf_config.get("pad_token_id"))
         sync = self.acc.synchronize
+        device, device_info = child.device_counter(self.ds_config)  # per case: the parent joined us after "ready"
         warmup, loops = [], []
         for i in range(spec.warmup):
-            warmup.append(lp := child.measure_loop(self.model, input_ids, kwargs, self.hooks, sync, self.cuda))
+            warmup.append(lp := child.measure_loop(self.model, input_ids, kwargs, self.hooks, sync, self.cuda,
+                                                   device=device))
             emit(event="progress", stage="warmup", done=i + 1, total=spec.warmup, seconds=lp.total_latency)
             child.say(f"{spec.id} warm-up {i + 1}/{spec.warmup}: {lp.total_latency:.3f} s")
         for i in range(spec.loops):
             loops.append(lp := child.measure_loop(self.model, input_ids, kwargs, self.hooks, sync, self.cuda,
-                                                  self.meter))
+                                                  self.meter, device))
             emit(event="progress", stage="loop", done=i + 1, total=spec.loops, seconds=lp.total_latency)
             child.say(f"{spec.id} loop {i + 1}/{spec.loops}: total {lp.total_latency:.3f} s, prefill "
                       f"{lp.prefill_latency:.3f} s, read {lp.read_bytes} B, {lp.new_tokens} new tokens")
@@ -116,7 +122,7 @@ class Engine:
             outcome="ok", accelerator=self.accelerator, dtype=self.dtype, ds_config=self.ds_config,
             versions=common.versions(), device_name=torch.cuda.get_device_name() if self.cuda else None,
             **self.facts, engine_reused=reused, engine_cases=self.cases, warmup=tuple(warmup), loops=tuple(loops),
-            energy={"meter": self.meter.description, "reasons": self.meter.reasons},
+            energy={"meter": self.meter.description, "reasons": self.meter.reasons}, device=device_info,
         )
 
 

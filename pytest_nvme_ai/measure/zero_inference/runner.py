@@ -22,6 +22,8 @@ from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.core.extras import InferenceExtra
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import median
+from pytest_nvme_ai.measure.deepspeed.devtier import (TierCheck, child_accounting, fail_on_dead_tier, tier_check,
+                                                      tier_on_device)
 from pytest_nvme_ai.measure.deepspeed.config_blocks import AioSettingError, normalize_aio, parse_aio_json
 from pytest_nvme_ai.measure.deepspeed.job import Job
 from pytest_nvme_ai.measure.deepspeed.launch import (ChildRun, keep_run_artifacts, missing_reason, offload_dir,
@@ -74,6 +76,8 @@ class InferenceResult:
     init_seconds: float | None = None
     swap_sync_seconds: float | None = None   # fsync of the swap files after the build (child.sync_swap_files)
     energy: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the child's meter and why a counter is missing
+    device: Mapping[str, Any] = field(default_factory=dict, hash=False)  # how device bytes were counted, or why not
+    build_device_write_bytes: int | None = None   # the engine's build (swap files written); None when reused
 
     @property
     def ok(self) -> bool:
@@ -90,6 +94,26 @@ class InferenceResult:
     @property
     def decode_steps(self) -> int | None:
         return self.loops[0].decode_steps if self.loops else None
+
+    @property
+    def swap_read_request(self) -> int:
+        """Bytes of swap files times forward passes over the measured loops: the scale of what the tier
+        moves (DeepSpeed keeps some parameters between passes: read_amplification was 0.76 for OPT-125m),
+        used only to judge a dead tier, whose threshold (1%) is far below that factor."""
+        return self.offloaded_bytes * sum(lp.forward_calls for lp in self.loops)
+
+    def tier_check(self) -> TierCheck | None:
+        """What reached the drive over the measured loops (None unless offloaded to NVMe and ok).
+        The leak rule compares with the child's own block-layer reads (/proc/self/io read_bytes: bytes its
+        reads made the block layer fetch, on any device): it catches I/O that did not reach the target's
+        disk in the child's cgroup; the dead-tier rule compares with `swap_read_request`."""
+        if self.spec.offload != "nvme" or not self.ok:
+            return None
+        where = self.device.get("nvme_path") or "the target"
+        return tier_check(f"ZeRO-Inference offload_param nvme at {where} ({self.offloaded_bytes} B of swap files)",
+                          self.device, [lp.device_read_bytes for lp in self.loops],
+                          [lp.device_write_bytes for lp in self.loops], sum(lp.read_bytes for lp in self.loops),
+                          tier_bytes=self.swap_read_request or None)
 
     @property
     def offloaded_bytes(self) -> int:
@@ -135,7 +159,8 @@ def result_of(spec: InferenceSpec, accelerator: str, run: ChildRun[InferenceReco
         versions=r.versions, swap_files=r.swap_files, residency=r.param_residency,
         log_path=run.log, log_tail=tail_of(run.log), returncode=run.exit.returncode,
         wall_seconds=run.exit.seconds, init_seconds=r.init_seconds, swap_sync_seconds=r.swap_sync_seconds,
-        energy=r.energy,
+        energy=r.energy, device=r.device,
+        build_device_write_bytes=None if r.engine_reused else r.build_device_write_bytes,
     )
 
 
@@ -187,6 +212,11 @@ class ZeroInferenceRunner:
             reason = self.prepare() or self.space_shortfall(spec)
             if reason:
                 not_applicable(self.recorder, prefix, reason)
+            if record:  # a swap folder with no block device under it is a dead tier before any run
+                dead = tier_on_device(f"ZeRO-Inference offload_param nvme under {self.target.workdir}",
+                                      self.target.workdir)
+                if dead is not None:
+                    fail_on_dead_tier(self.recorder, TierCheck(dead.message, None, None, None, (dead,)), prefix)
         spec = self.with_aio(spec)  # after the skips: never tune a target for a run that cannot happen
         self.start_fork_server()
         ensure_comm_op(self.progress)
@@ -284,9 +314,10 @@ class ZeroInferenceRunner:
             raise SpecError(str(exc)) from None
         job = Job(spec=spec.to_dict(), ds_config=ds, accelerator=accelerator,
                   nvme_path=str(nvme_path) if nvme_path else None)
-        run = run_one_shot(job, InferenceRecord, artifact_dir=Path(self.recorder.artifact_dir),
-                           stem=run_stem(spec.id, prefix), timeout=self.timeout, module=CHILD_MODULE, wrap=wrap,
-                           swap_dir=swap_dir)
+        with child_accounting(nvme_path if not wrap else None) as acct:  # a capped child is in its cgroup already
+            run = run_one_shot(job, InferenceRecord, artifact_dir=Path(self.recorder.artifact_dir),
+                               stem=run_stem(spec.id, prefix), timeout=self.timeout, module=CHILD_MODULE,
+                               wrap=acct.wrap() if acct is not None else wrap, swap_dir=swap_dir)
         return result_of(spec, accelerator, run, ds)
 
     def _run_in_worker(self, spec: InferenceSpec, accelerator: str, prefix: str | None,
@@ -310,6 +341,7 @@ class ZeroInferenceRunner:
                            ("swap_files", len(result.swap_files)),
                            ("streaming_layers", {str(k): v for k, v in result.streaming_layers().items()}),
                            ("init_seconds", result.init_seconds), ("swap_sync_seconds", result.swap_sync_seconds),
+                           ("build_device_write_bytes", result.build_device_write_bytes),
                            ("versions", dict(result.versions))), prefix)
         if spec.offload == "nvme" and result.ok:
             # What streams depends on the aio block (DeepSpeed swaps a tensor only if it has at least
@@ -333,3 +365,11 @@ class ZeroInferenceRunner:
         record_metrics(rec, result.metrics.values(), prefix)
         record_energy_note(rec, result.energy, prefix)
         keep_run_artifacts(rec, spec.id, spec.to_json(), result.ds_config, result.log_path, prefix)
+        self.record_device(result, prefix)
+
+    def record_device(self, result: InferenceResult, prefix: str | None) -> None:
+        """What reached the drive (notes, the devtruth extra); a dead tier fails the test (after the metrics
+        and artifacts are recorded, so the report shows what was measured)."""
+        check = result.tier_check()
+        if check is not None:
+            fail_on_dead_tier(self.recorder, check, prefix)

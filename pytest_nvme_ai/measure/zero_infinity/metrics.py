@@ -29,6 +29,10 @@ class StepMeasurement:
     read_bytes: int        # /proc/self/io delta over the step
     write_bytes: int
     peak_rss: int          # B, process high-water mark after the step
+    # Block-layer bytes on the target's disk over the step, from the child's own accounting cgroup
+    # (measure/deepspeed/devcount.py); None where no cgroup isolates the child (the record says why).
+    device_read_bytes: int | None = None
+    device_write_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,4 +58,11 @@ def step_metrics(steps: Iterable[StepMeasurement], *, tokens_per_step: int) -> d
         "peak_rss": [float(s.peak_rss) for s in steps],
         "loss": [s.loss for s in steps],
     }
+    if all(s.device_read_bytes is not None and s.device_write_bytes is not None for s in steps):
+        samples["device_read_bytes"] = [float(s.device_read_bytes or 0) for s in steps]
+        samples["device_write_bytes"] = [float(s.device_write_bytes or 0) for s in steps]
+        if all(s.read_bytes > 0 for s in steps):
+            samples["device_read_ratio"] = [(s.device_read_bytes or 0) / s.read_bytes for s in steps]
+        # per step over the whole measured run: what the endurance projection divides by
+        samples["write_bytes_per_step"] = [sum(s.device_write_bytes or 0 for s in steps) / len(steps)]
     return {name: Metric.of(name, values) for name, values in samples.items()}

@@ -16,6 +16,7 @@ import math
 import time
 from typing import Any
 
+from pytest_nvme_ai.measure.deepspeed.devcount import DeviceCounter
 from pytest_nvme_ai.measure.deepspeed.job import Job
 from pytest_nvme_ai.measure.deepspeed.remote import (io_bytes, list_swap_files, obey_test_hook, one_shot_main,
                                                      peak_rss_bytes, say, setup_single_process_env, torch_dtype_of,
@@ -53,9 +54,10 @@ def build_model(info: Any, dtype: str) -> Any:
     return model
 
 
-def measure_step(engine: Any, input_ids: Any, sync: Any) -> StepMeasurement:
+def measure_step(engine: Any, input_ids: Any, sync: Any, device: DeviceCounter | None = None) -> StepMeasurement:
     sync()
     r0, w0 = io_bytes()
+    d0 = device.read() if device is not None else None
     t0 = time.perf_counter()
     out = engine(input_ids=input_ids, labels=input_ids)
     loss = out.loss
@@ -64,9 +66,25 @@ def measure_step(engine: Any, input_ids: Any, sync: Any) -> StepMeasurement:
     sync()
     t1 = time.perf_counter()
     r1, w1 = io_bytes()
+    d1 = device.read() if device is not None else None
     value = float(loss.detach().float().item())
+    dr, dw = (d1[0] - d0[0], d1[1] - d0[1]) if d0 is not None and d1 is not None else (None, None)
     return StepMeasurement(step_time=t1 - t0, loss=value, read_bytes=r1 - r0, write_bytes=w1 - w0,
-                           peak_rss=peak_rss_bytes())
+                           peak_rss=peak_rss_bytes(), device_read_bytes=dr, device_write_bytes=dw)
+
+
+def device_counter(nvme_path: str | None) -> tuple[DeviceCounter | None, dict[str, Any]]:
+    """The swap folder's disk counter in this child's own cgroup, and the record's `device` entry."""
+    if not nvme_path:
+        return None, {}
+    from pathlib import Path
+
+    Path(nvme_path).mkdir(parents=True, exist_ok=True)  # DeepSpeed makes it later; its disk is known now
+    counter, why = DeviceCounter.open(nvme_path)
+    if counter is None:
+        say(f"device bytes not counted: {why}")
+        return None, {"reason": why, "nvme_path": nvme_path}
+    return counter, {**counter.describe(), "nvme_path": nvme_path}
 
 
 def run(spec: TrainingSpec, job: Job) -> TrainingRecord:
@@ -88,18 +106,22 @@ def run(spec: TrainingSpec, job: Job) -> TrainingRecord:
     torch.manual_seed(spec.seed)
     deepspeed.init_distributed(dist_backend="nccl" if accelerator == "cuda" else "gloo")
 
+    nvme_path = job.nvme_path if spec.offloads_to_target else None
+    device, device_info = device_counter(nvme_path)
+    d0 = device.read() if device is not None else None
     t0, (r0, w0) = time.perf_counter(), io_bytes()
     model = build_model(info, dtype)
     engine = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters()],
                                   config=dict(ds_config))[0]
     del model
-    nvme_path = job.nvme_path if spec.offloads_to_target else None
     swap_files = list_swap_files(nvme_path)
     r1, w1 = io_bytes()
+    d1 = device.read() if device is not None else None
     facts: dict[str, Any] = {"init_seconds": time.perf_counter() - t0, "init_read_bytes": r1 - r0, "init_write_bytes": w1 - w0,
              "swap_files": tuple(swap_files), "model_params": info.param_count,
              "optimizer": type(engine.optimizer).__name__,
-             "basic_optimizer": type(getattr(engine, "basic_optimizer", None)).__name__}
+             "basic_optimizer": type(getattr(engine, "basic_optimizer", None)).__name__,
+             "device": device_info, "init_device_write_bytes": d1[1] - d0[1] if d0 and d1 else None}
     say(f"engine ready in {facts['init_seconds']:.1f} s; {len(swap_files)} swap files, "
         f"{sum(f['bytes'] for f in swap_files)} bytes; optimizer {facts['basic_optimizer']}")
     if spec.test_hook == "hang_after_init":
@@ -110,10 +132,10 @@ def run(spec: TrainingSpec, job: Job) -> TrainingRecord:
     sync = acc.synchronize
     warmup, steps = [], []
     for i in range(spec.warmup):
-        warmup.append(st := measure_step(engine, input_ids, sync))
+        warmup.append(st := measure_step(engine, input_ids, sync, device))
         say(f"warm-up {i + 1}/{spec.warmup}: {st.step_time:.3f} s, loss {st.loss:.4f}")
     for i in range(spec.steps):
-        steps.append(st := measure_step(engine, input_ids, sync))
+        steps.append(st := measure_step(engine, input_ids, sync, device))
         say(f"step {i + 1}/{spec.steps}: {st.step_time:.3f} s, loss {st.loss:.4f}, read {st.read_bytes} B, "
             f"written {st.write_bytes} B")
     bad = [s.loss for s in warmup + steps if not math.isfinite(s.loss)]

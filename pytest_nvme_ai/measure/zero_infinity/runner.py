@@ -23,6 +23,8 @@ from pytest_nvme_ai.core.extras import TrainingExtra
 from pytest_nvme_ai.core.metrics import Metric
 from pytest_nvme_ai.core.text import median
 from pytest_nvme_ai.measure.deepspeed.config_blocks import AioSettingError, normalize_aio, parse_aio_json
+from pytest_nvme_ai.measure.deepspeed.devtier import child_accounting, fail_on_dead_tier, tier_check
+from pytest_nvme_ai.measure.deepspeed.endurance_use import record_endurance
 from pytest_nvme_ai.measure.deepspeed.job import Job
 from pytest_nvme_ai.measure.deepspeed.recording import (not_applicable, record_extras, record_metrics, record_params,
                                                         validate_or_skip)
@@ -94,7 +96,7 @@ class TrainingResult:
 
 
 FACTS = ("init_seconds", "init_read_bytes", "init_write_bytes", "swap_files", "model_params", "optimizer",
-         "basic_optimizer", "versions", "dtype")
+         "basic_optimizer", "versions", "dtype", "device", "init_device_write_bytes")
 
 
 def result_of(spec: TrainingSpec, accelerator: str, run: ChildRun[TrainingRecord], ds_config: Mapping[str, Any],
@@ -208,9 +210,11 @@ class ZeroInfinityRunner:
             raise SpecError(str(exc)) from None
         job = Job(spec=spec.to_dict(), ds_config=ds, accelerator=accelerator,
                   nvme_path=str(nvme_path) if nvme_path else None)
-        run = run_one_shot(job, TrainingRecord, artifact_dir=Path(self.recorder.artifact_dir),
-                           stem=run_stem(spec.id, prefix), timeout=self.timeout, module=CHILD_MODULE,
-                           swap_dir=swap_dir)  # optimizer states: 12 bytes per parameter
+        with child_accounting(nvme_path) as acct:  # the child counts its own device bytes per step
+            run = run_one_shot(job, TrainingRecord, artifact_dir=Path(self.recorder.artifact_dir),
+                               stem=run_stem(spec.id, prefix), timeout=self.timeout, module=CHILD_MODULE,
+                               swap_dir=swap_dir, wrap=acct.wrap() if acct is not None else ())
+            # optimizer states: 12 bytes per parameter
         return result_of(spec, accelerator, self.explain_full_target(spec, run), ds, swap_dir)
 
     def record(self, result: TrainingResult, prefix: str | None = None) -> None:
@@ -228,6 +232,24 @@ class ZeroInfinityRunner:
                            ("versions", dict(result.facts.get("versions") or {}))), prefix)
         record_metrics(rec, result.metrics.values(), prefix)
         keep_run_artifacts(rec, spec.id, spec.to_json(), result.ds_config, result.log_path, prefix)
+        self.record_device(result, prefix)
+
+    def record_device(self, result: TrainingResult, prefix: str | None) -> None:
+        """What reached the drive per step, the endurance projection, and the tier check (a dead tier fails)."""
+        if not result.ok or not result.spec.offloads_to_target:
+            return
+        info = dict(result.facts.get("device") or {})
+        steps = list(result.steps)
+        check = tier_check(f"ZeRO-Infinity {result.spec.offload_label} offload at {info.get('nvme_path') or 'the target'}",
+                           info, [s.device_read_bytes for s in steps], [s.device_write_bytes for s in steps],
+                           None, sum(s.write_bytes for s in steps))
+        if check.device is not None:
+            every = list(result.warmup) + steps
+            run_written = int(result.facts.get("init_device_write_bytes") or 0) + sum(
+                s.device_write_bytes or 0 for s in every)
+            record_endurance(self.recorder, self.options, self.target.workdir, check.device.write_bytes,
+                             sum(s.step_time for s in steps), run_written, prefix)
+        fail_on_dead_tier(self.recorder, check, prefix)
 
 
 def _size(n: float) -> str:

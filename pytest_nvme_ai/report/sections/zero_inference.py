@@ -34,6 +34,8 @@ RUN_COLUMNS = (
     ("CPU J/token", "cpu_energy_per_token"), ("CPU W", "cpu_avg_power"),
     ("peak GPU mem", "peak_gpu_mem"), ("peak RSS", "peak_rss"),
     ("read from target", "target_read_bytes"), ("read bandwidth", "target_read_bw"),
+    # what reached the drive (issue 24): device bytes in the worker's own cgroup, and their ratio to the above
+    ("device read", "device_read_bytes"), ("device / app read", "device_read_ratio"),
     ("offloaded", "offloaded_bytes"), ("offloaded share", "offloaded_fraction"),
     ("roofline tok/s", "roofline_throughput"), ("read bw / fio", "read_bw_vs_fio"),
     ("accel. util.", "accelerator_utilization"), ("overlap", "overlap"),

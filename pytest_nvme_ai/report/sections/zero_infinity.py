@@ -22,6 +22,8 @@ PAIR_SIDES = ("nvme", "cpu")
 # (header, metric): a column nobody measured is dropped.
 COLUMNS = (("step time", "step_time"), ("tok/s", "train_throughput"), ("read / step", "target_read_bytes"),
            ("written / step", "target_write_bytes"), ("read bw", "target_read_bw"), ("write bw", "target_write_bw"),
+           ("device read / step", "device_read_bytes"), ("device written / step", "device_write_bytes"),
+           ("life at rated TBW", "endurance_life_days"), ("rated life used", "endurance_run_share"),
            ("I/O bound", "step_io_bound"), ("bound / step", "step_io_fraction"), ("peak RSS", "peak_rss"))
 
 
