@@ -46,7 +46,9 @@ def test_drift_within_the_windows_spread_passes_where_the_sample_rule_cries_wolf
     # a session 12% below the window centre: inside an 8% drift, far outside the 1% repetitions
     now = session_now(w.centre * 0.88, within=0.01, seed=2)
     c = compare(now, latest_as_metric(pts), tolerance_pct=10, sessions=pts)
-    assert c.method == "session-window" and c.verdict == "pass", c.message
+    # issue 23: the window's limit (17.7%) exceeds the tolerance, so the check cannot claim "within": unknown
+    # (passes, yellow) where it said pass before; never a regression
+    assert c.method == "session-window" and c.verdict == "unknown" and c.blind, c.message
     old_rule = compare(now, Metric.of("bw", [w.centre * f for f in (1.0, 1.005, 0.995)]), tolerance_pct=10)
     assert old_rule.verdict == "regression"   # what a one-session baseline says about the same run
 

@@ -85,6 +85,9 @@ class Profile:
     ss_ramp_s: float
     precondition_bytes: int       # --nvme-ai-precondition fills this much of the target (capped by free space)
     health_interval_s: float      # SMART sampling period during measurements long enough to heat a drive
+    # A/B (--nvme-ai-ab): seconds per test that pairs may take before an undecided metric reads `unknown`
+    # (--nvme-ai-ab-budget overrides). quick: issue 23's goal for a fio decision (2 min).
+    ab_budget_s: float
 
 
 def _quick_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
@@ -148,7 +151,8 @@ PROFILES: dict[str, Profile] = {
         zi_loops=3, zi_warmup=1, zi_single=_QS, zi_pair=_QP, zi_reuse_runs=False,
         drive_speed_cases=(InferenceCase(QUICK_MODEL, 1),), drive_speed_loops=2,
         ss_budget_s=0, ss_window_s=3, ss_ramp_s=1, precondition_bytes=512 * MiB, health_interval_s=1,
-        zinf_steps=3, zinf_warmup=1, zinf_single=_TQS, zinf_pair=_TQP, ckpt_files=4, ckpt_file_bytes=64 * MiB),
+        zinf_steps=3, zinf_warmup=1, zinf_single=_TQS, zinf_pair=_TQP, ckpt_files=4, ckpt_file_bytes=64 * MiB,
+        ab_budget_s=120),
     "standard": Profile(
         "standard", repeat=3, child_timeout_s=3600,
         fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 * GiB,
@@ -159,7 +163,8 @@ PROFILES: dict[str, Profile] = {
         zi_loops=5, zi_warmup=1, zi_single=_SS, zi_pair=_SP, zi_reuse_runs=False,
         drive_speed_cases=_seed_shaped(("opt-1.3b", 8), ("opt-1.3b", 32), ("opt-6.7b", 8)), drive_speed_loops=5,
         ss_budget_s=120, ss_window_s=10, ss_ramp_s=5, precondition_bytes=64 * GiB, health_interval_s=5,
-        zinf_steps=5, zinf_warmup=1, zinf_single=_TSS, zinf_pair=_TSP, ckpt_files=8, ckpt_file_bytes=1 * GiB),
+        zinf_steps=5, zinf_warmup=1, zinf_single=_TSS, zinf_pair=_TSP, ckpt_files=8, ckpt_file_bytes=1 * GiB,
+        ab_budget_s=900),
     "full": Profile(
         "full", repeat=5, child_timeout_s=4 * 3600,
         fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 * GiB,
@@ -170,5 +175,6 @@ PROFILES: dict[str, Profile] = {
         zi_loops=5, zi_warmup=1, zi_single=_FS, zi_pair=_FP, zi_reuse_runs=True,
         drive_speed_cases=_seed_shaped(("opt-13b", 32), ("opt-30b", 32), ("opt-66b", 32)), drive_speed_loops=5,
         ss_budget_s=600, ss_window_s=30, ss_ramp_s=10, precondition_bytes=256 * GiB, health_interval_s=5,
-        zinf_steps=10, zinf_warmup=2, zinf_single=_TFS, zinf_pair=_TFP, ckpt_files=16, ckpt_file_bytes=4 * GiB),
+        zinf_steps=10, zinf_warmup=2, zinf_single=_TFS, zinf_pair=_TFP, ckpt_files=16, ckpt_file_bytes=4 * GiB,
+        ab_budget_s=3600),
 }
