@@ -1,10 +1,13 @@
 """fio under a read cap, and fio in A/B mode (issue 23; the scheduling is run/ab.py's, through core.ab_protocol).
 
 Read cap (`--nvme-ai-read-cap FRACTION`): just before the capped measurement, a reference read (bs 1M,
-direct, iodepth 16, the profile's fio runtime, on the same data file) measures the target's bandwidth; the
+direct, iodepth 16, as long as the measured run, on the same data file) measures the target's bandwidth; the
 measured run then reads inside a cgroup whose block throttle (measure.io_cgroup, v1 blkio or v2 io.max)
 caps reads at FRACTION of it. The cgroup needs root and a block controller: elsewhere the test skips with
-the reason. In A/B mode the cap applies to arm B only.
+the reason. In A/B mode the cap applies to arm B only, and is re-measured before each of arm B's runs:
+on a drive that drifts (this build VM read 380-1350 MB/s within one minute, with neighbours), a cap set
+once is no longer FRACTION of what the drive gives a minute later, and once the drive falls below it the
+"slower drive" is as fast as the real one.
 
 A/B: `run_pairs` hands the plan a `measure_once(arm)` that runs ONE repetition of the job under that arm:
   arm B  the run as configured (this target, the fio on PATH, the session's environment, + the read cap);
@@ -36,20 +39,56 @@ NOT_FOR_FIO = {"aio": "aio= does not apply to fio (it sets DeepSpeed aio; fio ha
                "python": "python= does not apply to fio (it selects the interpreter of the aio and ZeRO workers)"}
 
 
-def reference_bw(runner: FioRunner, job: FioJob) -> FioResult:
+def reference_bw(runner: FioRunner, job: FioJob, stem: str = "read-cap-reference") -> FioResult:
     """The target's read bandwidth just before a capped run: fio bs 1M, direct, qd 16, on `job`'s data file."""
     from pytest_nvme_ai.measure.fio.runner import run_fio
 
-    prof = runner.recorder.profile
+    seconds = job.runtime or runner.recorder.profile.fio_runtime_s   # as long as the measured run (the profile's)
     ref = FioJob(name="read-cap-reference", rw="read", bs="1M", iodepth=16, direct=True, filename=job.filename,
-                 size=job.size, runtime=prof.fio_runtime_s, time_based=True)
+                 size=job.size, runtime=seconds, time_based=True)
     return run_fio(ref, runner.target.workdir, runner.recorder.artifact_dir, runner.recorder.timeout,
-                   stem="read-cap-reference", check_direct=False)
+                   stem=stem, check_direct=False)
+
+
+class ReadCap:
+    """The cgroup that caps arm B's reads, and the reference it is set from (re-measured with `refresh`)."""
+
+    def __init__(self, runner: FioRunner, job: FioJob, fraction: float, cg: Any) -> None:
+        self.runner, self.job, self.fraction, self.cg = runner, job, fraction, cg
+        self.history: list[dict[str, float]] = []    # every reference and the cap set from it
+
+    @property
+    def wrap(self) -> list[str]:
+        return list(self.cg.wrap())
+
+    def refresh(self) -> float:
+        """Measure the reference now (outside the cgroup) and set the cap to `fraction` of it; the cap in B/s."""
+        ref = reference_bw(self.runner, self.job, stem=f"read-cap-reference-{len(self.history) + 1}")
+        cap = max(1.0, self.fraction * ref.bw_bytes)
+        # The cap file of the open cgroup (measure.io_cgroup writes it once at open; rewriting it changes the
+        # throttle for the processes started afterwards; an io_cgroup `set_read_cap` would say this in one call).
+        (self.cg.path / self.cg.hierarchy.cap_file).write_text(self.cg.hierarchy.cap_line(self.cg.disk, int(cap)))
+        self.history.append({"reference_bw": ref.bw_bytes, "cap_bps": int(cap)})
+        return cap
+
+    def record(self) -> None:
+        rec, first = self.runner.recorder, self.history[0]
+        rec.set_extra("read_cap", {
+            "fraction": self.fraction, "reference_bw": first["reference_bw"], "cap_bps": first["cap_bps"],
+            "references": self.history,
+            "reference_job": f"fio rw=read bs=1M iodepth=16 direct=1, {self.job.runtime or rec.profile.fio_runtime_s:g} s, "
+                             "same data file, "
+                             "just before " + ("each capped run of arm B" if len(self.history) > 1 else "the capped run"),
+            "how": f"cgroup block throttle (measure.io_cgroup) on {self.cg.disk.name} ({self.cg.disk.dev})"})
+        caps = [h["cap_bps"] / 1e6 for h in self.history]
+        rec.note(f"reads capped at {self.fraction:g} of the bandwidth measured just before: "
+                 + (f"{caps[0]:.0f} MB/s" if len(caps) == 1 else f"{min(caps):.0f}-{max(caps):.0f} MB/s over "
+                    f"{len(caps)} references") + " (--nvme-ai-read-cap)")
 
 
 @contextmanager
-def capped(runner: FioRunner, job: FioJob, fraction: float) -> Iterator[list[str]]:
-    """A wrapper that runs fio inside a cgroup capping reads at `fraction` of the bandwidth measured now."""
+def capped(runner: FioRunner, job: FioJob, fraction: float) -> Iterator[ReadCap]:
+    """A cgroup capping reads at `fraction` of the bandwidth measured now (call `refresh` to re-measure)."""
     import pytest
 
     from pytest_nvme_ai.measure import io_cgroup
@@ -57,18 +96,13 @@ def capped(runner: FioRunner, job: FioJob, fraction: float) -> Iterator[list[str
     reason = io_cgroup.cgroup_missing_reason()
     if reason is not None:
         pytest.skip(f"--nvme-ai-read-cap {fraction:g} needs a cgroup block throttle: {reason}")
-    ref = reference_bw(runner, job)
-    cap = max(1.0, fraction * ref.bw_bytes)
-    rec = runner.recorder
-    with io_cgroup.account(runner.target.workdir, read_cap_bps=cap) as cg:
-        rec.set_extra("read_cap", {"fraction": fraction, "reference_bw": ref.bw_bytes, "cap_bps": int(cap),
-                                   "reference_job": "fio rw=read bs=1M iodepth=16 direct=1, "
-                                                    f"{rec.profile.fio_runtime_s:g} s, same data file",
-                                   "how": f"cgroup block throttle (measure.io_cgroup) on "
-                                          f"{cg.disk.name} ({cg.disk.dev})"})
-        rec.note(f"reads capped at {fraction:g} x {ref.bw_bytes / 1e6:.0f} MB/s measured just before = "
-                 f"{cap / 1e6:.0f} MB/s (--nvme-ai-read-cap)")
-        yield cg.wrap()
+    with io_cgroup.account(runner.target.workdir, read_cap_bps=1) as cg:   # set from the reference below
+        cap = ReadCap(runner, job, fraction, cg)
+        cap.refresh()
+        try:
+            yield cap
+        finally:
+            cap.record()
 
 
 def _values(r: FioResult) -> dict[str, float]:
@@ -138,12 +172,14 @@ def run_pairs(runner: FioRunner, job: FioJob, plan: AbPlan, steady_state: Steady
     stems: dict[Arm, list[str]] = {"A": [], "B": []}
     workdir = {"A": (plan.arm_a_target or runner.target).workdir, "B": runner.target.workdir}
 
-    def run_arms(cap_wrap: Sequence[str]) -> None:
+    def run_arms(cap: ReadCap | None) -> None:
         def measure_once(arm: Arm) -> Mapping[str, float]:
             stem = f"{job.name}-{arm}{len(results[arm]) + 1}"
             spec = specs[arm]
+            if arm == "B" and cap is not None and results["B"]:
+                cap.refresh()   # the drive drifts: each capped run is capped against the bandwidth just before it
             r = run_fio(job_a if arm == "A" else job, workdir[arm], rec.artifact_dir, rec.timeout, stem=stem,
-                        check_direct=False, wrap=[*(cap_wrap if arm == "B" else ()), *wrap],
+                        check_direct=False, wrap=[*(cap.wrap if arm == "B" and cap else ()), *wrap],
                         exe=str(spec["fio"]) if spec["fio"] else None, env=spec["env"] or None)
             results[arm].append(r)
             stems[arm].append(stem)
@@ -152,10 +188,10 @@ def run_pairs(runner: FioRunner, job: FioJob, plan: AbPlan, steady_state: Steady
         plan.measure_pairs(measure_once, arms=specs, label=job.name)
 
     if plan.read_cap is not None:
-        with capped(runner, job, plan.read_cap) as cap_wrap:
-            run_arms(cap_wrap)
+        with capped(runner, job, plan.read_cap) as cap:
+            run_arms(cap)
     else:
-        run_arms(())
+        run_arms(None)
     combined = combine_results(results["B"])
     runner._record(job, combined, stems["B"])
     rec.add_artifact("fio job file (arm A)", rec.artifact_dir / f"{stems['A'][0]}.fio")

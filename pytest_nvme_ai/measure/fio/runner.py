@@ -187,8 +187,8 @@ class FioRunner:
                 with _skip_without_direct_io():
                     return ab.run_pairs(self, job, plan, steady_state, wrap)
             if plan.read_cap is not None:       # the run as configured, capped (fio/ab.py)
-                with _skip_without_direct_io(), ab.capped(self, self.complete(job), plan.read_cap) as cap_wrap:
-                    return self._run_plain(job, n, record, steady_state, [*cap_wrap, *wrap])
+                with _skip_without_direct_io(), ab.capped(self, self.complete(job), plan.read_cap) as cap:
+                    return self._run_plain(job, n, record, steady_state, [*cap.wrap, *wrap])
         return self._run_plain(job, n, record, steady_state, wrap)
 
     def _run_plain(self, job: FioJob, n: int, record: bool, steady_state: SteadyPolicy | None,
