@@ -22,15 +22,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from pytest_nvme_ai.core.ab_protocol import AbPlan, Arm
+from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.measure.fio.job import FioError, FioJob, FioResult, combine_results
 
 if TYPE_CHECKING:
-    from pytest_nvme_ai.measure.fio.runner import FioRunner
+    from pytest_nvme_ai.core.recorder import Recorder
     from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
 
 METRICS = (("bw", "bw_bytes"), ("iops", "iops"), ("clat_p50", "clat_p50"), ("clat_p99", "clat_p99"),
@@ -39,22 +40,41 @@ NOT_FOR_FIO = {"aio": "aio= does not apply to fio (it sets DeepSpeed aio; fio ha
                "python": "python= does not apply to fio (it selects the interpreter of the aio and ZeRO workers)"}
 
 
-def reference_bw(runner: FioRunner, job: FioJob, stem: str = "read-cap-reference") -> FioResult:
-    """The target's read bandwidth just before a capped run: fio bs 1M, direct, qd 16, on `job`'s data file."""
-    from pytest_nvme_ai.measure.fio.runner import run_fio
+class FioRunner(Protocol):
+    """What this module uses of runner.FioRunner (which imports this module: no import back)."""
 
+    target: Target
+    recorder: Recorder
+
+    def complete(self, job: FioJob) -> FioJob: ...
+    def data_file(self, size: int, direct: bool = True) -> Path: ...
+    def _record(self, job: FioJob, result: FioResult, stems: list[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class FioCalls:
+    """runner.py's functions, handed in (runner.FIO_CALLS)."""
+
+    run_fio: Callable[..., FioResult]
+    find_fio: Callable[[], str | None]
+    with_steady_state: Callable[[FioJob, SteadyPolicy], FioJob]
+    make_runner: Callable[[Target, Recorder], FioRunner]
+
+
+def reference_bw(runner: FioRunner, job: FioJob, calls: FioCalls, stem: str = "read-cap-reference") -> FioResult:
+    """The target's read bandwidth just before a capped run: fio bs 1M, direct, qd 16, on `job`'s data file."""
     seconds = job.runtime or runner.recorder.profile.fio_runtime_s   # as long as the measured run (the profile's)
     ref = FioJob(name="read-cap-reference", rw="read", bs="1M", iodepth=16, direct=True, filename=job.filename,
                  size=job.size, runtime=seconds, time_based=True)
-    return run_fio(ref, runner.target.workdir, runner.recorder.artifact_dir, runner.recorder.timeout,
+    return calls.run_fio(ref, runner.target.workdir, runner.recorder.artifact_dir, runner.recorder.timeout,
                    stem=stem, check_direct=False)
 
 
 class ReadCap:
     """The cgroup that caps arm B's reads, and the reference it is set from (re-measured with `refresh`)."""
 
-    def __init__(self, runner: FioRunner, job: FioJob, fraction: float, cg: Any) -> None:
-        self.runner, self.job, self.fraction, self.cg = runner, job, fraction, cg
+    def __init__(self, runner: FioRunner, job: FioJob, fraction: float, cg: Any, calls: FioCalls) -> None:
+        self.runner, self.job, self.fraction, self.cg, self.calls = runner, job, fraction, cg, calls
         self.history: list[dict[str, float]] = []    # every reference and the cap set from it
 
     @property
@@ -63,7 +83,7 @@ class ReadCap:
 
     def refresh(self) -> float:
         """Measure the reference now (outside the cgroup) and set the cap to `fraction` of it; the cap in B/s."""
-        ref = reference_bw(self.runner, self.job, stem=f"read-cap-reference-{len(self.history) + 1}")
+        ref = reference_bw(self.runner, self.job, self.calls, stem=f"read-cap-reference-{len(self.history) + 1}")
         cap = max(1.0, self.fraction * ref.bw_bytes)
         # The cap file of the open cgroup (measure.io_cgroup writes it once at open; rewriting it changes the
         # throttle for the processes started afterwards; an io_cgroup `set_read_cap` would say this in one call).
@@ -87,7 +107,7 @@ class ReadCap:
 
 
 @contextmanager
-def capped(runner: FioRunner, job: FioJob, fraction: float) -> Iterator[ReadCap]:
+def capped(runner: FioRunner, job: FioJob, fraction: float, calls: FioCalls) -> Iterator[ReadCap]:
     """A cgroup capping reads at `fraction` of the bandwidth measured now (call `refresh` to re-measure)."""
     import pytest
 
@@ -97,7 +117,7 @@ def capped(runner: FioRunner, job: FioJob, fraction: float) -> Iterator[ReadCap]
     if reason is not None:
         pytest.skip(f"--nvme-ai-read-cap {fraction:g} needs a cgroup block throttle: {reason}")
     with io_cgroup.account(runner.target.workdir, read_cap_bps=1) as cg:   # set from the reference below
-        cap = ReadCap(runner, job, fraction, cg)
+        cap = ReadCap(runner, job, fraction, cg, calls)
         cap.refresh()
         try:
             yield cap
@@ -116,13 +136,10 @@ def _check_exe(path: str) -> str:
     return found
 
 
-def arm_specs(runner: FioRunner, plan: AbPlan, job_a: FioJob, job_b: FioJob) -> dict[Arm, dict[str, Any]]:
+def arm_specs(runner: FioRunner, plan: AbPlan, job_a: FioJob, job_b: FioJob, fio_b: str | None) -> dict[Arm, dict[str, Any]]:
     """What each arm is, for results.json and the report (side by side)."""
-    from pytest_nvme_ai.measure.fio.runner import find_fio
-
     ov = plan.overrides
     assert ov is not None
-    fio_b = find_fio()
     target_a = plan.arm_a_target or runner.target
     fio_a = _check_exe(ov.fio) if ov.fio else fio_b
     not_applied = [NOT_FOR_FIO[k] for k in ("aio", "python") if getattr(ov, "aio_json" if k == "aio" else k)]
@@ -147,25 +164,23 @@ def _version(exe: str | None) -> str | None:
 
 
 def run_pairs(runner: FioRunner, job: FioJob, plan: AbPlan, steady_state: SteadyPolicy | None,
-              wrap: Sequence[str]) -> FioResult:
+              wrap: Sequence[str], calls: FioCalls) -> FioResult:
     """`job` as A/B pairs until the plan decides; arm B's runs are recorded as the test's metrics."""
-    from pytest_nvme_ai.measure.fio.runner import FioRunner as _Runner, run_fio, with_steady_state
-
     rec = runner.recorder
     given = job
     job = runner.complete(given)
     job_a = job
     if plan.arm_a_target is not None:
-        runner_a = _Runner(plan.arm_a_target, rec)
+        runner_a = calls.make_runner(plan.arm_a_target, rec)
         if given.filename is None:
             job_a = runner_a.complete(given)
         else:   # a file of arm B's workdir (complete() checked): arm A reads a file of the same size of its own
             size = Path(job.filename or given.filename).stat().st_size
             job_a = replace(job, filename=str(runner_a.data_file(size, direct=job.direct)))
     if steady_state is not None:
-        job, job_a = with_steady_state(job, steady_state), with_steady_state(job_a, steady_state)
+        job, job_a = calls.with_steady_state(job, steady_state), calls.with_steady_state(job_a, steady_state)
         rec.note("A/B: each arm's run stops at steady state or the budget, as configured")
-    specs = arm_specs(runner, plan, job_a, job)
+    specs = arm_specs(runner, plan, job_a, job, calls.find_fio())
     for why in specs["A"]["not_applied"]:
         rec.note(f"A/B: {why}")
     results: dict[Arm, list[FioResult]] = {"A": [], "B": []}
@@ -178,7 +193,7 @@ def run_pairs(runner: FioRunner, job: FioJob, plan: AbPlan, steady_state: Steady
             spec = specs[arm]
             if arm == "B" and cap is not None and results["B"]:
                 cap.refresh()   # the drive drifts: each capped run is capped against the bandwidth just before it
-            r = run_fio(job_a if arm == "A" else job, workdir[arm], rec.artifact_dir, rec.timeout, stem=stem,
+            r = calls.run_fio(job_a if arm == "A" else job, workdir[arm], rec.artifact_dir, rec.timeout, stem=stem,
                         check_direct=False, wrap=[*(cap.wrap if arm == "B" and cap else ()), *wrap],
                         exe=str(spec["fio"]) if spec["fio"] else None, env=spec["env"] or None)
             results[arm].append(r)
@@ -188,7 +203,7 @@ def run_pairs(runner: FioRunner, job: FioJob, plan: AbPlan, steady_state: Steady
         plan.measure_pairs(measure_once, arms=specs, label=job.name)
 
     if plan.read_cap is not None:
-        with capped(runner, job, plan.read_cap) as cap:
+        with capped(runner, job, plan.read_cap, calls) as cap:
             run_arms(cap)
     else:
         run_arms(None)

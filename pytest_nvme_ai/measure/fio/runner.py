@@ -24,7 +24,7 @@ from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJo
                       parse_fio_json, parse_size)
 from pytest_nvme_ai.core.fsutil import ensure_inside
 from pytest_nvme_ai.core.text import tail
-from pytest_nvme_ai.measure.fio import hostbound, steady
+from pytest_nvme_ai.measure.fio import ab, hostbound, steady
 from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
 
 if TYPE_CHECKING:
@@ -176,8 +176,6 @@ class FioRunner:
         with its metrics ungated. SMART is sampled meanwhile where the drive allows (measure/health.py),
         and each repetition's CPU use is judged for host-bound figures (measure/fio/hostbound.py).
         """
-        from pytest_nvme_ai.measure.fio import ab
-
         n = repeat if repeat is not None else self.recorder.repeat
         if n < 1:
             raise ValueError(f"repeat={n} must be at least 1")
@@ -185,9 +183,9 @@ class FioRunner:
         if plan is not None and record:
             if plan.overrides is not None:      # A/B: pairs of one repetition per arm, until decided (fio/ab.py)
                 with _skip_without_direct_io():
-                    return ab.run_pairs(self, job, plan, steady_state, wrap)
+                    return ab.run_pairs(self, job, plan, steady_state, wrap, FIO_CALLS)
             if plan.read_cap is not None:       # the run as configured, capped (fio/ab.py)
-                with _skip_without_direct_io(), ab.capped(self, self.complete(job), plan.read_cap) as cap:
+                with _skip_without_direct_io(), ab.capped(self, self.complete(job), plan.read_cap, FIO_CALLS) as cap:
                     return self._run_plain(job, n, record, steady_state, [*cap.wrap, *wrap])
         return self._run_plain(job, n, record, steady_state, wrap)
 
@@ -403,3 +401,7 @@ def _split_among_jobs(job: FioJob, total: int) -> FioJob:
     if per_job < job.bs_bytes:
         raise ValueError(f"file of {format_size(total)} is too small to give {job.numjobs} jobs one bs={job.bs} each")
     return replace(job, size=per_job, offset_increment=per_job)
+
+
+# What measure/fio/ab.py (A/B pairs, the read cap) calls back into: handed in, so it never imports this module.
+FIO_CALLS = ab.FioCalls(run_fio, find_fio, with_steady_state, FioRunner)
