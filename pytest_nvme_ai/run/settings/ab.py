@@ -50,7 +50,7 @@ SETTINGS = (
     Setting("ab_budget", "A/B: seconds per test that the pairs may take before an undecided metric reads "
             "'unknown' (default: the profile's, quick 120).", budget, None, metavar="SECONDS"),
     Setting("read_cap", "cap the reads of the run as configured (arm B in A/B mode) at FRACTION (0 < f <= 1, "
-            "or 70%) of the target's fio bandwidth measured just before, with a cgroup block throttle "
+            "or 70%%) of the target's fio bandwidth measured just before, with a cgroup block throttle "
             "(root only; elsewhere the capped tests skip with the reason).", read_cap, None, metavar="FRACTION"),
     Setting("ab_order", "A/B: order of the arms within each pair: random (default; a coin per pair from a seed "
             "recorded in results.json) or abba (AB, BA, AB, ...).", order, "random", metavar="random|abba"),
