@@ -151,3 +151,29 @@ def test_series_key_names_the_arms_and_the_cap() -> None:
     assert RunAb(parse_ab(["same"]), 0.5, 60).series == "A:same|B:read_cap=0.5"
     assert RunAb(parse_ab(["fio=/opt/fio"]), None, 60).series == "A:fio=/opt/fio"
     assert RunAb(None, 0.5, 60).series is None and RunAb(None, 0.5, 60).active
+
+
+def test_history_keeps_an_ab_test_as_its_own_series() -> None:
+    from pytest_nvme_ai.history.flatten import ab_series_key
+
+    assert ab_series_key({"ab": {"series": "A:same|B:read_cap=0.5"}}, "t.py::t[bs1M]") == \
+        "t.py::t[bs1M] {ab A:same|B:read_cap=0.5}"
+    assert ab_series_key({"ab": None}, "t.py::t") == "t.py::t" and ab_series_key({}, "k") == "k"
+
+
+def test_report_section_draws_the_forest_plot_and_the_arms() -> None:
+    from pathlib import Path
+
+    from pytest_nvme_ai.report.sections.ab import ab_section
+    from pytest_nvme_ai.report.view import view_of
+
+    p, rec, clock = plan(budget=600, cap=0.5)
+    p.measure_pairs(fake(clock, 0.5, 0.03), arms={"A": {"target": "/a"}, "B": {"target": "/b", "read_cap": 0.5}})
+    test = {"nodeid": "t.py::t[@x]", "suite": "seq_read", "outcome": "failed", "verdict": "regression", "ab": rec.ab}
+    sec = ab_section([view_of(0, test, Path("."), None)])
+    assert sec is not None and len(sec.charts) == 2 and not any(c.error for c in sec.charts)
+    assert 'aria-label="A/B forest plot"' in sec.charts[0].svg and "worse (5)" in sec.charts[0].svg
+    assert sec.tables[0].rows[0][-1].text == "worse" and sec.tables[0].rows[0][-1].css == "v-regression"
+    arms = dict(sec.cards[0].rows)
+    assert arms["target"] == "A: /a | B: /b" and arms["read cap"] == "A: — | B: 0.5"
+    assert ab_section([view_of(0, {"nodeid": "u"}, Path("."), None)]) is None

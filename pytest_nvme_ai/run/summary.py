@@ -82,7 +82,7 @@ def iter_table_rows(records: list[TestRecord]) -> Iterator[Row]:
             yield rec.nodeid, f"{len(rec.comparisons)} metrics", "-", "-", "-", "-", "new"
             continue
         for c in rec.comparisons:
-            if not c.gated and c.verdict in ("pass", "new", "incomparable"):
+            if not c.gated and c.verdict in ("pass", "new", "incomparable", "unknown"):
                 continue
             base = format_value(c.baseline, c.unit) if c.baseline is not None else "-"
             now = format_value(c.now, c.unit)
