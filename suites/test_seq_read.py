@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_nvme_ai.core.ab_protocol import plan_of
 from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.measure.fio.runner import FioJob, FioRunner, record_metrics
 from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
@@ -116,13 +117,15 @@ def test_seq_read(fio, offload_target, nvme_ai, bs: str, iodepth: int, numjobs: 
 
     policy = steady_policy(nvme_ai)
     result = fio.run(job, steady_state=policy)
-    if policy is not None:
+    # A/B (--nvme-ai-ab): one repetition per arm per pair, as many pairs as the decision took; arm B's are the metrics
+    n = len(result.repetitions) if ab_mode(nvme_ai) else nvme_ai.repeat
+    if policy is not None and not ab_mode(nvme_ai):
         point = fio.last_steady_state
         assert len(point["repetitions"]) == nvme_ai.repeat and point["criterion"] == policy.criterion()
         # fio never runs a repetition past the budget (it may stop well before, once steady).
         assert all(r["ran_s"] <= policy.budget_s + 1 for r in point["repetitions"])
 
-    assert len(result.repetitions) == nvme_ai.repeat
+    assert len(result.repetitions) == n and n >= 1
     for i, rep in enumerate(result.repetitions, 1):
         assert rep.error == 0, f"repetition {i}: fio reported error {rep.error}"
         # fio moved data, at least one full block per job, and timed it: the figures are measurements.
@@ -130,7 +133,17 @@ def test_seq_read(fio, offload_target, nvme_ai, bs: str, iodepth: int, numjobs: 
         assert rep.runtime_ms > 0 and rep.bw_bytes > 0
         assert rep.clat_p50 is not None and rep.clat_p50 <= rep.clat_p99 <= rep.clat_p999  # type: ignore[operator]
     assert set(nvme_ai.metrics()) >= {"bw", "iops", "clat_p50", "clat_p99", "clat_p999"}
-    assert nvme_ai.metrics()["bw"].n == nvme_ai.repeat
+    assert nvme_ai.metrics()["bw"].n == n
+
+
+def ab_mode(nvme_ai) -> bool:
+    plan = plan_of(nvme_ai)
+    return plan is not None and plan.overrides is not None
+
+
+def skip_in_ab_mode(nvme_ai, what: str) -> None:
+    if ab_mode(nvme_ai):
+        pytest.skip(f"A/B pairs (--nvme-ai-ab) run for test_seq_read; {what} has no A/B arms yet")
 
 
 def test_seq_read_concurrent(nvme_ai, drive_set: int | None, bs: str, iodepth: int, numjobs: int) -> None:
@@ -140,6 +153,7 @@ def test_seq_read_concurrent(nvme_ai, drive_set: int | None, bs: str, iodepth: i
     from pytest_nvme_ai.measure.fio.runner import fio_missing_reason
 
     targets = get_session(nvme_ai.config).targets
+    skip_in_ab_mode(nvme_ai, "the concurrent mode")
     if drive_set is None:
         pytest.skip("concurrent mode is off (--nvme-ai-concurrent runs the seq-read points on all targets at once)")
     if len(targets) < 2:
@@ -182,6 +196,7 @@ def test_seq_read_remote(nvme_ai, remote, bs: str, iodepth: int, numjobs: int) -
     from pytest_nvme_ai.measure.fio.remote import run_remote
     from pytest_nvme_ai.measure.fio.runner import find_fio
 
+    skip_in_ab_mode(nvme_ai, "the remote mode")
     if remote is None:
         pytest.skip("no remote drive: --nvme-ai-fio-client HOST=DIR runs these points on a host's `fio --server`")
     exe = find_fio()

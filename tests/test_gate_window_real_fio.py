@@ -45,7 +45,7 @@ def test_window_of_sessions_gates_a_real_slowdown(pytester: pytest.Pytester) -> 
     assert any("fewer than 5 sessions" in w for w in latest(pytester)["run"]["gate_warnings"])
     three.stdout.fnmatch_lines(["*nvme-ai WARNING @default: 1 gated check(s) have fewer than 5 sessions in their window: "
                                 "the drift between sessions is unknown*",
-                                "*test_capped_read*bw*? (3/5 sess.)*pass*"])
+                                "*test_capped_read*bw*? (3/5 sess.)*unknown*"])   # issue 23: was pass
 
     for _ in range(2):
         run(pytester, "16M", "--nvme-ai-save-baseline").assert_outcomes(passed=1)
@@ -53,7 +53,7 @@ def test_window_of_sessions_gates_a_real_slowdown(pytester: pytest.Pytester) -> 
     bw = latest(pytester)["tests"][0]["baseline"]["metrics"]["bw"]
     assert bw["method"] == "session-window" and bw["window_sessions"] == 5
     assert bw["tolerance"] == 10.0 and bw["min_detectable_change"] >= 10.0
-    if bw["verdict"] != "pass":
+    if bw["verdict"] not in ("pass", "unknown"):   # unknown (issue 23): a window whose drift hides a 10% change
         # The shared VM stalled this whole session: then it really read slower than the cap allows, and
         # saying so is the gate's job (a quiet CI machine does not get here).
         assert bw["verdict"] == "regression" and bw["now"] < 0.9 * 16 * 2**20, bw["message"]

@@ -91,6 +91,9 @@ class Profile:
     # storage-shaped cases (KV shape, sequences, tokens per sequence)
     kv_serving: tuple[int, int, int]
     kv_storage: tuple[tuple[str, int, int], ...]
+    # A/B (--nvme-ai-ab): seconds per test that pairs may take before an undecided metric reads `unknown`
+    # (--nvme-ai-ab-budget overrides). quick: issue 23's goal for a fio decision (2 min).
+    ab_budget_s: float
 
 
 def _quick_inference() -> tuple[tuple[InferenceCase, ...], tuple[InferenceCase, ...]]:
@@ -156,7 +159,8 @@ PROFILES: dict[str, Profile] = {
         ss_budget_s=0, ss_window_s=3, ss_ramp_s=1, precondition_bytes=512 * MiB, health_interval_s=1,
         zinf_steps=3, zinf_warmup=1, zinf_single=_TQS, zinf_pair=_TQP, ckpt_files=4, ckpt_file_bytes=64 * MiB,
         model_load_models=("opt-350m",),                    # one 662 MB file: a few hundred MB, as CI affords
-        kv_serving=(3, 3, 448), kv_storage=(("llama-3-8b", 4, 1024),)),
+        kv_serving=(3, 3, 448), kv_storage=(("llama-3-8b", 4, 1024),),
+        ab_budget_s=120),
     "standard": Profile(
         "standard", repeat=3, child_timeout_s=3600,
         fio_runtime_s=15, fio_ramp_s=3, fio_file_bytes=16 * GiB,
@@ -169,7 +173,8 @@ PROFILES: dict[str, Profile] = {
         ss_budget_s=120, ss_window_s=10, ss_ramp_s=5, precondition_bytes=64 * GiB, health_interval_s=5,
         zinf_steps=5, zinf_warmup=1, zinf_single=_TSS, zinf_pair=_TSP, ckpt_files=8, ckpt_file_bytes=1 * GiB,
         model_load_models=("opt-1.3b", "opt-6.7b"),         # 2.6 and 13 GB
-        kv_serving=(12, 4, 1984), kv_storage=(("llama-3-8b", 16, 2048), ("llama-3-70b", 8, 2048))),
+        kv_serving=(12, 4, 1984), kv_storage=(("llama-3-8b", 16, 2048), ("llama-3-70b", 8, 2048)),
+        ab_budget_s=900),
     "full": Profile(
         "full", repeat=5, child_timeout_s=4 * 3600,
         fio_runtime_s=60, fio_ramp_s=5, fio_file_bytes=64 * GiB,
@@ -182,5 +187,6 @@ PROFILES: dict[str, Profile] = {
         ss_budget_s=600, ss_window_s=30, ss_ramp_s=10, precondition_bytes=256 * GiB, health_interval_s=5,
         zinf_steps=10, zinf_warmup=2, zinf_single=_TFS, zinf_pair=_TFP, ckpt_files=16, ckpt_file_bytes=4 * GiB,
         model_load_models=("opt-13b", "opt-30b", "opt-66b"),  # the seed study's models: 26, 60 and 132 GB
-        kv_serving=(24, 6, 1984), kv_storage=(("llama-3-8b", 64, 4096), ("llama-3-70b", 32, 4096))),
+        kv_serving=(24, 6, 1984), kv_storage=(("llama-3-8b", 64, 4096), ("llama-3-70b", 32, 4096)),
+        ab_budget_s=3600),
 }

@@ -51,7 +51,10 @@ def load_results(raw: str | Path) -> dict[str, Any]:
 
 # A test's (and a comparison's) verdict, as results.json stores it; None in the file means not gated
 # (skipped, interrupted, or nothing measured). "error": the test failed or errored without a regression.
-Verdict = Literal["pass", "regression", "improvement", "new", "incomparable", "error"]
+# "unknown": the gate (window or A/B) cannot tell a change of the tolerance's size from noise here; the test
+# passes (yellow), and fails under --nvme-ai-strict. A/B verdicts "same"/"worse"/"better" stay in the A/B
+# record (tests[].ab); the test's verdict maps them: worse -> regression, better -> improvement, same -> pass.
+Verdict = Literal["pass", "regression", "improvement", "new", "incomparable", "error", "unknown"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 

@@ -1,7 +1,7 @@
 """The whole gate decision: which baseline a target is gated against (its own, else a sibling drive's),
 which metrics are gated, which tolerance applies, whether the baseline is comparable at all, the verdict,
 what fails the test (a regression; an incomparable baseline under --nvme-ai-strict) and what only warns
-(an improvement), the "error" verdict of a test that failed otherwise, and which sessions a
+(an improvement), `unknown` (passes; fails under --nvme-ai-strict), the "error" verdict of a test that failed otherwise, and which sessions a
 --nvme-ai-save-baseline keeps. The session hands over plain data and acts on what comes back; nothing of
 this policy lives in run/ or plugin.py.
 
@@ -100,6 +100,10 @@ class GateVerdict:
     def incomparable(self) -> list[Comparison]:
         return [c for c in self.comparisons if c.gated and c.verdict == "incomparable"]
 
+    @property
+    def unknown(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.gated and c.verdict == "unknown"]
+
     def failure(self) -> str | None:
         """The text that fails the test, or None when it passes the gate."""
         if not self.regressions:
@@ -115,6 +119,10 @@ class GateVerdict:
         warnings = tuple(c.message + " — refresh the baseline with --nvme-ai-save-baseline" for c in self.improvements)
         if strict and self.incomparable:
             return GateAction(self.incomparable[0].message + " (--nvme-ai-strict)", warnings)
+        if strict and self.unknown:
+            return GateAction("\n".join(c.message for c in self.unknown)
+                              + "\n(--nvme-ai-strict: a check that cannot see a change of the tolerance's size fails)",
+                              warnings)
         return GateAction(None, warnings)
 
     def properties(self) -> list[tuple[str, Any]]:
@@ -127,6 +135,72 @@ class GateVerdict:
                 out.append((f"nvme_ai.{c.metric}.min_detectable_change_pct", round(c.min_detectable_change, 2)))
         if self.verdict:
             out.append(("nvme_ai.verdict", self.verdict))
+        return out
+
+
+AB_TO_VERDICT: Mapping[str, Verdict] = {"worse": "regression", "better": "improvement", "same": "pass",
+                                        "unknown": "unknown"}
+
+
+@dataclass(frozen=True)
+class AbGate:
+    """What an A/B test's decisions (results.json `tests[].ab`, run/ab.py) do to it: `worse` fails it with the
+    metric, ratio, interval, tolerance and pairs named; `better` warns; `unknown` passes (yellow), and fails
+    under --nvme-ai-strict; `same` passes. Same interface as GateVerdict for the plugin."""
+
+    doc: Mapping[str, Any]
+    verdict: Verdict
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> "AbGate":
+        return cls(doc, AB_TO_VERDICT.get(str(doc.get("verdict")), "unknown"))
+
+    def _checks(self) -> list[tuple[str, str, Mapping[str, Any]]]:
+        """(point label, metric, decision dict) of every decided metric."""
+        return [(str(p.get("label") or ""), name, d) for p in self.doc.get("points") or []
+                for name, d in (p.get("metrics") or {}).items()]
+
+    def _message(self, label: str, name: str, d: Mapping[str, Any]) -> str:
+        ratio, ivl = d.get("ratio"), list(d.get("interval") or [None, None])
+        hi = "inf" if ivl[1] is None else f"{ivl[1]:.3f}"
+        where = f" [{label}]" if label else ""
+        head = f"A/B {name}{where} {str(d.get('verdict')).upper()}"
+        if ratio is None:
+            return f"{head}: {d.get('stop_reason')}"
+        return (f"{head}: B/A {ratio:.3f} (change {(ratio - 1) * 100:+.1f}%), {1 - float(d.get('alpha') or 0.05):.0%} "
+                f"interval [{(ivl[0] or 0.0):.3f}, {hi}], tolerance ±{d.get('tolerance'):g}%, {d.get('pairs')} pairs "
+                f"({d.get('better')} is better); {d.get('stop_reason')}; {self.doc.get('describe') or ''}".rstrip("; "))
+
+    def failure(self) -> str | None:
+        worse = [self._message(*c) for c in self._checks() if c[2].get("verdict") == "worse"]
+        return "\n".join(worse) if worse else None
+
+    def enforce(self, *, strict: bool) -> GateAction:
+        failure = self.failure()
+        if failure:
+            return GateAction(failure, ())
+        checks = self._checks()
+        better = tuple(self._message(*c) for c in checks if c[2].get("verdict") == "better")
+        unknown = [self._message(*c) for c in checks if c[2].get("verdict") == "unknown"]
+        if strict and (unknown or self.verdict == "unknown"):
+            return GateAction("\n".join(unknown or ["A/B: no gated metric could be decided"])
+                              + "\n(--nvme-ai-strict: an A/B comparison that stays unknown fails)", better)
+        return GateAction(None, better)
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """JUnit properties: per metric its ratio, interval and verdict; the test's A/B and overall verdict."""
+        out: list[tuple[str, Any]] = []
+        for label, name, d in self._checks():
+            key = f"nvme_ai.ab.{name}" + (f".{label}" if label and len(self.doc.get("points") or []) > 1 else "")
+            ivl = list(d.get("interval") or [None, None])
+            out.append((f"{key}.ratio", None if d.get("ratio") is None else round(float(d["ratio"]), 4)))
+            out.append((f"{key}.interval", f"[{ivl[0]}, {'inf' if ivl[1] is None else ivl[1]}]"))
+            out.append((f"{key}.verdict", d.get("verdict")))
+            out.append((f"{key}.pairs", d.get("pairs")))
+        out.append(("nvme_ai.ab.verdict", self.doc.get("verdict")))
+        if self.doc.get("series"):
+            out.append(("nvme_ai.ab.series", self.doc["series"]))
+        out.append(("nvme_ai.verdict", self.verdict))
         return out
 
 

@@ -16,10 +16,22 @@ possible p is 1/C(6,3) = 0.05, so "significant" means *every* run now is worse
 than *every* baseline run. Where the sample sizes cannot reach ALPHA at all (one
 sample on a side, or 2 vs 2 whose smallest p is 1/6), the test has no power and
 tolerance alone decides; the comparison says so (method "tolerance-only").
+
+`unknown` (issue 23): a check that cannot see a change of the tolerance's size says so instead of
+`pass`. Session-window rule: the check is blind (its prediction limit exceeds the tolerance, so the
+drift alone hides such a change; `WindowStats.blind_to`) and found no regression or improvement.
+Within-session rule on a window too short to know the drift (fewer than window.MIN_SESSIONS sessions):
+the MDC is unknown, so every check that is not a change beyond window.SHORT_LIMIT_LOG (the limit under
+an assumed drift) reads unknown; an unchanged runner building its window stays green-or-yellow, and a
+50% drop still fails. Direct callers that pass no window (`sessions=None`) keep the plain rule.
+Why the limit and not the MDC itself: the MDC is max(limit, tolerance) plus a power margin, so it
+exceeds the tolerance for every window with any spread; comparing it with the tolerance would make
+`pass` unreachable. The limit is what decides whether a change of the tolerance's size can be flagged.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import math
 from math import comb
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -87,6 +99,8 @@ def _day(ts: str | None) -> str:
 def _head(verdict: Verdict, beyond: bool) -> str:
     if verdict == "pass" and beyond:
         return "beyond tolerance but not significant"
+    if verdict == "unknown":
+        return "UNKNOWN (the gate cannot see a change of the tolerance's size here)"
     return {"regression": "REGRESSION", "improvement": "improvement", "pass": "within noise"}[verdict]
 
 
@@ -139,15 +153,22 @@ def _within_session_verdict(now: Metric, base: Metric, tol: float, alpha: float,
         why = "single sample" if min(now.n, base.n) < 2 else f"too few samples for significance at alpha {alpha:g}"
         evidence = (f"{why} (n={now.n} now vs {base.n} baseline): tolerance alone decides, no significance test; "
                     f"use --nvme-ai-repeat 3 or more for a statistical gate")
+    verdict: Verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
     if k is None:
         short = ""
     elif k >= window.MIN_SESSIONS:
         short = ("; the session-window rule needs positive values (a zero or negative sample): compared with the "
                  "latest session's samples only")
     else:
+        limit = window.short_limit_pct(now.better) if worse else window.short_limit_pct(
+            "lower" if now.better == "higher" else "higher")
+        clear = delta > -1.0 and abs(math.log1p(delta)) > window.SHORT_LIMIT_LOG
+        if not (verdict != "pass" and clear):
+            verdict = "unknown"
         short = (f"; window too short to know the drift between sessions ({k} of {window.MIN_SESSIONS} sessions): "
-                 f"compared with the latest session's samples only; save more sessions with --nvme-ai-save-baseline")
-    verdict: Verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
+                 f"compared with the latest session's samples only, and only a change beyond {limit:.0f}% (the "
+                 f"limit under an assumed drift of ±{window.ASSUMED_DRIFT * 100:.0f}% between sessions) counts; "
+                 f"save more sessions with --nvme-ai-save-baseline")
     message = (
         f"{now.name} {_head(verdict, beyond)}: baseline {format_value(base.value, base.unit)}, "
         f"now {format_value(now.value, now.unit)}, delta {delta * 100:+.1f}% ({'worse' if worse else 'better'}; "
@@ -165,6 +186,8 @@ def _window_verdict(now: Metric, w: window.WindowStats, tol: float, mk: Callable
     verdict: Verdict = ("regression" if worse else "improvement") if beyond and significant else "pass"
     limit = w.limit_pct(now.better)
     mdc = w.mdc_pct(now.better, tol)
+    if verdict == "pass" and w.blind_to(now.better, tol):
+        verdict = "unknown"   # the drift alone hides a change of the tolerance's size: no claim of "within"
     evidence = (f"session-window rule: {'outside' if significant else 'inside'} the window's one-sided "
                 f"{(1 - WINDOW_ALPHA) * 100:g}% prediction limit of {limit:.1f}% "
                 f"(t={w.t_quantile:.2f}, df {w.k - 1}; now at {distance:+.2f} limits); "
@@ -183,7 +206,9 @@ def _window_verdict(now: Metric, w: window.WindowStats, tol: float, mk: Callable
 
 def overall(comparisons: list[Comparison]) -> Verdict | None:
     """One verdict per test from its gated metrics. A test with no gated metric cannot regress:
-    it is 'new', 'incomparable' or 'pass' from what its report-only metrics show."""
+    it is 'new', 'incomparable' or 'pass' from what its report-only metrics show. A gated check that
+    reads 'unknown' makes the test 'unknown' unless another regressed or improved: a test passes only
+    when every check could see what it claims."""
     if not comparisons:
         return None
     gated = [c for c in comparisons if c.gated]
@@ -191,7 +216,7 @@ def overall(comparisons: list[Comparison]) -> Verdict | None:
         kinds = {c.verdict for c in comparisons}
         return "new" if kinds == {"new"} else "incomparable" if kinds == {"incomparable"} else "pass"
     verdicts = {c.verdict for c in gated}
-    for v in ("regression", "improvement"):
+    for v in ("regression", "improvement", "unknown"):
         if v in verdicts:
             return v
     if verdicts == {"new"}:

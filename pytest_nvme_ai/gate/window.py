@@ -35,7 +35,9 @@ MIN_SESSIONS = 5: with k - 1 = 4 degrees of freedom the spread estimate is withi
 truth in ~91% of windows (chi-square), and t(4, 0.99) = 3.75 still gives a usable limit; at k = 3
 (two degrees of freedom) one window in five understates the spread by half or more, so the gate
 would claim a sensitivity it does not have. With fewer sessions the within-session rule decides and
-the message says the window is too short to know the drift.
+the message says the window is too short to know the drift. Then the drift is unknown, and so is the
+MDC: only a change beyond SHORT_LIMIT_LOG (the limit under an assumed drift, below) counts as a
+regression, and anything else reads `unknown`, not `pass` (gate/verdict.py).
 
 Minimum detectable change (MDC): the smallest true shift of the metric that this window flags with
 probability POWER (90%): the larger of the limit and the tolerance, plus t(k-1, POWER) session
@@ -47,12 +49,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 ALPHA = 0.01          # one-sided false-alarm rate per gated check, under the model
 POWER = 0.90          # the MDC is the shift caught with this probability
 MIN_SESSIONS = 5
 MEDIAN_SE_FACTOR = 1.2533   # sqrt(pi/2): standard error of a median vs of a mean, normal samples
+# Until MIN_SESSIONS sessions measure the drift, it is assumed: ASSUMED_DRIFT is a log-SD between sessions
+# at the top of what this project measured on shared runners (fio 3-15%, ZeRO-Inference decode 28%;
+# docs/gate.md). A short window compares with its latest session alone, so the one-sided prediction limit
+# for one more session against one reference session is z(1 - ALPHA) * ASSUMED_DRIFT * sqrt(1 + 1/1):
+# 0.658 on the log scale, i.e. 48% slower or 93% faster. Unchanged runners moved by up to -47% between
+# early saves (issue 23); a 50% drop (log 0.693) still lies beyond it.
+ASSUMED_DRIFT = 0.20
+SHORT_LIMIT_LOG = NormalDist().inv_cdf(1.0 - ALPHA) * ASSUMED_DRIFT * math.sqrt(2.0)
+
+
+def short_limit_pct(better: str) -> float:
+    """The short-window limit as a percentage in the worse direction (48.2% lower, or 93.1% higher)."""
+    return ((1.0 - math.exp(-SHORT_LIMIT_LOG)) if better == "higher" else math.expm1(SHORT_LIMIT_LOG)) * 100.0
 
 
 @dataclass(frozen=True)

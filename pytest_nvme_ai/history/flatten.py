@@ -86,6 +86,13 @@ def run_status(run: Mapping[str, Any]) -> str:
     return "interrupted" if run.get("exitstatus") == INTERRUPTED_EXIT else "complete"
 
 
+def ab_series_key(test: Mapping[str, Any], key: str) -> str:
+    """An A/B test is its own series, keyed by its arms (core.arms.series_key, results.json `tests[].ab.series`):
+    arm B of an A/B session (capped, or measured beside another build) must not join the plain test's trend."""
+    series = _map(test.get("ab")).get("series")
+    return f"{key} {{ab {series}}}" if isinstance(series, str) and series else key
+
+
 def flatten(data: Mapping[str, Any], *, source: str | None = None) -> RunRows:
     run = _map(data.get("run"))
     run_id = str(run.get("id") or "")
@@ -141,7 +148,7 @@ def flatten(data: Mapping[str, Any], *, source: str | None = None) -> RunRows:
         if tgt is None and len(target_rows) == 1:
             tgt = target_rows[0]
         tgt = tgt or dict(unknown)
-        key = str(t.get("key") or t.get("nodeid") or f"test {i}")
+        key = ab_series_key(t, str(t.get("key") or t.get("nodeid") or f"test {i}"))
         test_rows.append({
             "run_id": run_id, "test_index": i, "nodeid": str(t.get("nodeid") or key), "test_key": key,
             "suite": t.get("suite"), "target_label": tgt.get("label", tlabel), "outcome": t.get("outcome"),

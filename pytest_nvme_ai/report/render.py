@@ -49,9 +49,12 @@ def overall(c: Mapping[str, int], total: int, run_status: str | None = None) -> 
         return "ERRORS", "v-error"
     if total == 0 or c.get("skipped") == total:
         return "NOTHING MEASURED", "v-incomparable"
-    if c.get("new") and not c.get("pass") and not c.get("improvement"):
+    if c.get("new") and not c.get("pass") and not c.get("improvement") and not c.get("unknown"):
         # Nothing was compared: "PASS" would claim a gate that did not happen.
         return "NO BASELINE YET", "v-new"
+    if c.get("unknown"):
+        # Passed, but some checks could not see a change of the tolerance's size: never green.
+        return f"PASS, {c['unknown']} UNKNOWN", "v-unknown"
     return "PASS", "v-pass"
 
 
@@ -143,8 +146,22 @@ def run_context(data: Mapping[str, Any], out: Path, run_dir: Path | None) -> dic
         "verdict": verdict, "verdict_css": verdict_css, "counts": c, "total": len(views),
         "attention": attention(views), "run_info": run_info(data),
         "drives": [drive_view(t) for t in targets if isinstance(t, Mapping)],
-        "environment": environment(data), "sections": build_sections(views),
+        "environment": environment(data), "sections": ab_first(views) + build_sections(views),
     }
+
+
+def ab_first(views: list[TestView]) -> list[Any]:
+    """The A/B section (report/sections/ab.py), first when the run compared two arms; else nothing."""
+    from pytest_nvme_ai.report.sections.ab import ab_section
+
+    sec = ab_section(views)
+    return [sec] if sec is not None else []
+
+
+# The `unknown` verdict's colour (yellow: passed, not green). The stylesheet template has no rule for it yet;
+# until it does (one line in templates/style.css.j2), the page gets it here, inside its own <style>.
+UNKNOWN_CSS = (".v-unknown{background:#fef9c3;color:#854d0e}"
+               "td.v-unknown{text-align:center}")
 
 
 def render_page(template: str, context: Mapping[str, Any]) -> str:
@@ -156,4 +173,5 @@ def render_page(template: str, context: Mapping[str, Any]) -> str:
         undefined=jinja2.StrictUndefined,  # a template typo fails the tests, not silently blanks a cell
         trim_blocks=True, lstrip_blocks=True,
     )
-    return env.get_template(template).render(**context)
+    page = env.get_template(template).render(**context)
+    return page if ".v-unknown{" in page else page.replace("</style>", UNKNOWN_CSS + "\n</style>", 1)

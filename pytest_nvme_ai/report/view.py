@@ -17,8 +17,10 @@ from pytest_nvme_ai.core.metrics import CATALOG
 from pytest_nvme_ai.report.fmt import as_list, as_map, fmt, fmt_delta, num, params_text, tail, tolerance_text
 
 # Order of the verdict badges at the top; also the sort order of "needs attention".
-STATUSES = ("regression", "error", "incomparable", "improvement", "new", "pass", "skipped", "not-run", "unmeasured")
-ATTENTION = ("regression", "error", "incomparable", "improvement")
+# "unknown" (issue 23): the gate (window or A/B) cannot see a change of the tolerance's size; shown yellow.
+STATUSES = ("regression", "error", "incomparable", "improvement", "unknown", "new", "pass", "skipped", "not-run",
+            "unmeasured")
+ATTENTION = ("regression", "error", "incomparable", "improvement", "unknown")
 
 
 # ---- table cells ------------------------------------------------------------------------------

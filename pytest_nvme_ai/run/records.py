@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
+from pytest_nvme_ai.core.ab_protocol import AbPlan
 from pytest_nvme_ai.core.cache import SessionCache
 from pytest_nvme_ai.core.lifecycle import ChildRegistry
 from pytest_nvme_ai.core.metrics import Metric
@@ -42,6 +43,7 @@ class TestRecord:
     verdict: Verdict | None = None
     gated_metrics: tuple[str, ...] | None = None               # from the marker's metrics=
     tolerance: float = 10.0
+    ab: dict[str, Any] | None = None                           # A/B in one session (run/ab.py), results.json `ab`
 
     def to_dict(self) -> dict[str, Any]:
         base = None
@@ -64,6 +66,7 @@ class TestRecord:
             "baseline": base,
             "verdict": self.verdict,
             "tolerance": self.tolerance,
+            "ab": self.ab,
             "artifacts": self.artifacts,
             "extra": jsonable(self.extra),
             "notes": self.notes,
@@ -94,7 +97,8 @@ class SessionRecorder:
 
     def __init__(self, record: TestRecord, *, config: pytest.Config, profile: Profile, repeat: int,
                  timeout: int | None, run_dir: Callable[[], Path], cache: SessionCache, aio: str,
-                 children: ChildRegistry | None = None, engine_reuse: bool = True, fork_workers: bool = True) -> None:
+                 children: ChildRegistry | None = None, engine_reuse: bool = True, fork_workers: bool = True,
+                 ab: AbPlan | None = None) -> None:
         self._record = record
         self._config = config
         self._profile = profile
@@ -106,6 +110,7 @@ class SessionRecorder:
         self._children = children if children is not None else ChildRegistry()
         self._engine_reuse = engine_reuse
         self._fork_workers = fork_workers
+        self._ab = ab
 
     @property
     def nodeid(self) -> str:
@@ -197,6 +202,11 @@ class SessionRecorder:
     def engine_reuse(self) -> bool:
         """--nvme-ai-engine-reuse: ZeRO-Inference cases that share an engine share one worker."""
         return self._engine_reuse
+
+    @property
+    def ab(self) -> AbPlan | None:
+        """A/B in one session (core.ab_protocol): the pairs' scheduler and the read cap; None when neither is on."""
+        return self._ab
 
     @property
     def fork_workers(self) -> bool:

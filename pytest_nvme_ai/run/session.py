@@ -19,8 +19,9 @@ from pytest_nvme_ai.core.lifecycle import ChildRegistry
 from pytest_nvme_ai.core.profiles import Profile
 from pytest_nvme_ai.core.targets import Target, strip_target_id
 from pytest_nvme_ai.core.writable import check_writable_dir, check_writable_file
-from pytest_nvme_ai.gate.policy import GateRules, GateSettingError, GateSubject, GateVerdict, decide, final_verdict
+from pytest_nvme_ai.gate.policy import AbGate, GateRules, GateSettingError, GateSubject, GateVerdict, decide, final_verdict
 from pytest_nvme_ai.run import settings
+from pytest_nvme_ai.run.ab import AbSetupError, RunAb, TestAb
 from pytest_nvme_ai.run.baseline_set import RunBaselines
 from pytest_nvme_ai.run.environment import collect as collect_environment
 from pytest_nvme_ai.run.history_hook import RunHistory
@@ -62,6 +63,8 @@ class NvmeAiSession:
         self.children = ChildRegistry()
         # The history store is opened here: a store that cannot be used stops the run before anything runs.
         self.history = RunHistory(self.settings.history if not self.settings.collect_only else NO_HISTORY)
+        st = self.settings
+        self.ab = RunAb(st.ab, st.read_cap, st.ab_budget_s, "abba" if st.ab_order == "abba" else "random")
 
     # ---- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,11 +78,26 @@ class NvmeAiSession:
                                                          "argv": list(self.settings.argv)})
             self.baselines.load(self.targets, self.settings)
             self.baselines.check_files(self.settings.save_baseline)
+            if not self.settings.collect_only:
+                self.setup_ab()
         except BaseException:
             # pytest skips sessionfinish when sessionstart fails: remove our private dirs and locks now.
             self.release()
             raise
         self.environment = collect_environment()
+
+    def setup_ab(self) -> None:
+        """Arm A's target (validated like a target, its own private dir); A/B and a baseline save exclude each other."""
+        from pytest_nvme_ai.measure.device import identify
+
+        if self.ab.enabled and self.settings.save_baseline:
+            raise pytest.UsageError("pytest-nvme-ai: --nvme-ai-save-baseline with --nvme-ai-ab: an A/B session is its "
+                                    "own series (history) and would put arm B's figures (capped, or another build) "
+                                    "into the baseline window; run the save without --nvme-ai-ab")
+        try:
+            self.ab.setup(self.run_id, identify)
+        except AbSetupError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def check_outputs(self) -> None:
         """Refuse at configure what would fail after the whole run: report dir, baseline dir, json file."""
@@ -147,7 +165,13 @@ class NvmeAiSession:
         return SessionRecorder(self.record_for(item), config=self.config, profile=st.profile,
                                repeat=self.repeat_for(item), timeout=st.timeout, run_dir=self.outputs.directory,
                                cache=self.cache, aio=st.aio, children=self.children,
-                               engine_reuse=st.engine_reuse, fork_workers=st.fork_workers)
+                               engine_reuse=st.engine_reuse, fork_workers=st.fork_workers, ab=self.ab_plan(item))
+
+    def ab_plan(self, item: pytest.Item) -> TestAb | None:
+        if not self.ab.active:
+            return None
+        rec = self.record_for(item)
+        return self.ab.for_test(rec, self.gate_rules(item), f"{self.run_id} {rec.nodeid}")
 
     def gate_rules(self, item: pytest.Item) -> GateRules:
         try:
@@ -155,10 +179,16 @@ class NvmeAiSession:
         except GateSettingError as exc:
             raise settings.SettingError(str(exc)) from None
 
-    def gate(self, item: pytest.Item) -> GateVerdict | None:
+    def gate(self, item: pytest.Item) -> GateVerdict | AbGate | None:
         """Hand the test's record and its baseline to gate/; the verdict is kept in the record."""
         rec = item.stash.get(RECORD_KEY, None)
-        if rec is None or not rec.metrics:
+        if rec is None:
+            return None
+        if rec.ab is not None:   # an A/B test: its pairs decided (gate.policy.AbGate), not a window of sessions
+            ab = AbGate.of(rec.ab)
+            rec.verdict = ab.verdict
+            return ab
+        if not rec.metrics:
             return None
         bfile = self.baselines.file(rec.target.label) if rec.target else None
         test = GateSubject(rec.key, rec.nodeid, dict(rec.metrics), jsonable(rec.params), self.settings.profile_name,
@@ -202,6 +232,7 @@ class NvmeAiSession:
     def release(self) -> None:
         """Private dirs, locks and the history store (idempotent; also run at unconfigure)."""
         self.targets.release()
+        self.ab.release()
         self.history.close()
 
 

@@ -9,6 +9,7 @@ from pytest_nvme_ai.core.metrics import format_value
 from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.gate.window import MIN_SESSIONS
 from pytest_nvme_ai.run.environment import fio_version
+from pytest_nvme_ai.run.ab import ab_ratio_text
 from pytest_nvme_ai.run.records import TestRecord
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ def header_lines(s: "NvmeAiSession") -> list[str]:
     st = s.settings
     lines = [f"nvme-ai: profile {st.profile_name}, tolerance {st.tolerance:g}%, run {s.run_id}, "
              f"fio {fio_version() or 'not found (apt-get install fio)'}"]
+    lines.extend(s.ab.describe())
     for t in s.targets:
         summary = t.device.summary() if t.device is not None else "device unknown"
         lines.append(f"nvme-ai target {t.id}: {t.path}{' (embedded default)' if t.embedded else ''} -> {summary}")
@@ -80,7 +82,7 @@ def iter_table_rows(records: list[TestRecord]) -> Iterator[Row]:
             yield rec.nodeid, f"{len(rec.comparisons)} metrics", "-", "-", "-", "-", "new"
             continue
         for c in rec.comparisons:
-            if not c.gated and c.verdict in ("pass", "new", "incomparable"):
+            if not c.gated and c.verdict in ("pass", "new", "incomparable", "unknown"):
                 continue
             base = format_value(c.baseline, c.unit) if c.baseline is not None else "-"
             now = format_value(c.now, c.unit)
@@ -102,13 +104,15 @@ def write_summary(tr: Any, session: "NvmeAiSession") -> None:
             cells = list(r)
             if len(cells[0]) > widths[0]:
                 cells[0] = "…" + cells[0][-(widths[0] - 1):]
-            tr.write_line(fmt.format(*cells), red=r[6] == "regression", green=r[6] == "improvement")
+            tr.write_line(fmt.format(*cells), red=r[6] == "regression", green=r[6] == "improvement",
+                          yellow=r[6] == "unknown")
         if any(r[5].endswith("!") for r in rows):
             tr.write_line("min det. = the smallest change the gate catches 9 times in 10 on this runner (from the "
                           "baseline window); '!' = the drift between sessions hides a change of the tolerance's "
                           "size (more repetitions, a longer run or a quieter runner)")
-    else:
+    elif not any(r.ab for r in session.records.values()):
         tr.write_line("no measured metrics in this run")
+    write_ab_table(tr, list(session.records.values()))
     for line in rigor_lines(list(session.records.values())):
         tr.write_line(line, yellow=True)
     improvements = [r for r in rows if r[6] == "improvement"]
@@ -157,3 +161,44 @@ def rigor_lines(records: list[TestRecord]) -> list[str]:
         crit = steady[0].extra[QualExtra.STEADY_STATE].get("criterion")
         lines.append(f"steady state: {n} of {len(steady)} point(s) steady ({crit})")
     return lines
+
+
+AB_HEAD: tuple[str, ...] = ("test", "metric", "B/A [interval]", "band", "pairs", "noise", "verdict")
+AB_COLOURS = {"worse": "red", "unknown": "yellow", "same": "green", "better": "green"}
+
+
+def ab_rows(records: list[TestRecord]) -> list[tuple[str, ...]]:
+    """One row per A/B test and decided metric (a test with several fio points: one per point)."""
+    rows: list[tuple[str, ...]] = []
+    for rec in records:
+        for point in (rec.ab or {}).get("points") or []:
+            for name, d in (point.get("metrics") or {}).items():
+                label = rec.nodeid + (f" [{point['label']}]" if len(rec.ab["points"]) > 1 else "")  # type: ignore[index]
+                noise = d.get("noise_pct")
+                rows.append((label, name, ab_ratio_text(d), f"±{d.get('tolerance', 0):g}%", str(d.get("pairs")),
+                             "-" if noise is None else f"{noise:.1f}%", str(d.get("verdict"))))
+    return rows
+
+
+def write_ab_table(tr: Any, records: list[TestRecord]) -> None:
+    """The A/B table: per test and metric the ratio B/A with its interval, the band, pairs and verdict."""
+    rows = ab_rows(records)
+    if not rows:
+        return
+    first = next(r.ab for r in records if r.ab)
+    tr.write_line(f"A/B ({first.get('describe')}; arm B as configured"
+                  f"{', reads capped at ' + format(first['read_cap_b'], 'g') if first.get('read_cap_b') else ''}):")
+    widths = [min(70, max(len(r[i]) for r in rows + [AB_HEAD])) for i in range(len(AB_HEAD))]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    tr.write_line(fmt.format(*AB_HEAD))
+    for r in rows:
+        cells = list(r)
+        if len(cells[0]) > widths[0]:
+            cells[0] = "…" + cells[0][-(widths[0] - 1):]
+        colour = AB_COLOURS.get(r[6], "yellow")
+        tr.write_line(fmt.format(*cells), **{colour: True})
+    unknown = [r for r in rows if r[6] == "unknown"]
+    if unknown:
+        tr.write_line(f"{len(unknown)} A/B check(s) unknown: the budget ran out before the interval left or fit "
+                      "the band (results.json says about how many pairs would decide); raise --nvme-ai-ab-budget, "
+                      "or use a quieter runner", yellow=True)

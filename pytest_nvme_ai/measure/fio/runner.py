@@ -15,15 +15,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from pytest_nvme_ai.core import procutil
+from pytest_nvme_ai.core.ab_protocol import plan_of
 from pytest_nvme_ai.core.cache import CacheKey, SessionCache
 from pytest_nvme_ai.measure.fio.job import (DirectIOUnsupported, FioError, FioJob, FioResult, combine_results, format_size, format_time,
                       parse_fio_json, parse_size)
 from pytest_nvme_ai.core.fsutil import ensure_inside
 from pytest_nvme_ai.core.text import tail
-from pytest_nvme_ai.measure.fio import hostbound, steady
+from pytest_nvme_ai.measure.fio import ab, hostbound, steady
 from pytest_nvme_ai.measure.fio.steady import SteadyPolicy
 
 if TYPE_CHECKING:
@@ -76,10 +77,12 @@ def _tail(text: str, lines: int = 20) -> str:
 
 
 def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem: str | None = None,
-            check_direct: bool = True, wrap: Sequence[str] = ()) -> FioResult:
+            check_direct: bool = True, wrap: Sequence[str] = (), exe: str | None = None,
+            env: Mapping[str, str] | None = None) -> FioResult:
     """Run one job from a job file saved in artifact_dir; raise FioError with fio's words on failure.
-    `wrap` prefixes the command (measure.throttle: join a capped cgroup first)."""
-    exe = find_fio()
+    `wrap` prefixes the command (measure.throttle: join a capped cgroup first); `exe` is another fio binary
+    and `env` extra environment variables (arm A of an A/B session)."""
+    exe = exe or find_fio()
     if exe is None:
         raise FioError(MISSING_REASON)
     if job.direct and check_direct:
@@ -90,7 +93,7 @@ def run_fio(job: FioJob, workdir: Path, artifact_dir: Path, timeout: float, stem
     output.unlink(missing_ok=True)
     argv = [*wrap, exe, "--output-format=json+", f"--output={output}", str(jobfile)]
     try:
-        rc, out, err = procutil.run(argv, timeout, cwd=workdir)
+        rc, out, err = procutil.run(argv, timeout, cwd=workdir, env={**os.environ, **env} if env else None)
     except subprocess.TimeoutExpired:
         raise FioError(f"fio timed out after {timeout:g} s running {jobfile}; the job or the drive hung "
                        f"(raise the limit with --nvme-ai-timeout)") from None
@@ -173,11 +176,23 @@ class FioRunner:
         with its metrics ungated. SMART is sampled meanwhile where the drive allows (measure/health.py),
         and each repetition's CPU use is judged for host-bound figures (measure/fio/hostbound.py).
         """
-        from pytest_nvme_ai.measure.health import sampler_for
-
         n = repeat if repeat is not None else self.recorder.repeat
         if n < 1:
             raise ValueError(f"repeat={n} must be at least 1")
+        plan = plan_of(self.recorder)
+        if plan is not None and record:
+            if plan.overrides is not None:      # A/B: pairs of one repetition per arm, until decided (fio/ab.py)
+                with _skip_without_direct_io():
+                    return ab.run_pairs(self, job, plan, steady_state, wrap, FIO_CALLS)
+            if plan.read_cap is not None:       # the run as configured, capped (fio/ab.py)
+                with _skip_without_direct_io(), ab.capped(self, self.complete(job), plan.read_cap, FIO_CALLS) as cap:
+                    return self._run_plain(job, n, record, steady_state, [*cap.wrap, *wrap])
+        return self._run_plain(job, n, record, steady_state, wrap)
+
+    def _run_plain(self, job: FioJob, n: int, record: bool, steady_state: SteadyPolicy | None,
+                   wrap: Sequence[str]) -> FioResult:
+        from pytest_nvme_ai.measure.health import sampler_for
+
         job = self.complete(job)
         if steady_state is not None:
             job = with_steady_state(job, steady_state)
@@ -386,3 +401,7 @@ def _split_among_jobs(job: FioJob, total: int) -> FioJob:
     if per_job < job.bs_bytes:
         raise ValueError(f"file of {format_size(total)} is too small to give {job.numjobs} jobs one bs={job.bs} each")
     return replace(job, size=per_job, offset_increment=per_job)
+
+
+# What measure/fio/ab.py (A/B pairs, the read cap) calls back into: handed in, so it never imports this module.
+FIO_CALLS = ab.FioCalls(run_fio, find_fio, with_steady_state, FioRunner)

@@ -22,7 +22,7 @@ from pytest_nvme_ai.core.registry import submodules
 from pytest_nvme_ai.run.settings.base import Setting, SettingError
 
 __all__ = ["BY_NAME", "SETTINGS", "Setting", "SettingError", "add_options", "parse_marker_value", "resolve",
-           "resolve_path"]
+           "resolve_path", "source_of"]
 
 
 def _collect() -> tuple[Setting, ...]:
@@ -64,12 +64,24 @@ def _raw(config: pytest.Config, s: Setting) -> tuple[str, Any]:
         return f"command line {s.option}", cli
     env = os.environ.get(s.envvar) if s.env else None
     if env not in (None, ""):
-        return f"environment variable {s.envvar}", (env.split(os.pathsep) if s.kind == "list" else env)
+        if s.kind != "list":
+            return f"environment variable {s.envvar}", env
+        try:
+            values = s.split_env(env) if s.split_env is not None else env.split(os.pathsep)
+        except ValueError as exc:
+            raise SettingError(f"pytest-nvme-ai: bad value {env!r} for {s.name} from environment variable "
+                               f"{s.envvar}: {exc}") from None
+        return f"environment variable {s.envvar}", values
     try:
         ini = config.getini(s.ini)
     except ValueError as exc:  # pytest's own bool parsing of an ini value
         raise SettingError(f"pytest-nvme-ai: bad value for {s.name} from ini key {s.ini}: {exc}") from None
     if ini not in (None, "", []):
+        if s.kind == "list" and s.split_env is not None:   # each ini line may hold several values
+            try:
+                ini = [v for line in ini for v in s.split_env(str(line))]
+            except ValueError as exc:
+                raise SettingError(f"pytest-nvme-ai: bad value for {s.name} from ini key {s.ini}: {exc}") from None
         return f"ini key {s.ini}", ini
     return "default", None
 
@@ -88,6 +100,11 @@ def resolve(config: pytest.Config, name: str) -> Any:
         return s.parse(raw)
     except (ValueError, TypeError) as exc:
         raise SettingError(f"pytest-nvme-ai: bad value {raw!r} for {name} from {source}: {exc}") from None
+
+
+def source_of(config: pytest.Config, name: str) -> str:
+    """Where a setting's value comes from ("command line --nvme-ai-x", "environment variable ...", "default")."""
+    return _raw(config, BY_NAME[name])[0]
 
 
 def resolve_path(config: pytest.Config, name: str) -> Path | None:

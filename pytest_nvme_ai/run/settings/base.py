@@ -16,6 +16,9 @@ class Setting:
     kind: str = "value"  # value | list | flag
     metavar: str | None = None
     env: bool = True
+    # How a list setting's env var is split into values (default: os.pathsep, as for targets);
+    # --nvme-ai-ab splits like a shell (core.arms.split_ab_text: aio JSON holds commas and colons).
+    split_env: Callable[[str], list[str]] | None = None
 
     @property
     def option(self) -> str:

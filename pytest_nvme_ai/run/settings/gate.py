@@ -28,6 +28,7 @@ SETTINGS = (
     Setting("baseline_window", "sessions kept per baseline entry (default 10): --nvme-ai-save-baseline appends this "
             "session and drops the oldest beyond N; the gate uses the drift between them once there are 5.",
             positive_int, 10, metavar="N"),
-    Setting("strict", "treat a baseline from a different device fingerprint as an error instead of 'incomparable'.",
+    Setting("strict", "treat a baseline from a different device fingerprint as an error instead of 'incomparable', "
+            "and fail a test whose gate (window or A/B) reads 'unknown'.",
             boolean, False, kind="flag"),
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_nvme_ai.core.arms import ArmError, ArmOverrides, parse_ab
 from pytest_nvme_ai.core.profiles import PROFILES, Profile
 # The package module, not names from it: this module is imported while the package collects its
 # declarations (settings/__init__.py's submodules()), before `resolve` exists; its attributes are read at call time.
@@ -49,10 +50,18 @@ class RunSettings:
     history: StoreChoice
     argv: tuple[str, ...]             # the invocation's arguments, unredacted: redact where recorded
     collect_only: bool
+    ab: ArmOverrides | None = None    # --nvme-ai-ab: arm A's overrides; None: no A/B
+    ab_budget: float | None = None    # --nvme-ai-ab-budget seconds per test; None: the profile's
+    read_cap: float | None = None     # --nvme-ai-read-cap fraction (arm B only in A/B mode)
+    ab_order: str = "random"          # --nvme-ai-ab-order: random | abba
 
     @property
     def profile(self) -> Profile:
         return PROFILES[self.profile_name]
+
+    @property
+    def ab_budget_s(self) -> float:
+        return self.ab_budget if self.ab_budget is not None else self.profile.ab_budget_s
 
 
 def run_settings(config: pytest.Config) -> RunSettings:
@@ -69,8 +78,21 @@ def run_settings(config: pytest.Config) -> RunSettings:
         fork_workers=bool(s.resolve(config, "fork_workers")), report_dir=report_dir, baseline_dir=baseline_dir,
         benchmark_json=s.resolve_path(config, "benchmark_json"), targets=tuple(s.resolve(config, "target")),
         history=store_choice(config, report_dir), argv=tuple(str(a) for a in config.invocation_params.args),
-        collect_only=bool(config.option.collectonly),
+        collect_only=bool(config.option.collectonly), ab=ab_overrides(config), ab_budget=s.resolve(config, "ab_budget"),
+        read_cap=s.resolve(config, "read_cap"), ab_order=s.resolve(config, "ab_order"),
     )
+
+
+def ab_overrides(config: pytest.Config) -> ArmOverrides | None:
+    """--nvme-ai-ab's values together (each was checked alone by its parser): same twice, same with overrides."""
+    values = s.resolve(config, "ab")
+    if not values:
+        return None
+    source = s.source_of(config, "ab")
+    try:
+        return parse_ab(values, source=f"pytest-nvme-ai: {source}")
+    except ArmError as exc:
+        raise s.SettingError(str(exc)) from None
 
 
 def store_choice(config: pytest.Config, report_dir: Path) -> StoreChoice:
