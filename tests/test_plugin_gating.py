@@ -175,6 +175,8 @@ def test_junit_properties_carry_verdict_and_metrics(demo: pytest.Pytester) -> No
     xml = (demo.path / "junit.xml").read_text()
     assert 'name="nvme_ai.verdict" value="unknown"' in xml   # one-session window: the drift is unknown
     assert 'name="nvme_ai.bw"' in xml
+    assert 'name="nvme_ai.bw.baseline"' in xml and 'name="nvme_ai.bw.delta_pct"' in xml
+    assert 'name="nvme_ai.bw.tolerance_pct"' in xml
 
 
 def test_promote_and_show(demo: pytest.Pytester) -> None:

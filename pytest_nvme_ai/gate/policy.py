@@ -131,6 +131,12 @@ class GateVerdict:
         for c in self.comparisons:
             out.append((f"nvme_ai.{c.metric}", c.now))
             out.append((f"nvme_ai.{c.metric}.verdict", c.verdict))
+            if c.baseline is not None:   # what CI dashboards show next to a failure: baseline, delta, tolerance
+                out.append((f"nvme_ai.{c.metric}.baseline", c.baseline))
+            if c.delta is not None:
+                out.append((f"nvme_ai.{c.metric}.delta_pct", round(c.delta * 100, 2)))
+            out.append((f"nvme_ai.{c.metric}.tolerance_pct", c.tolerance))
+            out.append((f"nvme_ai.{c.metric}.unit", c.unit))
             if c.min_detectable_change is not None:
                 out.append((f"nvme_ai.{c.metric}.min_detectable_change_pct", round(c.min_detectable_change, 2)))
         if self.verdict:

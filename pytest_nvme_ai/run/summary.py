@@ -31,6 +31,7 @@ def header_lines(s: "NvmeAiSession") -> list[str]:
         lines.append(_baseline_line(s, t))
         lines.extend(f"nvme-ai WARNING {t.id}: {w}" for w in target_warnings(t, s.targets.leftovers.get(t.label, [])))
         lines.extend(f"nvme-ai WARNING {w}" for w in s.baselines.gate_warnings if w.startswith(f"{t.id}: "))
+    lines.extend(f"nvme-ai WARNING {w}" for w in s.targets.cgroup_leftovers)
     return lines
 
 
@@ -49,7 +50,7 @@ def warning_lines(s: "NvmeAiSession") -> list[str]:
     """The header's warnings alone (for -q, where pytest prints no header)."""
     lines = [f"nvme-ai WARNING {t.id}: {w}" for t in s.targets
              for w in target_warnings(t, s.targets.leftovers.get(t.label, []))]
-    return lines + [f"nvme-ai WARNING {w}" for w in s.baselines.gate_warnings]
+    return lines + [f"nvme-ai WARNING {w}" for w in (*s.targets.cgroup_leftovers, *s.baselines.gate_warnings)]
 
 
 def target_warnings(t: Target, leftovers: list[str]) -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 from pytest_nvme_ai.core.redact import redact_argv
 from pytest_nvme_ai.core.targets import Target, TargetError, make_labels, validate_target_dir
 from pytest_nvme_ai.measure.device import identify, read_smart
+from pytest_nvme_ai.measure.throttle import clear_leftovers
 from pytest_nvme_ai.run.locks import SessionLock, claim, other_sessions
 from pytest_nvme_ai.run.records import jsonable
 
@@ -24,6 +25,7 @@ class TargetSet(Sequence[Target]):
         self.locks: list[SessionLock] = []
         self.leftovers: dict[str, list[str]] = {}   # target label -> private dirs of dead sessions
         self.smart_before: dict[str, Any] = {}
+        self.cgroup_leftovers: list[str] = []       # cgroups of dead runs, named and removed at start
 
     @overload
     def __getitem__(self, i: int) -> Target: ...
@@ -47,6 +49,8 @@ class TargetSet(Sequence[Target]):
         for p, label in zip(paths, labels):
             self._targets.append(Target(path=p, label=label, run_id=run_id, embedded=embedded, device=identify(p)))
         self.claim(info)
+        # A run killed with -9 leaves its (empty) throttle/accounting cgroups behind: name and remove them now.
+        self.cgroup_leftovers = clear_leftovers()
         self.smart_before = self.read_smart()
 
     def claim(self, info: dict[str, Any]) -> None:
