@@ -28,14 +28,17 @@ def test_real_fio_slowdown_fails_exactly_the_measuring_test(pytester: pytest.Pyt
     pytester._monkeypatch.setenv("CAP_RATE", "64M")
     saved = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--nvme-ai-save-baseline")
     saved.assert_outcomes(passed=1)
-    pytester._monkeypatch.setenv("CAP_RATE", "32M")
+    # A quarter of the rate: far beyond the short window's assumed drift (48%) even when a busy machine
+    # delivers the first cap only in part (64M has read as 31-67 MB/s under load).
+    pytester._monkeypatch.setenv("CAP_RATE", "16M")
     r = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     r.assert_outcomes(failed=1)
-    r.stdout.fnmatch_lines(["*bw REGRESSION: baseline 6*MB/s, now 3*MB/s, delta -50.*%*"])
+    r.stdout.fnmatch_lines(["*bw REGRESSION: baseline * MB/s, now * MB/s, delta -*% (worse; higher is better)*"])
     data = json.loads((pytester.path / "reports" / "latest" / "results.json").read_text())
     (test,) = data["tests"]
     assert test["verdict"] == "regression"
     bw = test["baseline"]["metrics"]["bw"]
+    assert bw["delta"] < -0.5
     assert bw["method"] == "mann-whitney-u" and bw["n_now"] == 3
     # the fio job file that a person can rerun by hand is kept with the run
     assert any(label.startswith("fio job") for label in test["artifacts"])
