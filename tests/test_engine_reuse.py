@@ -286,3 +286,16 @@ def test_without_fork_for_the_worker_is_execd(tmp_path: Path) -> None:
     pool = EnginePool(max_alive=1)
     msg = pool.run("A", _hook_job("crash"), timeout=120, swap_dir=None, estimate=0, fork_for=None)
     assert msg["outcome"] == "error" and msg["worker_forked"] is False
+
+
+def test_fork_server_registers_once_so_the_pool_always_closes_before_it() -> None:
+    """Every forked worker holds the server's alive pipe: the server can end only after the pool ended its
+    workers. A later test's start re-registering the server ahead of the pool hung the session's end."""
+    from pytest_nvme_ai.core.lifecycle import ChildRegistry
+    from pytest_nvme_ai.measure.deepspeed.forkserver import REGISTRY_NAME, ForkServer
+
+    reg, server = ChildRegistry(), ForkServer()
+    server.register(reg)
+    reg.register("engine pool", lambda: None)
+    server.register(reg)                     # the next test's prepare(): must not move it ahead of the pool
+    assert reg.names() == [REGISTRY_NAME, "engine pool"]   # closed newest first: the pool, then the server

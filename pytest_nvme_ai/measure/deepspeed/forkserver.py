@@ -135,18 +135,20 @@ class ForkServer:
         return why
 
     def register(self, registry: ChildRegistry) -> None:
-        """Let the session stop the server at its end (idempotent; harmless before it starts)."""
-        registry.register(REGISTRY_NAME, self.close)
+        """Let the session stop the server at its end (idempotent; harmless before it starts).
+
+        Registered once per registry, at its first start: the registry closes newest first, and every
+        worker forked from the server holds the server's "alive" pipe, so the server can only end after
+        the pool (which re-registers at every case) has ended its workers. Re-registering the server at a
+        later test's start would put it ahead of the pool and its stop would wait on live workers."""
+        if REGISTRY_NAME not in registry.names():
+            registry.register(REGISTRY_NAME, self.close)
 
     def close(self) -> None:
         """Stop the server if this process started it; a later session starts a fresh one. Idempotent."""
         if self._env is None:
             return
-        from multiprocessing import forkserver
-
-        stop = getattr(forkserver._forkserver, "_stop", None)  # private, but the only stop there is
-        if stop is not None:
-            stop()
+        _stop_server()
         self._env, self.first_fork_s, self.broken = None, None, None
 
     def _ensure_running(self, env: Mapping[str, str], preload: Sequence[str]) -> Any:
@@ -197,3 +199,38 @@ def fork_server() -> ForkServer:
     if server is None:
         server = _SERVER["server"] = ForkServer()
     return server
+
+
+STOP_WAIT_S = 10.0   # a server whose forked workers still run does not end by itself: it is killed after this
+
+
+def _stop_server() -> None:
+    """multiprocessing's own stop (`ForkServer._stop`) closes the server's alive pipe and then waits for it
+    with no limit; a worker still alive (it holds a copy of that pipe) makes that wait endless and hangs the
+    session's end. Same steps here, with a limit: then the server is killed (its workers are in sessions of
+    their own and are ended by the pool)."""
+    import signal
+    from multiprocessing import forkserver, util
+
+    fs: Any = forkserver._forkserver   # private (typeshed has none of its fields), but the only handle there is
+    pid = getattr(fs, "_forkserver_pid", None)
+    if pid is None:
+        return
+    if fs._forkserver_alive_fd is not None:
+        os.close(fs._forkserver_alive_fd)
+        fs._forkserver_alive_fd = None
+    deadline = time.monotonic() + STOP_WAIT_S
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.05)
+    fs._forkserver_pid = None
+    address = fs._forkserver_address
+    if address is not None and not util.is_abstract_socket_namespace(address):
+        try:
+            os.unlink(address)
+        except FileNotFoundError:
+            pass
+    fs._forkserver_address = None
