@@ -8,7 +8,7 @@ from pytest_nvme_ai.core.extras import QualExtra
 from pytest_nvme_ai.core.metrics import format_value
 from pytest_nvme_ai.core.targets import Target
 from pytest_nvme_ai.gate.window import MIN_SESSIONS
-from pytest_nvme_ai.run.environment import fio_version
+from pytest_nvme_ai.run import environment   # looked up at call time: a conftest may stand in for fio_version
 from pytest_nvme_ai.run.ab import ab_ratio_text
 from pytest_nvme_ai.run.records import TestRecord
 
@@ -23,7 +23,7 @@ HEAD: Row = ("test", "metric", "baseline", "now", "delta", "min det.", "verdict"
 def header_lines(s: "NvmeAiSession") -> list[str]:
     st = s.settings
     lines = [f"nvme-ai: profile {st.profile_name}, tolerance {st.tolerance:g}%, run {s.run_id}, "
-             f"fio {fio_version() or 'not found (apt-get install fio)'}"]
+             f"fio {environment.fio_version() or 'not found (apt-get install fio)'}"]
     lines.extend(s.ab.describe())
     for t in s.targets:
         summary = t.device.summary() if t.device is not None else "device unknown"
